@@ -11,15 +11,19 @@ def clip_l2(x: np.ndarray, max_norm: float, axis: int | tuple[int, ...] | None =
     Slices already inside the ball are returned unchanged (factor ``min(1, C / ||x||)``).
     ``axis=None`` clips the whole array as one vector; for per-example clipping of a batch of
     flattened gradients ``g`` of shape (batch, dim) use ``clip_l2(g, C, axis=1)``.
+    ``max_norm=np.inf`` disables clipping. Returns a new array; ``x`` is not modified.
     """
-    if not np.isfinite(max_norm) or max_norm <= 0:
-        raise ValueError(f"max_norm must be a positive finite number, got {max_norm!r}")
+    max_norm = float(max_norm)
+    if not max_norm > 0:  # also rejects NaN
+        raise ValueError(f"clip_l2: max_norm must be > 0 (got {max_norm}); use np.inf to disable clipping")
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
-    norms = np.sqrt(np.sum(np.square(x), axis=axis, keepdims=axis is not None))
-    factor = np.minimum(1.0, max_norm / np.maximum(norms, np.finfo(x.dtype).tiny))
-    return x * factor.astype(x.dtype)
+    if np.isinf(max_norm):
+        return x.copy()
+    norms = np.sqrt(np.sum(np.square(x, dtype=np.float64), axis=axis, keepdims=True))
+    factor = np.minimum(1.0, max_norm / np.maximum(norms, 1e-300))
+    return (x * factor).astype(x.dtype, copy=False)
 
 
 def l2_norms(x: np.ndarray, axis: int | tuple[int, ...] | None = -1) -> np.ndarray:
