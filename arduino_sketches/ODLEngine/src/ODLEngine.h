@@ -1,0 +1,12 @@
+// ODLEngine.h - umbrella header of the ODLEngine Arduino library.
+#ifndef ODLENGINE_H
+#define ODLENGINE_H
+
+#include "odl_types.h"
+#include "odl_kernels.h"
+#include "odl_head.h"
+#include "odl_blob.h"
+#include "odl_storage.h"
+#include "odl_engine.h"
+
+#endif  // ODLENGINE_H

@@ -1,0 +1,253 @@
+#include "odl_head.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "odl_rng.h"
+
+namespace odl {
+
+const char* status_str(int status) {
+  switch (status) {
+    case kOk: return "ok";
+    case kErrNotBegun: return "engine not started: call begin(model) first";
+    case kErrBadArgument: return "bad argument (null pointer, zero size or out of range)";
+    case kErrFeatureDim: return "model feature_dim differs from the engine's FeatureDim";
+    case kErrTooManyClasses: return "too many classes: raise MaxClasses (ODL_MAX_CLASSES)";
+    case kErrArenaTooSmall: return "activation arena too small: use ODL_ARENA_FLOATS";
+    case kErrBadModel: return "model layer list is inconsistent: regenerate odl_model_data.h";
+    case kErrBadLabel: return "label out of range: add the class first";
+    case kErrNoSamples: return "no samples: record some first";
+    case kErrBufferTooSmall: return "output buffer too small for the weights blob";
+    case kErrBlobMagic: return "weights blob: bad magic (not ODLW)";
+    case kErrBlobVersion: return "weights blob: unsupported format version or dtype";
+    case kErrBlobSize: return "weights blob: length does not match its header";
+    case kErrBlobCrc: return "weights blob: CRC32 mismatch (corrupted)";
+    case kErrBlobShape: return "weights blob: feature_dim or class count does not fit this engine";
+    case kErrStorageIo: return "storage refused an erase/write/read";
+    case kErrStorageEmpty: return "storage holds no valid weights";
+    case kErrStorageTooSmall: return "weights record larger than a storage slot";
+    case kErrDuplicateClass: return "class name already exists";
+    default: return "unknown error";
+  }
+}
+
+static void copy_name(char* dst, const char* src) {
+  memset(dst, 0, kClassNameBytes);
+  if (!src) return;
+  for (uint16_t i = 0; i + 1 < kClassNameBytes && src[i]; ++i) dst[i] = src[i];
+}
+
+void head_load_initial(HeadView& h, const ModelSpec& spec) {
+  const uint32_t fd = h.feature_dim;
+  memset(h.W, 0, sizeof(float) * h.max_classes * fd);
+  memset(h.b, 0, sizeof(float) * h.max_classes);
+  memset(h.vW, 0, sizeof(float) * h.max_classes * fd);
+  memset(h.vb, 0, sizeof(float) * h.max_classes);
+  memset(h.names, 0, (size_t)kClassNameBytes * h.max_classes);
+  h.num_classes = spec.num_classes;
+  for (uint16_t c = 0; c < spec.num_classes; ++c) {
+    copy_name(h.names[c], spec.class_names[c]);
+    memcpy(h.W + c * fd, spec.head_weights + c * fd, sizeof(float) * fd);
+    h.b[c] = spec.head_bias[c];
+  }
+}
+
+int head_add_class(HeadView& h, const char* name) {
+  if (!name || !name[0]) return kErrBadArgument;
+  char tmp[kClassNameBytes];
+  copy_name(tmp, name);
+  for (uint16_t c = 0; c < h.num_classes; ++c)
+    if (memcmp(tmp, h.names[c], kClassNameBytes) == 0) return kErrDuplicateClass;
+  if (h.num_classes >= h.max_classes) return kErrTooManyClasses;
+  const uint16_t c = h.num_classes;
+  memcpy(h.names[c], tmp, kClassNameBytes);
+  memset(h.W + (uint32_t)c * h.feature_dim, 0, sizeof(float) * h.feature_dim);
+  memset(h.vW + (uint32_t)c * h.feature_dim, 0, sizeof(float) * h.feature_dim);
+  h.b[c] = 0.0f;
+  h.vb[c] = 0.0f;
+  h.num_classes = (uint16_t)(c + 1);
+  return c;
+}
+
+// Writes softmax(W x + b) into h.probs and returns log-sum-exp of the logits
+// (so cross-entropy = lse - logit[y]); *argmax receives the predicted class.
+static float forward_lse(HeadView& h, const float* x, int* argmax) {
+  const uint16_t nc = h.num_classes, fd = h.feature_dim;
+  float* z = h.probs;
+  float zmax = -INFINITY;
+  int best = 0;
+  for (uint16_t c = 0; c < nc; ++c) {
+    const float* w = h.W + (uint32_t)c * fd;
+    float acc = h.b[c];
+    for (uint16_t f = 0; f < fd; ++f) acc += w[f] * x[f];
+    z[c] = acc;
+    if (acc > zmax) { zmax = acc; best = c; }
+  }
+  float sum = 0.0f;
+  for (uint16_t c = 0; c < nc; ++c) {
+    z[c] = expf(z[c] - zmax);
+    sum += z[c];
+  }
+  const float inv = 1.0f / sum;
+  for (uint16_t c = 0; c < nc; ++c) z[c] *= inv;
+  *argmax = best;
+  return zmax + logf(sum);
+}
+
+int head_forward(HeadView& h, const float* x) {
+  int best = 0;
+  (void)forward_lse(h, x, &best);
+  return best;
+}
+
+Status head_predict(HeadView& h, const float* features, Prediction* out) {
+  if (!features || !out) return kErrBadArgument;
+  if (h.num_classes == 0) return kErrNoSamples;
+  const int best = head_forward(h, features);
+  out->label = (int16_t)best;
+  out->confidence = h.probs[best];
+  out->probs = h.probs;
+  out->num_classes = h.num_classes;
+  return kOk;
+}
+
+void store_clear(StoreView& s, uint32_t seed) {
+  s.count = 0;
+  s.seen = 0;
+  s.session = 0;
+  s.rng_reservoir = rng_seed_reservoir(seed);
+  s.rng_shuffle = rng_seed_shuffle(seed);
+}
+
+Status store_add(StoreView& s, const HeadView& h, const float* features, uint16_t label) {
+  if (!features) return kErrBadArgument;
+  if (label >= h.num_classes) return kErrBadLabel;
+  if (s.capacity == 0) return kErrBadArgument;
+  s.seen++;
+  uint32_t slot;
+  if (s.count < s.capacity) {
+    slot = s.count++;
+  } else {
+    slot = xorshift32(&s.rng_reservoir) % s.seen;
+    if (slot >= s.capacity) return kOk;  // not kept (reservoir)
+  }
+  memcpy(s.features + slot * s.feature_dim, features, sizeof(float) * s.feature_dim);
+  s.labels[slot] = label;
+  s.sessions[slot] = s.session;
+  return kOk;
+}
+
+// Fills s.order with the indices of the samples used; returns how many.
+static uint32_t select_samples(StoreView& s, bool use_replay) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < s.count; ++i)
+    if (use_replay || s.sessions[i] == s.session) s.order[n++] = (uint16_t)i;
+  return n;
+}
+
+Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallback cb, void* user) {
+  if (cfg.batch_size == 0 || cfg.epochs == 0 || !(cfg.lr > 0.0f) || cfg.momentum < 0.0f ||
+      cfg.momentum >= 1.0f || cfg.weight_decay < 0.0f || cfg.mode > kTrainBiasOnly)
+    return kErrBadArgument;
+  if (h.num_classes == 0) return kErrNoSamples;
+  const uint32_t n = select_samples(s, cfg.use_replay);
+  if (n == 0) return kErrNoSamples;
+  for (uint32_t k = 0; k < n; ++k)
+    if (s.labels[s.order[k]] >= h.num_classes) return kErrBadLabel;
+  const uint16_t nc = h.num_classes, fd = h.feature_dim;
+  const uint32_t nw = (uint32_t)nc * fd;
+  const bool full = cfg.mode == kTrainFull;
+  memset(h.vW, 0, sizeof(float) * nw);
+  memset(h.vb, 0, sizeof(float) * nc);
+  for (uint16_t epoch = 1; epoch <= cfg.epochs; ++epoch) {
+    if (cfg.shuffle) {
+      for (uint32_t i = n - 1; i > 0; --i) {
+        const uint32_t j = xorshift32(&s.rng_shuffle) % (i + 1);
+        const uint16_t t = s.order[i];
+        s.order[i] = s.order[j];
+        s.order[j] = t;
+      }
+    }
+    float loss_sum = 0.0f;
+    uint32_t correct = 0;
+    for (uint32_t start = 0; start < n; start += cfg.batch_size) {
+      const uint32_t end = start + cfg.batch_size < n ? start + cfg.batch_size : n;
+      if (full) memset(h.gW, 0, sizeof(float) * nw);
+      memset(h.gb, 0, sizeof(float) * nc);
+      for (uint32_t k = start; k < end; ++k) {
+        const uint32_t idx = s.order[k];
+        const float* x = s.features + idx * fd;
+        const uint16_t y = s.labels[idx];
+        int pred = 0;
+        const float lse = forward_lse(h, x, &pred);
+        // logit[y] recomputed from probs would lose precision: lse - z_y = -log p_y
+        loss_sum += -logf(h.probs[y] > 1e-30f ? h.probs[y] : 1e-30f);
+        (void)lse;
+        if (pred == y) correct++;
+        h.probs[y] -= 1.0f;  // dL/dz = p - onehot
+        for (uint16_t c = 0; c < nc; ++c) {
+          const float d = h.probs[c];
+          h.gb[c] += d;
+          if (full) {
+            float* g = h.gW + (uint32_t)c * fd;
+            for (uint16_t f = 0; f < fd; ++f) g[f] += d * x[f];
+          }
+        }
+      }
+      const float inv_m = 1.0f / (float)(end - start);
+      if (full) {
+        for (uint32_t i = 0; i < nw; ++i) {
+          const float g = h.gW[i] * inv_m + cfg.weight_decay * h.W[i];
+          h.vW[i] = cfg.momentum * h.vW[i] - cfg.lr * g;
+          h.W[i] += h.vW[i];
+        }
+      }
+      for (uint16_t c = 0; c < nc; ++c) {
+        const float g = h.gb[c] * inv_m;
+        h.vb[c] = cfg.momentum * h.vb[c] - cfg.lr * g;
+        h.b[c] += h.vb[c];
+      }
+    }
+    if (cb) {
+      EpochResult r;
+      r.epoch = epoch;
+      r.loss = loss_sum / (float)n;
+      r.accuracy = (float)correct / (float)n;
+      if (!cb(r, user)) break;
+    }
+  }
+  return kOk;
+}
+
+Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResult* out,
+                     uint16_t* confusion) {
+  if (!out || !confusion) return kErrBadArgument;
+  memset(confusion, 0, sizeof(uint16_t) * h.max_classes * h.max_classes);
+  out->n = 0;
+  out->correct = 0;
+  out->accuracy = 0.0f;
+  out->loss = 0.0f;
+  out->num_classes = h.num_classes;
+  out->stride = h.max_classes;
+  out->confusion = confusion;
+  if (h.num_classes == 0) return kErrNoSamples;
+  float loss = 0.0f;
+  for (uint32_t i = 0; i < s.count; ++i) {
+    if (!use_replay && s.sessions[i] != s.session) continue;
+    const uint16_t y = s.labels[i];
+    if (y >= h.num_classes) return kErrBadLabel;
+    const int pred = head_forward(h, s.features + i * s.feature_dim);
+    loss += -logf(h.probs[y] > 1e-30f ? h.probs[y] : 1e-30f);
+    out->n++;
+    if (pred == y) out->correct++;
+    uint16_t& cell = confusion[(uint32_t)y * h.max_classes + pred];
+    if (cell < 0xFFFF) cell++;
+  }
+  if (out->n == 0) return kErrNoSamples;
+  out->accuracy = (float)out->correct / (float)out->n;
+  out->loss = loss / (float)out->n;
+  return kOk;
+}
+
+}  // namespace odl

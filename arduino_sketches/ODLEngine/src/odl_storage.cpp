@@ -1,0 +1,119 @@
+#include "odl_storage.h"
+
+#include "odl_blob.h"
+
+namespace odl {
+
+static const uint8_t kSlotMagic[4] = {'O', 'D', 'L', 'S'};
+
+static uint32_t rd32(const uint8_t* p) {
+  return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static void wr32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+// Checks one slot's header + blob by streaming it through the CRC (no buffer
+// needed). Returns true and fills seq/len if the slot holds a valid record.
+static bool slot_valid(Storage& s, uint8_t slot, uint32_t* seq, uint32_t* len) {
+  uint8_t hdr[kSlotHeaderBytes];
+  if (!s.read(slot, 0, hdr, sizeof(hdr))) return false;
+  if (memcmp(hdr, kSlotMagic, 4) != 0) return false;
+  const uint32_t n = rd32(hdr + 8);
+  if (n == 0 || n > s.slot_bytes() - kSlotHeaderBytes) return false;
+  uint32_t crc = crc32(hdr + 4, 8);
+  uint8_t buf[64];
+  for (uint32_t off = 0; off < n; off += sizeof(buf)) {
+    const uint32_t k = n - off < sizeof(buf) ? n - off : (uint32_t)sizeof(buf);
+    if (!s.read(slot, kSlotHeaderBytes + off, buf, k)) return false;
+    crc = crc32(buf, k, crc);
+  }
+  if (crc != rd32(hdr + 12)) return false;
+  *seq = rd32(hdr + 4);
+  *len = n;
+  return true;
+}
+
+int storage_newest(Storage& s, uint32_t* seq) {
+  uint32_t q[2] = {0, 0}, n[2] = {0, 0};
+  const bool v0 = slot_valid(s, 0, &q[0], &n[0]);
+  const bool v1 = slot_valid(s, 1, &q[1], &n[1]);
+  int best = -1;
+  if (v0 && v1) best = (int32_t)(q[1] - q[0]) > 0 ? 1 : 0;
+  else if (v0) best = 0;
+  else if (v1) best = 1;
+  if (best >= 0 && seq) *seq = q[best];
+  return best;
+}
+
+Status storage_save(Storage& s, uint8_t* record, uint32_t blob_len) {
+  if (!record || blob_len == 0 || (blob_len & 3u)) return kErrBadArgument;
+  if (blob_len + kSlotHeaderBytes > s.slot_bytes()) return kErrStorageTooSmall;
+  uint32_t seq = 0;
+  const int newest = storage_newest(s, &seq);
+  const uint8_t target = newest == 0 ? 1 : 0;
+  const uint32_t next = newest < 0 ? 1u : seq + 1u;
+  memcpy(record, kSlotMagic, 4);
+  wr32(record + 4, next);
+  wr32(record + 8, blob_len);
+  uint32_t crc = crc32(record + 4, 8);
+  crc = crc32(record + kSlotHeaderBytes, blob_len, crc);
+  wr32(record + 12, crc);
+  if (!s.erase_slot(target)) return kErrStorageIo;
+  if (!s.write(target, 0, record, kSlotHeaderBytes + blob_len)) return kErrStorageIo;
+  uint32_t q = 0, n = 0;
+  if (!slot_valid(s, target, &q, &n) || q != next) return kErrStorageIo;  // read back
+  return kOk;
+}
+
+Status storage_load(Storage& s, uint8_t* record, uint32_t capacity, uint32_t* blob_len) {
+  if (!record || !blob_len) return kErrBadArgument;
+  const int slot = storage_newest(s, nullptr);
+  if (slot < 0) return kErrStorageEmpty;
+  uint8_t hdr[kSlotHeaderBytes];
+  if (!s.read((uint8_t)slot, 0, hdr, sizeof(hdr))) return kErrStorageIo;
+  const uint32_t n = rd32(hdr + 8);
+  if (n + kSlotHeaderBytes > capacity) return kErrBlobShape;
+  if (!s.read((uint8_t)slot, 0, record, kSlotHeaderBytes + n)) return kErrStorageIo;
+  // the slot was validated by streaming; check again what actually landed in RAM
+  uint32_t crc = crc32(record + 4, 8);
+  crc = crc32(record + kSlotHeaderBytes, n, crc);
+  if (crc != rd32(record + 12)) return kErrStorageIo;
+  *blob_len = n;
+  return kOk;
+}
+
+#if defined(ARDUINO_ARCH_MBED)
+
+bool FlashIAPStorage::begin() {
+  if (flash_.init() != 0) return false;
+  const uint32_t start = flash_.get_flash_start();
+  const uint32_t size = flash_.get_flash_size();
+  const uint32_t sector = flash_.get_sector_size(start + size - 1);
+  if (sector == 0) return false;
+  slot_ = (want_ + sector - 1) / sector * sector;
+  if (base_ == 0) base_ = start + size - 2 * slot_;
+  ok_ = base_ >= start && base_ + 2 * slot_ <= start + size;
+  return ok_;
+}
+
+bool FlashIAPStorage::erase_slot(uint8_t slot) {
+  if (!ok_ || slot > 1) return false;
+  return flash_.erase(base_ + slot * slot_, slot_) == 0;
+}
+
+bool FlashIAPStorage::write(uint8_t slot, uint32_t offset, const uint8_t* data, uint32_t len) {
+  if (!ok_ || slot > 1 || offset + len > slot_) return false;
+  const uint32_t page = flash_.get_page_size();
+  if (page == 0 || offset % page || len % page) return false;
+  return flash_.program(data, base_ + slot * slot_ + offset, len) == 0;
+}
+
+bool FlashIAPStorage::read(uint8_t slot, uint32_t offset, uint8_t* data, uint32_t len) {
+  if (!ok_ || slot > 1 || offset + len > slot_) return false;
+  return flash_.read(data, base_ + slot * slot_ + offset, len) == 0;
+}
+
+#endif  // ARDUINO_ARCH_MBED
+
+}  // namespace odl

@@ -1,0 +1,120 @@
+// odl_storage.h - two-slot, CRC-checked storage of the weights blob.
+//
+// A record is  "ODLS" | u32 sequence | u32 blob_len | u32 CRC32(sequence, blob_len, blob) | blob.
+// save() writes the new record into the slot NOT holding the newest valid
+// record (erase, then program in order), so a save interrupted at any byte
+// leaves the previous record intact; load() picks the valid record with the
+// highest sequence number (serial-number arithmetic, wraps safely).
+#ifndef ODL_STORAGE_H
+#define ODL_STORAGE_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "odl_types.h"
+
+namespace odl {
+
+static const uint32_t kSlotHeaderBytes = 16;
+static const uint32_t kSlotOverheadBytes = kSlotHeaderBytes;
+
+// NOR-flash-like storage with two slots. write() may only clear bits of
+// erased (0xFF) bytes; offsets and lengths are multiples of 4.
+class Storage {
+ public:
+  virtual uint32_t slot_bytes() const = 0;
+  virtual bool erase_slot(uint8_t slot) = 0;
+  virtual bool write(uint8_t slot, uint32_t offset, const uint8_t* data, uint32_t len) = 0;
+  virtual bool read(uint8_t slot, uint32_t offset, uint8_t* data, uint32_t len) = 0;
+
+ protected:
+  ~Storage() {}
+};
+
+// record: kSlotHeaderBytes free bytes followed by blob_len bytes of blob
+// (the header is filled in here). blob_len must be a multiple of 4.
+Status storage_save(Storage& s, uint8_t* record, uint32_t blob_len);
+// Reads the newest valid record into record (capacity bytes); *blob_len
+// receives the blob length (blob at record + kSlotHeaderBytes).
+Status storage_load(Storage& s, uint8_t* record, uint32_t capacity, uint32_t* blob_len);
+// Which slot holds the newest valid record (-1: none). seq receives its sequence.
+int storage_newest(Storage& s, uint32_t* seq);
+
+// RAM storage (host builds, qemu, tests). fail_after_bytes simulates a power
+// cut: after that many bytes have been erased or programmed in total, every
+// further byte is refused (erase and write return false, the flash keeps
+// whatever state it reached). A negative value disables the cut.
+template <uint32_t SlotBytes>
+class RamStorage : public Storage {
+ public:
+  RamStorage() { memset(mem_, 0xFF, sizeof(mem_)); }
+  uint32_t slot_bytes() const override { return SlotBytes; }
+  bool erase_slot(uint8_t slot) override {
+    if (slot > 1) return false;
+    for (uint32_t i = 0; i < SlotBytes; ++i) {
+      if (!take()) return false;
+      mem_[slot][i] = 0xFF;
+    }
+    return true;
+  }
+  bool write(uint8_t slot, uint32_t offset, const uint8_t* data, uint32_t len) override {
+    if (slot > 1 || offset + len > SlotBytes || (offset | len) & 3u) return false;
+    for (uint32_t i = 0; i < len; ++i) {
+      if (!take()) return false;
+      mem_[slot][offset + i] &= data[i];  // NOR flash: programming only clears bits
+    }
+    return true;
+  }
+  bool read(uint8_t slot, uint32_t offset, uint8_t* data, uint32_t len) override {
+    if (slot > 1 || offset + len > SlotBytes) return false;
+    memcpy(data, mem_[slot] + offset, len);
+    return true;
+  }
+  void set_fail_after(long bytes) { budget_ = bytes; }
+  uint8_t* raw(uint8_t slot) { return mem_[slot]; }
+
+ private:
+  bool take() {
+    if (budget_ < 0) return true;
+    if (budget_ == 0) return false;
+    --budget_;
+    return true;
+  }
+  uint8_t mem_[2][SlotBytes];
+  long budget_ = -1;
+};
+
+}  // namespace odl
+
+#if defined(ARDUINO_ARCH_MBED)
+#include "FlashIAP.h"
+
+namespace odl {
+
+// Internal flash of the nRF52840 (Nano 33 BLE) through mbed::FlashIAP. The two
+// slots are the last 2 x slot_bytes of flash (slot_bytes is rounded up to the
+// sector size, 4 KB on the nRF52840); pass base_address to place them elsewhere.
+// Keep them clear of the sketch and of any KVStore/TDBStore region.
+class FlashIAPStorage : public Storage {
+ public:
+  explicit FlashIAPStorage(uint32_t slot_bytes = 8192, uint32_t base_address = 0)
+      : want_(slot_bytes), base_(base_address) {}
+  bool begin();
+  uint32_t slot_bytes() const override { return slot_; }
+  bool erase_slot(uint8_t slot) override;
+  bool write(uint8_t slot, uint32_t offset, const uint8_t* data, uint32_t len) override;
+  bool read(uint8_t slot, uint32_t offset, uint8_t* data, uint32_t len) override;
+  uint32_t base_address() const { return base_; }
+
+ private:
+  mbed::FlashIAP flash_;
+  uint32_t want_;
+  uint32_t base_;
+  uint32_t slot_ = 0;
+  bool ok_ = false;
+};
+
+}  // namespace odl
+#endif  // ARDUINO_ARCH_MBED
+
+#endif  // ODL_STORAGE_H
