@@ -5,10 +5,13 @@ import pytest
 from sklearn.datasets import load_digits
 
 from odlkit.head import (
+    EngineShuffle,
     Head,
+    rng_seed_shuffle,
     softmax,
     softmax_cross_entropy,
     softmax_cross_entropy_grad,
+    xorshift32,
     xorshift32_orders,
 )
 
@@ -95,6 +98,30 @@ def test_xorshift_orders_are_deterministic_permutations():
     assert not np.array_equal(a[0], a[1])  # reshuffled every epoch
 
 
+def test_engine_shuffle_state_carries_over_between_train_calls():
+    """Two train calls of 2 epochs on the board draw the same stream as one call of 4 epochs,
+    except that ``order`` restarts from 0..n-1 at each call."""
+    sh = EngineShuffle(seed=7)
+    first = sh.orders(20, 2)
+    second = sh.orders(20, 2)
+    np.testing.assert_array_equal(first, xorshift32_orders(20, 2, seed=7))
+    assert not np.array_equal(second, first)
+    # state after the first call = state after 2 epochs of n=20 (19 draws each)
+    state = rng_seed_shuffle(7)
+    for _ in range(2 * 19):
+        state, _ = xorshift32(state)
+    sh2 = EngineShuffle(7)
+    sh2.state = state
+    np.testing.assert_array_equal(sh2.orders(20, 2), second)
+
+
+def test_rng_seed_matches_engine_formula():
+    assert rng_seed_shuffle(1) == (2654435761 + 1) & 0xFFFFFFFF
+    assert rng_seed_shuffle(0) == 1
+    # xorshift32 of 1: 1 ^ 1<<13 = 8193; ^ >>17 = 8193; ^ <<5 = 8193 ^ 262176 = 270369
+    assert xorshift32(1) == (270369, 270369)
+
+
 def test_head_learns_digits(digits):
     Xtr, ytr, Xte, yte = digits
     head = Head.zeros(64, 10)
@@ -126,9 +153,9 @@ def test_add_class_keeps_old_rows(digits):
 def test_matches_keras_sgd_momentum(digits):
     """Same init, same sequential batches, Keras SGD(momentum) vs Head.fit.
 
-    Keras updates v = mu*v - lr*g; w += v, which equals v' = mu*v' + g; w -= lr*v' for a
-    constant lr. Both run in float32; tolerance 1e-4 absolute on weights of size ~0.1-1 after
-    3 epochs (~110 updates) covers float32 summation-order differences.
+    Keras updates v = mu*v - lr*g; w += v, the same form as the device and Head. Both run in
+    float32; tolerance 1e-4 absolute on weights of size ~0.1-1 after 3 epochs (~110 updates)
+    covers float32 summation-order differences (matmul vs. loops).
     """
     keras = pytest.importorskip("keras")
     Xtr, ytr = digits[0][:300], digits[1][:300]

@@ -14,11 +14,15 @@ Conventions (identical to the engine's ``TrainConfig``):
 - loss = mean softmax cross-entropy over the mini-batch;
 - gradient ``dW = X.T @ (P - Y) / B + weight_decay * W``, ``db = sum(P - Y) / B``
   (no decay on the bias);
-- momentum ``v = momentum * v + g``, then ``param -= lr * v``;
+- momentum ``v = momentum * v - lr * g``, then ``param += v`` (the velocity is zeroed at the
+  start of every ``fit``, like every ``train`` call on the board);
 - ``mode="bias"`` updates only ``b`` (the TinyTL idea), ``W`` stays frozen;
 - the per-epoch loss and accuracy are averaged over the samples of the epoch, each computed
   with the weights *before* its batch's update (what a device can report for free);
-- the last batch of an epoch may be smaller than ``batch_size``.
+- the last batch of an epoch may be smaller than ``batch_size``;
+- the data order: one ``order`` array starts as ``0..n-1`` at every ``fit`` and is shuffled in
+  place at the start of every epoch by Fisher-Yates with the engine's xorshift32 generator
+  (:class:`EngineShuffle`), whose state carries over from one ``fit`` to the next.
 
 numpy only: no TensorFlow import.
 """
@@ -34,6 +38,9 @@ __all__ = [
     "softmax",
     "softmax_cross_entropy",
     "softmax_cross_entropy_grad",
+    "xorshift32",
+    "rng_seed_shuffle",
+    "EngineShuffle",
     "xorshift32_orders",
     "EpochLog",
     "Head",
@@ -106,28 +113,53 @@ def softmax_cross_entropy_grad(W, b, X, y, weight_decay=0.0):
     return loss, dW.astype(_F32), db.astype(_F32)
 
 
-def xorshift32_orders(n, epochs, seed=1):
-    """Per-epoch sample orders of the engine's deterministic shuffle.
+def xorshift32(state):
+    """One step of the engine's generator (``odl_rng.h``): returns ``(new_state, value)``."""
+    x = int(state) & 0xFFFFFFFF
+    x ^= (x << 13) & 0xFFFFFFFF
+    x ^= x >> 17
+    x ^= (x << 5) & 0xFFFFFFFF
+    return x, x
 
-    The engine keeps one xorshift32 state (``x ^= x << 13; x ^= x >> 17; x ^= x << 5``) seeded
-    with ``seed`` (0 is replaced by a fixed non-zero constant) and shuffles ``order`` in place
-    at the start of every epoch with Fisher-Yates from the top: for ``i = n-1 .. 1``,
-    ``j = next() % (i + 1)``, swap. ``order`` starts as ``0..n-1`` and is *not* reset between
-    epochs. Returns an (epochs, n) int array. Prefer the order the board reports when its
-    protocol exposes it; this function documents and reproduces the algorithm.
+
+def rng_seed_shuffle(seed):
+    """The shuffle generator's initial state for an engine seed: ``seed * 2654435761 + 1``."""
+    s = (int(seed) * 2654435761 + 1) & 0xFFFFFFFF
+    return s or 1
+
+
+class EngineShuffle:
+    """The board's per-epoch shuffle, reproduced bit for bit.
+
+    Mirrors ``head_train`` in ``odl_head.cpp``: ``order`` starts as ``0..n-1`` at every train
+    call, then at the start of each epoch ``for i = n-1 .. 1: j = xorshift32() % (i + 1)``,
+    swap ``order[i], order[j]``. The generator state persists across train calls and is reset
+    (from the engine seed, 1 by default) only when the board's store is cleared or reset.
     """
-    state = int(seed) & 0xFFFFFFFF or 0x9E3779B9
-    order = list(range(int(n)))
-    out = np.empty((int(epochs), int(n)), dtype=np.int64)
-    for e in range(int(epochs)):
-        for i in range(n - 1, 0, -1):
-            state ^= (state << 13) & 0xFFFFFFFF
-            state ^= state >> 17
-            state ^= (state << 5) & 0xFFFFFFFF
-            j = state % (i + 1)
-            order[i], order[j] = order[j], order[i]
-        out[e] = order
-    return out
+
+    def __init__(self, seed=1):
+        self.seed = int(seed)
+        self.state = rng_seed_shuffle(seed)
+
+    def orders(self, n, epochs):
+        """The (epochs, n) orders the next train call of ``epochs`` epochs will use."""
+        n, epochs = int(n), int(epochs)
+        order = list(range(n))
+        out = np.empty((epochs, n), dtype=np.int64)
+        state = self.state
+        for e in range(epochs):
+            for i in range(n - 1, 0, -1):
+                state, r = xorshift32(state)
+                j = r % (i + 1)
+                order[i], order[j] = order[j], order[i]
+            out[e] = order
+        self.state = state
+        return out
+
+
+def xorshift32_orders(n, epochs, seed=1):
+    """Orders of a first train call after the board's store was cleared with engine ``seed``."""
+    return EngineShuffle(seed).orders(n, epochs)
 
 
 def confusion_matrix(y_true, y_pred, n_classes):
@@ -261,10 +293,10 @@ class Head:
         loss, dW, db = softmax_cross_entropy_grad(self.W, self.b, X, y, weight_decay)
         mu, lr = _F32(momentum), _F32(lr)
         if mode == "full":
-            self.vW = mu * self.vW + dW
-            self.W = self.W - lr * self.vW
-        self.vb = mu * self.vb + db
-        self.b = self.b - lr * self.vb
+            self.vW = mu * self.vW - lr * dW
+            self.W = self.W + self.vW
+        self.vb = mu * self.vb - lr * db
+        self.b = self.b + self.vb
         return loss, correct
 
     def fit(
@@ -277,8 +309,9 @@ class Head:
         weight_decay=0.0,
         batch_size=8,
         mode="full",
-        order: str | Sequence | np.ndarray | None = "shuffle",
+        order: str | Sequence | np.ndarray | EngineShuffle | None = "shuffle",
         seed=1,
+        reset_momentum=True,
         callback: Callable[[EpochLog], object] | None = None,
         progress=False,
     ) -> list[EpochLog]:
@@ -286,13 +319,14 @@ class Head:
 
         ``order`` fixes the data order, so the host can replay exactly what the board did:
 
-        - ``"shuffle"``: the engine's deterministic xorshift32 shuffle with ``seed``
-          (:func:`xorshift32_orders`);
+        - ``"shuffle"``: the engine's deterministic xorshift32 shuffle, as on a board whose
+          store was just cleared with engine seed ``seed`` (:func:`xorshift32_orders`);
+        - an :class:`EngineShuffle`: continue its generator (for a second train call);
         - ``None`` or ``"sequential"``: ``0..n-1`` every epoch;
         - an (epochs, n) array (or a list of per-epoch permutations): use it as given.
 
         ``callback(EpochLog)`` is called after every epoch; returning ``False`` stops early.
-        Momentum is kept across calls (as on the device); call :meth:`reset_momentum` to clear it.
+        The velocity is zeroed first (``reset_momentum=True``), as the board does on every train call.
         Returns the list of :class:`EpochLog`.
         """
         X, y = _check_xy(self._features(X), y, self.n_classes)
@@ -304,7 +338,11 @@ class Head:
             raise ValueError(f"lr must be a positive number, got {lr}")
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if isinstance(order, str) and order == "shuffle":
+        if reset_momentum:
+            self.reset_momentum()
+        if isinstance(order, EngineShuffle):
+            orders = order.orders(n, epochs)
+        elif isinstance(order, str) and order == "shuffle":
             orders = xorshift32_orders(n, epochs, seed)
         elif order is None or (isinstance(order, str) and order == "sequential"):
             orders = np.tile(np.arange(n), (epochs, 1))
