@@ -1,0 +1,209 @@
+"""The FedAvg server loop, client selection and the per-round history.
+
+One round of :func:`run_fedavg`::
+
+    1. select K clients          (uniform / by data size / only the available ones)
+    2. broadcast w^t             (bytes down = K x 4 D)
+    3. each client trains locally for E epochs from w^t and returns w_k^{t+1}
+    4. stragglers drop out       (their update never arrives)
+    5. compress the updates      u_k = w_k^{t+1} - w^t -> C(u_k)  (bytes up counted exactly)
+    6. aggregate                 delta = aggregator(U, n)   (FedAvg: sum_k n_k/n u_k)
+    7. server step               w^{t+1} = w^t + lr * delta  (+ momentum = FedAvgM)
+
+``clients`` is a list of objects with Flower's client API (``fit``/``evaluate``), run one by
+one, or a :class:`~odlkit.fl.client.ClientPool`, which trains the round's clients as one batch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from odlkit.fl.aggregators import Aggregator, ServerOptimizer, weighted_mean
+from odlkit.fl.client import ClientPool, LoopPool
+from odlkit.fl.compression import ErrorFeedback, get_codec
+
+SELECTION = ("uniform", "size", "all")
+
+
+def select_clients(rng, n_clients: int, k: int, method: str = "uniform", sizes=None, availability=None) -> np.ndarray:
+    """Choose up to ``k`` distinct clients for this round (sorted ids).
+
+    method ``"uniform"``: every available client equally likely; ``"size"``: probability
+    proportional to its number of samples; ``"all"``: every available client.
+    ``availability`` (scalar or (n_clients,)) is the probability that a client is online
+    (charging, on wifi, idle) this round; only online clients can be picked.
+    """
+    if method not in SELECTION:
+        raise ValueError(f"unknown selection method {method!r}; choose one of {SELECTION}")
+    if k < 1:
+        raise ValueError(f"clients per round must be >= 1, got {k}")
+    pool = np.arange(n_clients)
+    if availability is not None:
+        p_on = np.broadcast_to(np.asarray(availability, dtype=float), (n_clients,))
+        pool = pool[rng.random(n_clients) < p_on]
+        if len(pool) == 0:
+            return pool
+    if method == "all" or k >= len(pool):
+        return np.sort(pool)
+    p = None
+    if method == "size":
+        if sizes is None:
+            raise ValueError("selection='size' needs the client sizes")
+        w = np.asarray(sizes, dtype=float)[pool]
+        p = w / w.sum()
+    return np.sort(rng.choice(pool, size=k, replace=False, p=p))
+
+
+@dataclass
+class History:
+    """What happened in each round (lists indexed by round, round 0 = the initial model)."""
+
+    round: list = field(default_factory=list)
+    global_accuracy: list = field(default_factory=list)   # centralized test set (if given)
+    federated_accuracy: list = field(default_factory=list)  # sample-weighted mean of client accuracies
+    client_accuracy: list = field(default_factory=list)   # (n_clients,) per round, NaN if not evaluated
+    train_loss: list = field(default_factory=list)
+    selected: list = field(default_factory=list)
+    reported: list = field(default_factory=list)
+    bytes_up: list = field(default_factory=list)
+    bytes_down: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> np.ndarray:
+        """Global accuracy if a central test set was given, else the federated accuracy."""
+        g = np.array(self.global_accuracy, dtype=float)
+        return g if np.isfinite(g).any() else np.array(self.federated_accuracy, dtype=float)
+
+    @property
+    def megabytes(self) -> np.ndarray:
+        """Cumulative megabytes (10^6 bytes) sent up + down after each round."""
+        return np.cumsum(np.array(self.bytes_up) + np.array(self.bytes_down)) / 1e6
+
+    def rounds_to(self, target: float) -> int | None:
+        """First round whose accuracy reaches ``target`` (None if never)."""
+        hit = np.flatnonzero(self.accuracy >= target)
+        return int(self.round[hit[0]]) if len(hit) else None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["client_accuracy"] = [np.asarray(a).tolist() for a in self.client_accuracy]
+        d["selected"] = [np.asarray(a).tolist() for a in self.selected]
+        return json.loads(json.dumps(d, default=float))
+
+    def summary(self) -> str:
+        acc = self.accuracy
+        return (f"{len(self.round) - 1} rounds, final accuracy {acc[-1]:.3f} (best {np.nanmax(acc):.3f}), "
+                f"{self.megabytes[-1]:.3f} MB sent")
+
+
+def _pool(clients):
+    if isinstance(clients, ClientPool) or hasattr(clients, "fit_many"):
+        return clients
+    return LoopPool(clients)
+
+
+def run_fedavg(clients, init_weights, rounds: int, clients_per_round: int | None = None, *,
+               local_epochs: int = 1, lr: float = 0.1, batch_size: int | None = 32,
+               aggregator: Aggregator = weighted_mean, server_lr: float = 1.0, server_momentum: float = 0.0,
+               selection: str = "uniform", availability=None, dropout=0.0,
+               codec=None, error_feedback: bool = False,
+               evaluate_fn=None, eval_clients: bool = True, eval_every: int = 1,
+               seed: int = 0, progress: bool = False, callback=None) -> tuple[np.ndarray, History]:
+    """Federated Averaging. Returns the final shared weights and a :class:`History`.
+
+    ``init_weights`` is the flat vector of shared parameters. ``evaluate_fn(weights) -> accuracy``
+    (optional) scores the global model on a central test set; ``eval_clients`` also scores it on
+    every client's own data (federated evaluation). ``dropout`` (scalar or per client) is the
+    probability that a selected client never reports back (a straggler past the deadline).
+    ``callback(round, history)`` is called after every round (live plots, widgets).
+    """
+    pool = _pool(clients)
+    N = len(pool)
+    K = N if clients_per_round is None else int(clients_per_round)
+    if not 1 <= K <= N:
+        raise ValueError(f"clients_per_round must be between 1 and the {N} clients, got {clients_per_round}")
+    if rounds < 0:
+        raise ValueError(f"rounds must be >= 0, got {rounds}")
+    w = np.array(init_weights, dtype=np.float32, copy=True)
+    D = w.size
+    codec = get_codec(codec)
+    ef = ErrorFeedback(codec, N, D) if error_feedback else None
+    opt = ServerOptimizer(server_lr, server_momentum)
+    rng = np.random.default_rng([seed, 7919])
+    p_drop = np.broadcast_to(np.asarray(dropout, dtype=float), (N,))
+    sizes = pool.sizes
+    hist = History(config=dict(rounds=rounds, clients=N, clients_per_round=K, local_epochs=local_epochs, lr=lr,
+                               batch_size=batch_size, aggregator=getattr(aggregator, "__name__", str(aggregator)),
+                               server_lr=server_lr, server_momentum=server_momentum, selection=selection,
+                               codec=getattr(codec, "name", type(codec).__name__), error_feedback=error_feedback,
+                               seed=seed))
+    all_ids = np.arange(N)
+
+    def evaluate(t, sel, rep, up, down, loss, secs):
+        hist.round.append(t)
+        hist.global_accuracy.append(float(evaluate_fn(w)) if evaluate_fn is not None else float("nan"))
+        if eval_clients and (t % eval_every == 0 or t == rounds):
+            acc, n = pool.evaluate_many(all_ids, w)
+            hist.client_accuracy.append(np.asarray(acc, dtype=float))
+            hist.federated_accuracy.append(float(np.average(acc, weights=n)))
+        else:
+            hist.client_accuracy.append(np.full(N, np.nan))
+            hist.federated_accuracy.append(float("nan"))
+        hist.selected.append(sel)
+        hist.reported.append(rep)
+        hist.bytes_up.append(int(up))
+        hist.bytes_down.append(int(down))
+        hist.train_loss.append(loss)
+        hist.seconds.append(secs)
+
+    evaluate(0, np.array([], dtype=int), 0, 0, 0, float("nan"), 0.0)
+    iterator = range(1, rounds + 1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="FedAvg rounds")
+    for t in iterator:
+        t0 = time.perf_counter()
+        ids = select_clients(rng, N, K, selection, sizes, availability)
+        down = len(ids) * 4 * D
+        reported = ids[rng.random(len(ids)) >= p_drop[ids]] if len(ids) else ids
+        up, loss = 0, float("nan")
+        if len(reported):
+            config = {"round": t, "local_epochs": local_epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
+            W, n, losses = pool.fit_many(reported, w, config)
+            U = W - w[None, :]
+            U = ef.compress(reported, U) if ef is not None else codec.roundtrip(U)
+            up = len(reported) * codec.nbytes(D)
+            w = opt.step(w, np.asarray(aggregator(U, n), dtype=np.float32))
+            loss = float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan")
+        evaluate(t, ids, len(reported), up, down, loss, time.perf_counter() - t0)
+        if callback is not None:
+            callback(t, hist)
+    return w, hist
+
+
+def central_accuracy(model, X, y, full_weights=None, shared=None):
+    """``evaluate_fn`` for :func:`run_fedavg`: accuracy of the global model on a central test set.
+
+    With selective sharing pass ``full_weights`` (a full parameter vector supplying the
+    non-shared tensors) and ``shared`` (the shared tensor names).
+    """
+    X = np.asarray(X, dtype=np.float32).reshape(len(y), -1)
+    y = np.asarray(y)
+    if shared is None:
+        return lambda w: model.accuracy(w, X, y)
+    mask = model.layout.mask(shared)
+    base = np.asarray(full_weights, dtype=np.float32)
+
+    def acc(w):
+        theta = base.copy()
+        theta[mask] = w
+        return model.accuracy(theta, X, y)
+
+    return acc
