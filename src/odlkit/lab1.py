@@ -1,0 +1,336 @@
+"""Lab 1 (motion personalization): the host-side logic, so the notebook stays short.
+
+The notebook ``lab1_motion`` tells the story; this module does the work:
+
+- :func:`generic_vs_personal`: why personalize. Per subject of ``watch``, the accuracy of a
+  generic model trained on the *other* subjects (leave-one-subject-out) against a personal
+  model trained on a part of that subject's own data.
+- :func:`normalize`, :func:`embed`: the backbone's input normalization (the same vectors the
+  board applies) and its 64-d embedding.
+- :func:`open_board`: a real board when one is plugged in, otherwise the virtual board.
+- :func:`host_twin`: train :class:`odlkit.head.Head` on the features downloaded from the
+  board, in the board's data order, and compare the weights.
+- :func:`few_shot_comparison`: feature extraction vs. training from scratch vs. a generic
+  model as a function of samples per class.
+- :func:`memory_budget`: what training used on the device (from ``INFO``).
+
+numpy + scikit-learn at import time; TensorFlow is imported only by the functions that run
+the backbone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from odlkit.config import REPO_ROOT, SEED
+from odlkit.head import EngineShuffle, Head
+
+__all__ = [
+    "window_statistics",
+    "generic_vs_personal",
+    "normalize",
+    "embed",
+    "open_board",
+    "board_features",
+    "TwinResult",
+    "host_twin",
+    "few_shot_comparison",
+    "memory_budget",
+    "device_benchmark",
+]
+
+
+# ------------------------------------------------------------------------------------------
+# 1. why personalize
+# ------------------------------------------------------------------------------------------
+def window_statistics(X) -> np.ndarray:
+    """Cheap hand-made features of IMU windows (n, T, C): per channel mean, std, min, max and
+    mean absolute first difference -> (n, 5 C). Enough to show how models vary across people."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 3:
+        raise ValueError(f"expected windows of shape (n, steps, channels), got {X.shape}")
+    d = np.abs(np.diff(X, axis=1)).mean(1)
+    return np.concatenate([X.mean(1), X.std(1), X.min(1), X.max(1), d], axis=1)
+
+
+def _time_split(y, frac: float):
+    """Per class, the first ``frac`` of a subject's windows (in time order) for training and the
+    rest for testing: neighbouring (overlapping) windows stay on the same side except at the cut."""
+    tr, te = [], []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = max(1, int(round(frac * len(idx))))
+        tr.append(idx[:k])
+        te.append(idx[k + 1:])  # skip one window: 50 % overlap with the last training window
+    return np.concatenate(tr), np.concatenate(te)
+
+
+def generic_vs_personal(ds=None, personal_fraction: float = 0.5, seed: int = SEED, subjects: Sequence[int] | None = None):
+    """Per-subject accuracy of a generic vs. a personal classifier on an IMU dataset with subjects.
+
+    For every subject ``s``: *generic* = logistic regression on :func:`window_statistics`,
+    trained on all other subjects, tested on the second part of ``s``'s windows; *personal* =
+    the same model trained only on the first ``personal_fraction`` of ``s``'s windows (per
+    class, in time order), tested on the same windows; *generic + personal* = trained on both.
+    Returns ``{"subjects", "generic", "personal", "combined", "n_test"}`` (arrays).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from odlkit import data
+
+    if ds is None:
+        ds = data.imu_windows("watch")
+    if ds.groups is None:
+        raise ValueError(f"{ds.name} has no subject ids (groups); use a dataset with subjects such as 'watch'")
+    F = window_statistics(ds.X)
+    subs = np.unique(ds.groups) if subjects is None else np.asarray(subjects)
+    out = {"subjects": [], "generic": [], "personal": [], "combined": [], "n_test": []}
+
+    def model():
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0, random_state=seed))
+
+    for s in subs:
+        mine = np.flatnonzero(ds.groups == s)
+        others = np.flatnonzero(ds.groups != s)
+        tr, te = _time_split(ds.y[mine], personal_fraction)
+        tr, te = mine[tr], mine[te]
+        if len(np.unique(ds.y[tr])) < 2 or len(te) == 0:
+            continue
+        gen = model().fit(F[others], ds.y[others])
+        per = model().fit(F[tr], ds.y[tr])
+        both = np.concatenate([others, tr])
+        com = model().fit(F[both], ds.y[both])
+        out["subjects"].append(int(s))
+        out["generic"].append(float((gen.predict(F[te]) == ds.y[te]).mean()))
+        # a personal model only knows the classes this subject recorded
+        out["personal"].append(float((per.predict(F[te]) == ds.y[te]).mean()))
+        out["combined"].append(float((com.predict(F[te]) == ds.y[te]).mean()))
+        out["n_test"].append(len(te))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def plot_generic_vs_personal(res, ax=None):
+    """Grouped bars per subject: generic / personal / generic + personal accuracy."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3.4))
+    x = np.arange(len(res["subjects"]))
+    for i, (key, label) in enumerate([("generic", "generic (other subjects)"), ("personal", "personal (own data)"),
+                                      ("combined", "generic + own data")]):
+        ax.bar(x + (i - 1) * 0.27, res[key], width=0.27, label=f"{label}: mean {np.mean(res[key]):.2f}", color=f"C{i}")
+    ax.set_xticks(x, [f"S{s}" for s in res["subjects"]])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy on the subject's held-out windows")
+    ax.set_xlabel("subject")
+    ax.legend(frameon=False, fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
+# ------------------------------------------------------------------------------------------
+# 2. the backbone's view of the user's data
+# ------------------------------------------------------------------------------------------
+def normalize(X, meta: Mapping) -> np.ndarray:
+    """``(X - input_mean) / input_std`` with the backbone's vectors (what the board does first)."""
+    X = np.asarray(X, dtype=np.float32)
+    mean = np.asarray(meta["input_mean"], dtype=np.float32)
+    std = np.asarray(meta["input_std"], dtype=np.float32)
+    if X.ndim != 3 or X.shape[-1] != len(mean):
+        raise ValueError(f"expected raw windows (n, steps, {len(mean)}), got {X.shape}")
+    return (X - mean) / std
+
+
+def embed(backbone, meta: Mapping, X) -> np.ndarray:
+    """64-d features of raw windows: normalize with ``meta`` then run the frozen backbone."""
+    from odlkit.transfer import extract_features
+
+    return np.asarray(extract_features(backbone, normalize(X, meta)), dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------------
+# 3-5. the board and its host-side twin
+# ------------------------------------------------------------------------------------------
+def open_board(prefer_real: bool = True, dataset: str = "basic_motions", verbose: bool = True, **virtual_kwargs):
+    """A connected board: the real Nano 33 BLE Sense if one is plugged in, else the virtual board.
+
+    The virtual board replays held-out real recordings of ``dataset`` as "the user".
+    To force one or the other, call ``Board.serial(port)`` or ``Board.virtual(...)`` directly.
+    """
+    from odlkit.board import Board
+
+    if prefer_real:
+        try:
+            board = Board.serial()
+            if verbose:
+                print(f"connected to a real board: {board.info()}")
+            return board
+        except Exception as e:  # no board, port busy, wrong firmware: say so, use the virtual one
+            if verbose:
+                print(f"no real board ({type(e).__name__}: {e}); using the virtual board, which replays "
+                      f"held-out recordings of {dataset!r} as the user")
+    return Board.virtual(dataset=dataset, **virtual_kwargs)
+
+
+def board_features(board):
+    """The board's stored training set as numpy: ``(features (n, 64), labels (n,), sessions (n,))``."""
+    got = board.get_features()
+    if isinstance(got, tuple):
+        F, y = got[0], got[1]
+        sess = got[2] if len(got) > 2 else np.zeros(len(y), dtype=np.int64)
+    else:
+        def get(k):
+            return got[k] if isinstance(got, Mapping) else getattr(got, k)
+
+        F, y = get("features"), get("labels")
+        try:
+            sess = get("sessions")
+        except (KeyError, AttributeError):
+            sess = np.zeros(len(y), dtype=np.int64)
+    return np.asarray(F, dtype=np.float32), np.asarray(y, dtype=np.int64), np.asarray(sess, dtype=np.int64)
+
+
+@dataclass
+class TwinResult:
+    """Board vs. host head after the same training."""
+
+    head: Head                 # the host-trained head
+    max_abs_diff: float        # max |W_board - W_host| over W and b
+    rel_diff: float            # ||theta_board - theta_host|| / ||theta_board||
+    board_accuracy: float      # on the stored features, board weights
+    host_accuracy: float       # on the stored features, host weights
+    agreement: float           # fraction of stored samples with the same predicted class
+    history: list
+
+    def summary(self) -> str:
+        return (f"max |W_board - W_host| = {self.max_abs_diff:.2e} (relative {self.rel_diff:.2e}); "
+                f"accuracy board {self.board_accuracy:.3f} vs host {self.host_accuracy:.3f}; "
+                f"same prediction on {100 * self.agreement:.1f}% of samples")
+
+
+def host_twin(initial_weights, board_weights, features, labels, train_calls: Sequence[Mapping], seed: int = 1,
+              sessions=None) -> TwinResult:
+    """Replay on the host the training the board did, then compare with the board's weights.
+
+    ``initial_weights``: the head before training (``board.get_weights()`` taken before);
+    ``board_weights``: after; ``features``/``labels``: the board's store (:func:`board_features`);
+    ``train_calls``: the keyword arguments of each ``board.train`` call since the store was
+    last cleared (``epochs``, ``lr``, ``momentum``, ``weight_decay``, ``batch_size``, ``mode``,
+    ``replay``); ``seed``: the engine seed (the shuffle stream restarts from it when the store
+    is cleared). With ``replay=False`` only the samples of the last session are used.
+    """
+    head = Head.from_weights(initial_weights)
+    shuffle = EngineShuffle(seed)
+    history = []
+    F = np.asarray(features, dtype=np.float32)
+    y = np.asarray(labels, dtype=np.int64)
+    sess = np.zeros(len(y), dtype=np.int64) if sessions is None else np.asarray(sessions)
+    for call in train_calls:
+        c = dict(call)
+        use = np.ones(len(y), dtype=bool) if c.get("replay", True) else sess == sess.max()
+        mode = {"full": "full", "bias": "bias", "bias_only": "bias"}.get(str(c.get("mode", "full")), "full")
+        history += head.fit(F[use], y[use], epochs=int(c.get("epochs", 10)), lr=float(c.get("lr", 0.05)),
+                            momentum=float(c.get("momentum", 0.9)), weight_decay=float(c.get("weight_decay", 0.0)),
+                            batch_size=int(c.get("batch_size", 8)), mode=mode, order=shuffle)
+    bw = Head.from_weights(board_weights)
+    if bw.W.shape != head.W.shape:
+        raise ValueError(f"board head {bw.W.shape} and host head {head.W.shape} differ in shape: "
+                         "pass the weights taken right before and after the same training")
+    theta_b = np.concatenate([bw.W.ravel(), bw.b])
+    theta_h = np.concatenate([head.W.ravel(), head.b])
+    pb, ph = bw.predict(F), head.predict(F)
+    return TwinResult(
+        head=head,
+        max_abs_diff=float(np.abs(theta_b - theta_h).max()),
+        rel_diff=float(np.linalg.norm(theta_b - theta_h) / max(np.linalg.norm(theta_b), 1e-12)),
+        board_accuracy=float((pb == y).mean()),
+        host_accuracy=float((ph == y).mean()),
+        agreement=float((pb == ph).mean()),
+        history=history,
+    )
+
+
+def few_shot_comparison(backbone, meta, train_ds, test_ds, generic_ds=None, shots=(1, 3, 5, 10), seeds=(SEED,),
+                        steps: int = 150, head_epochs: int = 30, progress: bool = True):
+    """Test accuracy on the user's held-out windows against labelled windows per class.
+
+    - ``feature_extraction``: the frozen backbone + a head trained by :class:`Head` with the
+      board's optimizer (what the board does);
+    - ``scratch``: the same architecture from random weights, everything trained on the
+      user's few windows (``odlkit.transfer``);
+    - ``generic`` (if ``generic_ds``): frozen backbone + head trained on *other* people's
+      windows, none of the user's (a flat line: it does not use the user's samples).
+    Returns ``{method: (len(seeds), len(shots)) array}``.
+    """
+    from tqdm.auto import tqdm
+
+    from odlkit import transfer
+
+    n_classes = int(max(train_ds.y.max(), test_ds.y.max()) + 1)
+    F_tr, F_te = embed(backbone, meta, train_ds.X), embed(backbone, meta, test_ds.X)
+    X_tr, X_te = normalize(train_ds.X, meta), normalize(test_ds.X, meta)
+    res = {"feature_extraction": np.zeros((len(seeds), len(shots))), "scratch": np.zeros((len(seeds), len(shots)))}
+    if generic_ds is not None:
+        g = Head.zeros(F_tr.shape[1], n_classes)
+        g.fit(embed(backbone, meta, generic_ds.X), generic_ds.y, epochs=head_epochs, lr=0.05, batch_size=16, seed=1)
+        res["generic"] = np.full((len(seeds), len(shots)), g.evaluate(F_te, test_ds.y)["accuracy"])
+    jobs = [(i, s, j, n) for i, s in enumerate(seeds) for j, n in enumerate(shots)]
+    for i, s, j, n in tqdm(jobs, desc="few-shot comparison", disable=not progress):
+        idx = transfer.per_class_indices(train_ds.y, n, seed=s)
+        h = Head.zeros(F_tr.shape[1], n_classes)
+        h.fit(F_tr[idx], train_ds.y[idx], epochs=head_epochs, lr=0.05, batch_size=8, seed=s + 1)
+        res["feature_extraction"][i, j] = h.evaluate(F_te, test_ds.y)["accuracy"]
+        model, _, _ = transfer.make_transfer_model(backbone, n_classes, "scratch", seed=s)
+        transfer.train(model, X_tr[idx], train_ds.y[idx], steps=steps, lr=3e-3, seed=s)
+        res["scratch"][i, j] = transfer.accuracy(model, X_te, test_ds.y)
+    return res
+
+
+# ------------------------------------------------------------------------------------------
+# 8. memory and time on the device
+# ------------------------------------------------------------------------------------------
+def _get(obj, key, default=None):
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def memory_budget(info, sram_bytes: int = 256 * 1024) -> dict:
+    """Rows ``{what: bytes}`` of the device's RAM from a board's ``info()``, plus timings (us).
+
+    Uses the ``INFO`` fields of the protocol: ``ram`` (sketch total), ``engine_ram``, ``free``,
+    ``fwd_us``, ``head_us``, ``train_us``, ``stored``, ``cap``, ``dim``, ``max``.
+    """
+    def num(k):
+        v = _get(info, k, None)
+        return None if v is None else float(v)
+
+    dim, max_classes, cap = num("dim") or 64, num("max") or 8, num("cap")
+    head = 3 * (max_classes * dim + max_classes) * 4  # W, velocity, gradient (+ biases), float32
+    store = cap * (dim * 4 + 3 * 2) if cap else None   # features + label, session, order (u16)
+    rows = {
+        "engine (static, all buffers)": num("engine_ram"),
+        "of which head W + velocity + gradient": head,
+        "of which replay store": store,
+        "sketch RAM reported by the board": num("ram"),
+        "free RAM reported by the board": num("free") if (num("free") or -1) >= 0 else None,
+        "nRF52840 SRAM": float(sram_bytes),
+    }
+    times = {"backbone forward (us)": num("fwd_us"), "head inference (us)": num("head_us"),
+             "last training call (us)": num("train_us"), "stored samples": num("stored"), "replay capacity": cap}
+    return {"memory": {k: v for k, v in rows.items() if v is not None}, "time": {k: v for k, v in times.items() if v is not None}}
+
+
+def device_benchmark(path: str | Path | None = None) -> dict | None:
+    """``benchmarks/results/device_head.json`` if it exists (measured on qemu or a real board)."""
+    p = Path(path) if path is not None else REPO_ROOT / "benchmarks" / "results" / "device_head.json"
+    if not p.exists():
+        return None
+    return json.loads(p.read_text())

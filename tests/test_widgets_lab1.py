@@ -1,0 +1,64 @@
+"""Lab 1 widgets: the training dashboard and the gesture recorder, without a front end."""
+
+import io
+
+import matplotlib
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from odlkit.head import EpochLog, Head
+from odlkit.widgets.dashboard import TrainingDashboard, epoch_fields, frontend_available
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return (X[:400] / 16).astype(np.float32), y[:400]
+
+
+def test_frontend_detection_respects_env(monkeypatch):
+    monkeypatch.setenv("ODL_WIDGETS", "1")
+    assert frontend_available()
+    monkeypatch.setenv("ODL_WIDGETS", "0")
+    assert not frontend_available()
+    monkeypatch.delenv("ODL_WIDGETS")
+    assert not frontend_available()  # pytest is not a notebook front end
+
+
+def test_epoch_fields_accepts_the_usual_shapes():
+    assert epoch_fields({"epoch": 2, "loss": 0.5, "acc": 0.75}) == (2, 0.5, 0.75)
+    assert epoch_fields(EpochLog(3, 0.25, 0.5)) == (3, 0.25, 0.5)
+    assert epoch_fields((4, 1.0, 80.0)) == (4, 1.0, 0.8)  # percent -> fraction
+    with pytest.raises(ValueError, match="needs epoch, loss and accuracy"):
+        epoch_fields({"epoch": 1, "loss": 0.1})
+
+
+def test_dashboard_prints_and_records_a_real_training_run(digits):
+    X, y = digits
+    out = io.StringIO()
+    dash = TrainingDashboard(title="host head", epochs=6, live=False, out=out, print_every=2)
+    head = Head.zeros(64, 10)
+    hist = head.fit(X, y, epochs=6, lr=0.05, callback=dash)
+    assert dash.history["epoch"] == [h.epoch for h in hist]
+    np.testing.assert_allclose(dash.history["loss"], [h.loss for h in hist])
+    np.testing.assert_allclose(dash.history["accuracy"], [h.accuracy for h in hist])
+    lines = out.getvalue().splitlines()
+    assert [ln.split()[3] for ln in lines] == ["1/6", "2/6", "4/6", "6/6"]
+    cm = head.evaluate(X, y)["confusion"]
+    fig = dash.finish(confusion=cm, class_names=[str(i) for i in range(10)])
+    assert len(fig.axes) >= 3
+    text = out.getvalue()
+    assert "confusion matrix" in text and text.count("\n") > len(lines) + 10
+    # the curves drawn are the recorded ones
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), dash.history["loss"])
+
+
+def test_dashboard_live_mode_redraws_without_ipython(digits):
+    X, y = digits
+    dash = TrainingDashboard(epochs=3, live=True, min_redraw_s=0.0)
+    Head.zeros(64, 10).fit(X, y, epochs=3, callback=dash)
+    assert dash.figure is not None
+    np.testing.assert_allclose(dash.figure.axes[1].lines[0].get_ydata(), dash.history["accuracy"])
