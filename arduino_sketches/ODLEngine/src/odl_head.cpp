@@ -70,9 +70,33 @@ int head_add_class(HeadView& h, const char* name) {
   return c;
 }
 
-// Writes softmax(W x + b) into h.probs and returns log-sum-exp of the logits
-// (so cross-entropy = lse - logit[y]); *argmax receives the predicted class.
-static float forward_lse(HeadView& h, const float* x, int* argmax) {
+// exp for x <= 0 (softmax after subtracting the max), written out so that the
+// host, qemu and the board compute bit-identical results (libm expf differs
+// between glibc and newlib). Cephes expf: x = n ln2 + r, degree-5 polynomial
+// for e^r, scaled by 2^n via the exponent bits; max relative error ~2e-7.
+float exp_nonpos(float x) {
+  if (!(x > -87.0f)) return 0.0f;  // also catches NaN
+  if (x > 0.0f) x = 0.0f;
+  const float fx = floorf(x * 1.44269504088896341f + 0.5f);
+  const int n = (int)fx;
+  float r = x - fx * 0.693359375f;
+  r = r - fx * -2.12194440e-4f;
+  const float z = r * r;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * z + r + 1.0f;
+  uint32_t bits = (uint32_t)(n + 127) << 23;  // n in [-126, 0]
+  float scale;
+  memcpy(&scale, &bits, 4);
+  return y * scale;
+}
+
+// Writes softmax(W x + b) into h.probs; returns the argmax class.
+static int forward_softmax(HeadView& h, const float* x) {
   const uint16_t nc = h.num_classes, fd = h.feature_dim;
   float* z = h.probs;
   float zmax = -INFINITY;
@@ -86,20 +110,15 @@ static float forward_lse(HeadView& h, const float* x, int* argmax) {
   }
   float sum = 0.0f;
   for (uint16_t c = 0; c < nc; ++c) {
-    z[c] = expf(z[c] - zmax);
+    z[c] = exp_nonpos(z[c] - zmax);
     sum += z[c];
   }
   const float inv = 1.0f / sum;
   for (uint16_t c = 0; c < nc; ++c) z[c] *= inv;
-  *argmax = best;
-  return zmax + logf(sum);
-}
-
-int head_forward(HeadView& h, const float* x) {
-  int best = 0;
-  (void)forward_lse(h, x, &best);
   return best;
 }
+
+int head_forward(HeadView& h, const float* x) { return forward_softmax(h, x); }
 
 Status head_predict(HeadView& h, const float* features, Prediction* out) {
   if (!features || !out) return kErrBadArgument;
@@ -179,11 +198,8 @@ Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallba
         const uint32_t idx = s.order[k];
         const float* x = s.features + idx * fd;
         const uint16_t y = s.labels[idx];
-        int pred = 0;
-        const float lse = forward_lse(h, x, &pred);
-        // logit[y] recomputed from probs would lose precision: lse - z_y = -log p_y
+        const int pred = forward_softmax(h, x);
         loss_sum += -logf(h.probs[y] > 1e-30f ? h.probs[y] : 1e-30f);
-        (void)lse;
         if (pred == y) correct++;
         h.probs[y] -= 1.0f;  // dL/dz = p - onehot
         for (uint16_t c = 0; c < nc; ++c) {

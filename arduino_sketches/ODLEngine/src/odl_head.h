@@ -37,6 +37,9 @@ struct StoreView {
   uint16_t* order;     // index scratch for shuffling
 };
 
+// e^x for x <= 0, bit-identical on every IEEE-754 float target (see .cpp).
+float exp_nonpos(float x);
+
 // Copies the model's initial head (names, W, b); zeros the momentum.
 void head_load_initial(HeadView& h, const ModelSpec& spec);
 // Appends a class with a zero row; returns its index or a negative Status.

@@ -1,0 +1,1025 @@
+// odl_protocol.cpp - see odl_protocol.h and arduino_sketches/PROTOCOL.md.
+#include "odl_protocol.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "odl_base64.h"
+#include "odl_blob.h"
+
+namespace odl {
+
+namespace {
+
+bool is_token_char(char c) { return c >= 0x21 && c <= 0x7E && c != '$' && c != '*'; }
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool streq(const char* a, const char* b) { return strcmp(a, b) == 0; }
+
+size_t format_u32(uint32_t v, char* out) {
+  char tmp[11];
+  size_t n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
+  out[n] = 0;
+  return n;
+}
+
+size_t format_i(long v, char* out) {
+  if (v < 0) {
+    out[0] = '-';
+    return 1 + format_u32(static_cast<uint32_t>(-(v + 1)) + 1u, out + 1);
+  }
+  return format_u32(static_cast<uint32_t>(v), out);
+}
+
+bool epoch_trampoline(const EpochResult& r, void* user) {
+  static_cast<Protocol*>(user)->send_epoch_event(r);
+  return true;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ parsing
+
+bool parse_u32(const char* s, uint32_t* out) {
+  if (!s || !*s) return false;
+  uint64_t v = 0;
+  size_t n = 0;
+  for (; s[n]; ++n) {
+    if (s[n] < '0' || s[n] > '9' || n >= 10) return false;
+    v = v * 10 + static_cast<uint64_t>(s[n] - '0');
+  }
+  if (v > 0xFFFFFFFFull) return false;
+  *out = static_cast<uint32_t>(v);
+  return true;
+}
+
+bool parse_float(const char* s, float* out) {
+  if (!s || !*s) return false;
+  for (const char* p = s; *p; ++p) {  // digits, sign, '.', exponent only (no nan/inf/hex)
+    char c = *p;
+    if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E')) return false;
+  }
+  char* end = nullptr;
+  float v = strtof(s, &end);
+  if (end == s || *end != 0 || !isfinite(v)) return false;
+  *out = v;
+  return true;
+}
+
+size_t format_float(float fv, char* out) {
+  char* p = out;
+  if (fv != fv) {
+    strcpy(out, "nan");
+    return 3;
+  }
+  if (fv < 0) {
+    *p++ = '-';
+    fv = -fv;
+  }
+  if (isinf(fv)) {
+    strcpy(p, "inf");
+    return static_cast<size_t>(p - out) + 3;
+  }
+  if (fv == 0.0f) {
+    *p++ = '0';
+    *p = 0;
+    return static_cast<size_t>(p - out);
+  }
+  double d = fv;
+  int e = static_cast<int>(floor(log10(d)));
+  double m = d / pow(10.0, e - 5);
+  uint32_t mi = static_cast<uint32_t>(m + 0.5);
+  if (mi >= 1000000u) {
+    mi = (mi + 5) / 10;
+    e += 1;
+  }
+  if (mi < 100000u) {  // log10 rounding at a power of ten
+    mi *= 10;
+    e -= 1;
+  }
+  if (mi >= 1000000u) {
+    mi /= 10;
+    e += 1;
+  }
+  char dig[7];
+  for (int i = 5; i >= 0; --i) {
+    dig[i] = static_cast<char>('0' + mi % 10);
+    mi /= 10;
+  }
+  int nd = 6;
+  while (nd > 1 && dig[nd - 1] == '0') --nd;
+  if (e >= -5 && e < 6) {
+    if (e >= 0) {
+      for (int i = 0; i <= e; ++i) *p++ = i < nd ? dig[i] : '0';
+      if (nd > e + 1) {
+        *p++ = '.';
+        for (int i = e + 1; i < nd; ++i) *p++ = dig[i];
+      }
+    } else {
+      *p++ = '0';
+      *p++ = '.';
+      for (int i = 0; i < -e - 1; ++i) *p++ = '0';
+      for (int i = 0; i < nd; ++i) *p++ = dig[i];
+    }
+  } else {
+    *p++ = dig[0];
+    if (nd > 1) {
+      *p++ = '.';
+      for (int i = 1; i < nd; ++i) *p++ = dig[i];
+    }
+    *p++ = 'e';
+    *p++ = e < 0 ? '-' : '+';
+    int ae = e < 0 ? -e : e;
+    if (ae >= 100) *p++ = static_cast<char>('0' + ae / 100);
+    *p++ = static_cast<char>('0' + (ae / 10) % 10);
+    *p++ = static_cast<char>('0' + ae % 10);
+  }
+  *p = 0;
+  return static_cast<size_t>(p - out);
+}
+
+bool valid_class_name(const char* s) {
+  if (!s) return false;
+  size_t n = 0;
+  for (; s[n]; ++n) {
+    char c = s[n];
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-' || c == '.';
+    if (!ok || n >= kClassNameBytes - 1) return false;
+  }
+  return n > 0;
+}
+
+int parse_frame(char* line, size_t len, Frame* out, bool* seq_trusted) {
+  *seq_trusted = false;
+  out->seq = 0;
+  out->word = "";
+  out->num_tokens = 0;
+  if (len < 1 || line[0] != '$') return kPeMalformed;
+  // Tail " *XXXXXXXX".
+  if (len < 11 || line[len - 10] != ' ' || line[len - 9] != '*') return kPeBadCrc;
+  uint32_t want = 0;
+  for (size_t i = len - 8; i < len; ++i) {
+    int h = hex_value(line[i]);
+    if (h < 0) return kPeBadCrc;
+    want = (want << 4) | static_cast<uint32_t>(h);
+  }
+  size_t body_len = len - 11;
+  if (crc32(reinterpret_cast<const uint8_t*>(line + 1), body_len) != want) return kPeBadCrc;
+  char* body = line + 1;
+  body[body_len] = 0;
+  // Tokens: single spaces between, token characters only.
+  char* toks[kMaxTokens + 2];
+  size_t nt = 0;
+  size_t start = 0;
+  for (size_t i = 0; i <= body_len; ++i) {
+    if (i == body_len || body[i] == ' ') {
+      if (i == start) return kPeMalformed;  // empty token (double / leading / trailing space)
+      if (nt >= kMaxTokens + 2) return kPeMalformed;
+      body[i] = 0;
+      toks[nt++] = body + start;
+      start = i + 1;
+    } else if (!is_token_char(body[i])) {
+      return kPeMalformed;
+    }
+  }
+  uint32_t seq = 0;
+  if (nt < 1 || strlen(toks[0]) > 9 || !parse_u32(toks[0], &seq)) return kPeMalformed;
+  out->seq = seq;
+  *seq_trusted = true;
+  if (nt < 2) return kPeMalformed;
+  out->word = toks[1];
+  out->num_tokens = static_cast<uint8_t>(nt - 2);
+  for (size_t i = 2; i < nt; ++i) out->tokens[i - 2] = toks[i];
+  return 0;
+}
+
+const char* frame_arg(const Frame& f, const char* key, uint8_t first) {
+  size_t kl = strlen(key);
+  for (uint8_t i = first; i < f.num_tokens; ++i) {
+    if (strncmp(f.tokens[i], key, kl) == 0 && f.tokens[i][kl] == '=') return f.tokens[i] + kl + 1;
+  }
+  return nullptr;
+}
+
+// ----------------------------------------------------------- LineAssembler
+
+void LineAssembler::clear() {
+  len_ = 0;
+  buf_[0] = 0;
+  state_ = kIdle;
+  junk_ = false;
+  bad_byte_ = false;
+  error_ = 0;
+  reason_ = "";
+  discard_error_ = 0;
+  discard_reason_ = "";
+}
+
+LineAssembler::Result LineAssembler::feed(uint8_t c) {
+  switch (state_) {
+    case kIdle:
+      if (c == '$') {
+        state_ = kInFrame;
+        buf_[0] = '$';
+        len_ = 1;
+        if (junk_) {
+          junk_ = false;
+          error_ = kPeMalformed;
+          reason_ = "bytes outside a frame before its start";
+          return kReject;
+        }
+        return kNothing;
+      }
+      if (c == '\n') {
+        if (junk_) {
+          junk_ = false;
+          error_ = kPeMalformed;
+          reason_ = "line is not a frame: no start byte (lost or corrupted byte?)";
+          return kReject;
+        }
+        return kNothing;
+      }
+      if (c != ' ' && c != '\r' && c != '\t') junk_ = true;
+      return kNothing;
+
+    case kInFrame:
+      if (c == '$') {
+        buf_[0] = '$';
+        len_ = 1;
+        error_ = kPeMalformed;
+        reason_ = "truncated frame: a new frame started before its end of line";
+        return kReject;
+      }
+      if (c == '\n') {
+        state_ = kIdle;
+        if (len_ > 1 && buf_[len_ - 1] == '\r') --len_;
+        buf_[len_] = 0;
+        for (size_t i = 0; i < len_; ++i) {
+          if (buf_[i] < 0x20 || buf_[i] > 0x7E) {
+            error_ = kPeMalformed;
+            reason_ = "non-printable byte inside a frame";
+            return kReject;
+          }
+        }
+        return kFrame;
+      }
+      if (len_ + 1 >= kMaxLine) {  // no room for this byte plus '\n'
+        state_ = kDiscard;
+        discard_error_ = kPeLineTooLong;
+        discard_reason_ = "frame longer than 1024 bytes (send payloads in chunks)";
+        return kNothing;
+      }
+      buf_[len_++] = static_cast<char>(c);
+      return kNothing;
+
+    default:  // kDiscard
+      if (c == '\n' || c == '$') {
+        error_ = discard_error_;
+        reason_ = discard_reason_;
+        if (c == '$') {
+          state_ = kInFrame;
+          buf_[0] = '$';
+          len_ = 1;
+        } else {
+          state_ = kIdle;
+          len_ = 0;
+        }
+        return kReject;
+      }
+      return kNothing;
+  }
+}
+
+// ------------------------------------------------------------- FrameWriter
+
+void FrameWriter::raw(const char* s, size_t n) {
+  if (overflow_) return;
+  // keep room for " *xxxxxxxx\n" (11 bytes) and NUL
+  if (len_ + n + 12 > sizeof(buf_)) {
+    overflow_ = true;
+    return;
+  }
+  memcpy(buf_ + len_, s, n);
+  len_ += n;
+  buf_[len_] = 0;
+}
+
+void FrameWriter::sep() { raw(" ", 1); }
+
+void FrameWriter::begin(uint32_t seq, const char* word) {
+  len_ = 0;
+  overflow_ = false;
+  char num[12];
+  raw("$", 1);
+  raw(num, format_u32(seq, num));
+  sep();
+  raw(word, strlen(word));
+}
+
+void FrameWriter::token(const char* t) {
+  sep();
+  raw(t, strlen(t));
+}
+
+void FrameWriter::kv(const char* key, const char* value) {
+  sep();
+  raw(key, strlen(key));
+  raw("=", 1);
+  if (!value || !*value) {
+    raw("-", 1);
+    return;
+  }
+  for (const char* p = value; *p; ++p) {
+    char c = is_token_char(*p) ? *p : '_';
+    raw(&c, 1);
+  }
+}
+
+void FrameWriter::kv_u(const char* key, uint32_t v) {
+  char num[12];
+  format_u32(v, num);
+  kv(key, num);
+}
+
+void FrameWriter::kv_i(const char* key, long v) {
+  char num[24];
+  format_i(v, num);
+  kv(key, num);
+}
+
+void FrameWriter::kv_f(const char* key, float v) {
+  char num[20];
+  format_float(v, num);
+  kv(key, num);
+}
+
+void FrameWriter::kv_floats(const char* key, const float* v, size_t n) {
+  sep();
+  raw(key, strlen(key));
+  raw("=", 1);
+  char num[20];
+  for (size_t i = 0; i < n; ++i) {
+    if (i) raw(",", 1);
+    raw(num, format_float(v[i], num));
+  }
+}
+
+void FrameWriter::kv_u16s(const char* key, const uint16_t* v, size_t n, size_t stride, size_t rows) {
+  sep();
+  raw(key, strlen(key));
+  raw("=", 1);
+  char num[12];
+  bool first = true;
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < n; ++c) {
+      if (!first) raw(",", 1);
+      first = false;
+      raw(num, format_u32(v[r * stride + c], num));
+    }
+  }
+}
+
+void FrameWriter::kv_b64(const char* key, const uint8_t* data, size_t n) {
+  sep();
+  raw(key, strlen(key));
+  raw("=", 1);
+  size_t need = base64_encoded_len(n);
+  if (overflow_ || len_ + need + 12 > sizeof(buf_)) {
+    overflow_ = true;
+    return;
+  }
+  len_ += base64_encode(data, n, buf_ + len_, sizeof(buf_) - len_);
+  buf_[len_] = 0;
+}
+
+void FrameWriter::text(const char* words) {
+  if (!words) return;
+  sep();
+  bool any = false;
+  for (const char* p = words; *p; ++p) {
+    char c = *p;
+    if (c < 0x20 || c > 0x7E || c == '$' || c == '*') c = '_';
+    // collapse to single spaces, no trailing space
+    if (c == ' ' && (!any || p[1] == 0 || p[1] == ' ')) continue;
+    raw(&c, 1);
+    any = true;
+  }
+  if (!any) raw("-", 1);
+}
+
+const char* FrameWriter::finish(size_t* n) {
+  // CRC over the body (after '$')
+  uint32_t crc = crc32(reinterpret_cast<const uint8_t*>(buf_ + 1), len_ - 1);
+  static const char kHex[] = "0123456789abcdef";
+  char tail[11];
+  tail[0] = ' ';
+  tail[1] = '*';
+  for (int i = 0; i < 8; ++i) tail[2 + i] = kHex[(crc >> (28 - 4 * i)) & 15];
+  tail[10] = '\n';
+  memcpy(buf_ + len_, tail, 11);  // raw() always keeps room for this
+  len_ += 11;
+  buf_[len_] = 0;
+  *n = len_;
+  return buf_;
+}
+
+// ---------------------------------------------------------------- Protocol
+
+Protocol::Protocol(EngineIface& engine, Sensor& sensor, Io& io, const char* firmware_version,
+                   BoardHooks hooks)
+    : e_(engine),
+      sensor_(sensor),
+      io_(io),
+      fw_(firmware_version),
+      hooks_(hooks),
+      last_seq_(0),
+      cur_seq_(0),
+      tx_(0),
+      rx_(0),
+      errors_(0),
+      setw_total_(0),
+      setw_recv_(0) {}
+
+void Protocol::send(FrameWriter& w) {
+  if (w.overflow()) {
+    // Reply did not fit the line buffer: say so instead of sending a cut frame.
+    uint32_t seq = cur_seq_;
+    w.begin(seq, "ERR");
+    w.token("9");
+    w.text("reply longer than the 1024-byte line buffer");
+  }
+  size_t n = 0;
+  const char* s = w.finish(&n);
+  io_.write(s, n);
+  io_.flush();
+  tx_ += static_cast<uint32_t>(n);
+}
+
+void Protocol::error(uint32_t seq, int code, const char* msg, const char* detail) {
+  ++errors_;
+  char num[12];
+  format_u32(static_cast<uint32_t>(code), num);
+  out_.begin(seq, "ERR");
+  out_.token(num);
+  out_.text(msg);
+  if (detail && *detail) out_.text(detail);
+  send(out_);
+}
+
+void Protocol::ok_begin(FrameWriter& w, uint32_t seq, const char* cmd) {
+  w.begin(seq, "OK");
+  w.token(cmd);
+}
+
+void Protocol::boot() {
+  out_.begin(0, "EV");
+  out_.token("BOOT");
+  out_.kv_u("proto", kProtocolVersion);
+  out_.kv("fw", fw_);
+  out_.kv("board", sensor_.board_name());
+  send(out_);
+}
+
+void Protocol::poll() {
+  for (int i = 0; i < 4096; ++i) {  // bounded: never starve the caller
+    int c = io_.read();
+    if (c < 0) return;
+    feed(static_cast<uint8_t>(c));
+  }
+}
+
+void Protocol::feed(uint8_t c) {
+  ++rx_;
+  LineAssembler::Result r = in_.feed(c);
+  if (r == LineAssembler::kReject) {
+    cur_seq_ = 0;
+    error(0, in_.error(), in_.reason());
+  } else if (r == LineAssembler::kFrame) {
+    handle(in_.line(), in_.length());
+    // handle() may have consumed input (STREAM abort); the assembler is ready either way
+  }
+}
+
+void Protocol::handle(char* line, size_t len) {
+  Frame f;
+  bool trusted = false;
+  int err = parse_frame(line, len, &f, &trusted);
+  cur_seq_ = trusted ? f.seq : 0;
+  if (err) {
+    const char* msg = err == kPeBadCrc ? "CRC mismatch or no CRC field (byte lost or corrupted); resend with a new seq"
+                                       : "malformed frame (seq, command or token syntax)";
+    error(cur_seq_, err, msg);
+    return;
+  }
+  if (f.seq == 0 || f.seq > kMaxSeq) {
+    error(0, kPeBadSeq, "seq must be 1..999999999");
+    return;
+  }
+  if (!streq(f.word, "HELLO") && f.seq <= last_seq_) {
+    error(f.seq, kPeBadSeq, "duplicate or out-of-order seq; use a larger one or send HELLO");
+    return;
+  }
+  last_seq_ = f.seq;
+  dispatch(f);
+}
+
+void Protocol::dispatch(const Frame& f) {
+  const char* w = f.word;
+  if (streq(w, "HELLO")) cmd_hello(f, false);
+  else if (streq(w, "INFO")) cmd_hello(f, true);
+  else if (streq(w, "RECORD")) cmd_record(f);
+  else if (streq(w, "ADDCLASS")) cmd_addclass(f);
+  else if (streq(w, "TRAIN")) cmd_train(f);
+  else if (streq(w, "PREDICT")) cmd_predict(f);
+  else if (streq(w, "EVAL")) cmd_eval(f);
+  else if (streq(w, "GETW")) cmd_getw(f);
+  else if (streq(w, "SETW")) cmd_setw(f);
+  else if (streq(w, "GETF")) cmd_getf(f);
+  else if (streq(w, "SAVE")) cmd_save(f);
+  else if (streq(w, "LOAD")) cmd_load(f);
+  else if (streq(w, "RESET")) cmd_reset(f);
+  else if (streq(w, "STREAM")) cmd_stream(f);
+  else error(f.seq, kPeUnknownCmd, "unknown command", w);
+}
+
+// Every token must be a known key=value (keys: NULL-terminated list) or one of
+// the first `positional` bare tokens; no key twice.
+bool Protocol::check_args(const Frame& f, uint8_t positional, const char* const* keys) {
+  uint8_t npos = 0;
+  for (uint8_t i = 0; i < f.num_tokens; ++i) {
+    const char* t = f.tokens[i];
+    const char* eq = strchr(t, '=');
+    if (!eq) {
+      if (i != npos || ++npos > positional) {
+        error(f.seq, kPeBadArg, "unexpected argument", t);
+        return false;
+      }
+      continue;
+    }
+    size_t kl = static_cast<size_t>(eq - t);
+    bool known = false;
+    for (const char* const* k = keys; k && *k; ++k) {
+      if (strlen(*k) == kl && strncmp(*k, t, kl) == 0) known = true;
+    }
+    if (!known || eq[1] == 0) {
+      error(f.seq, kPeBadArg, known ? "empty value for" : "unknown argument", t);
+      return false;
+    }
+    for (uint8_t j = 0; j < i; ++j) {
+      if (strncmp(f.tokens[j], t, kl + 1) == 0) {
+        error(f.seq, kPeBadArg, "argument given twice", t);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+int Protocol::resolve_class(const char* s) const {
+  uint32_t idx = 0;
+  if (parse_u32(s, &idx)) return idx < e_.num_classes() ? static_cast<int>(idx) : -1;
+  for (uint16_t c = 0; c < e_.num_classes(); ++c) {
+    if (streq(e_.class_name(c), s)) return c;
+  }
+  return -1;
+}
+
+static const char* const kNoKeys[] = {nullptr};
+
+void Protocol::cmd_hello(const Frame& f, bool info) {
+  if (!check_args(f, 0, kNoKeys)) return;
+  const ModelSpec* m = e_.model();
+  if (!m) {
+    error(f.seq, kPeEngine, "engine not started (begin() failed: model header does not fit the engine)");
+    return;
+  }
+  ok_begin(out_, f.seq, info ? "INFO" : "HELLO");
+  out_.kv_u("proto", kProtocolVersion);
+  out_.kv("fw", fw_);
+  out_.kv("board", sensor_.board_name());
+  out_.kv_u("dim", e_.feature_dim());
+  out_.kv_u("classes", e_.num_classes());
+  out_.kv_u("max", e_.max_classes());
+  out_.kv_u("win", m->input_len);
+  out_.kv_u("ch", m->input_channels);
+  out_.kv_u("rate", sensor_.sample_rate_hz());
+  if (info) {
+    Stats s = e_.stats();
+    out_.kv_u("cap", e_.replay_capacity());
+    out_.kv_u("stored", s.num_samples);
+    out_.kv_u("seen", s.samples_seen);
+    out_.kv_u("engine_ram", s.engine_bytes);
+    out_.kv_u("arena_ram", s.arena_bytes);
+    out_.kv_u("head_ram", s.head_bytes);
+    out_.kv_u("store_ram", s.store_bytes);
+    out_.kv_i("free", hooks_.free_ram ? static_cast<long>(hooks_.free_ram()) : -1L);
+    out_.kv_u("fwd_us", s.last_forward_us);
+    out_.kv_u("head_us", s.last_head_us);
+    out_.kv_u("train_us", s.last_train_us);
+    out_.kv_u("tx", tx_);
+    out_.kv_u("rx", rx_);
+    out_.kv_u("errors", errors_);
+    // names=a,b,c (names sanitized to token characters by kv(); ',' separates)
+    char names[kMaxLine / 2];
+    size_t n = 0;
+    for (uint16_t c = 0; c < e_.num_classes(); ++c) {
+      const char* nm = e_.class_name(c);
+      size_t l = strlen(nm);
+      if (n + l + 2 >= sizeof(names)) break;
+      if (c) names[n++] = ',';
+      for (size_t i = 0; i < l; ++i) names[n++] = nm[i] == ',' ? '_' : nm[i];
+    }
+    names[n] = 0;
+    out_.kv("names", names);
+  }
+  send(out_);
+}
+
+void Protocol::cmd_record(const Frame& f) {
+  static const char* const keys[] = {"n", nullptr};
+  if (!check_args(f, 1, keys)) return;
+  if (f.num_tokens < 1 || strchr(f.tokens[0], '=')) {
+    error(f.seq, kPeBadArg, "RECORD needs a class: RECORD <class> [n=1]");
+    return;
+  }
+  int label = resolve_class(f.tokens[0]);
+  if (label < 0) {
+    error(f.seq, kPeState, "unknown class; ADDCLASS it first:", f.tokens[0]);
+    return;
+  }
+  uint32_t n = 1;
+  const char* ns = frame_arg(f, "n");
+  if (ns && (!parse_u32(ns, &n) || n < 1 || n > 1000)) {
+    error(f.seq, kPeBadArg, "n must be 1..1000");
+    return;
+  }
+  const ModelSpec* m = e_.model();
+  size_t cap = 0;
+  float* win = e_.window_buffer(&cap);
+  size_t need = m ? static_cast<size_t>(m->input_len) * m->input_channels : 0;
+  if (!m || need == 0 || need > cap) {
+    error(f.seq, kPeEngine, "window buffer does not match the model");
+    return;
+  }
+  const char* name = e_.class_name(static_cast<uint16_t>(label));
+  uint32_t fwd = 0;
+  for (uint32_t k = 1; k <= n; ++k) {
+    out_.begin(f.seq, "EV");
+    out_.token("RECORD");
+    out_.kv_u("i", k);
+    out_.kv_u("n", n);
+    out_.kv("class", name);
+    send(out_);
+    const char* truth = nullptr;
+    const char* err = sensor_.read_window(name, false, win, need, &truth);
+    if (err) {
+      error(f.seq, kPeSensor, err);
+      return;
+    }
+    Status s = e_.add_window(win, static_cast<uint16_t>(label));
+    if (s != kOk) {
+      error(f.seq, kPeEngine, "add_window failed:", status_str(s));
+      return;
+    }
+    fwd = e_.stats().last_forward_us;
+  }
+  ok_begin(out_, f.seq, "RECORD");
+  out_.kv_u("class", static_cast<uint32_t>(label));
+  out_.kv_u("n", n);
+  out_.kv_u("stored", e_.num_samples());
+  out_.kv_u("fwd_us", fwd);
+  send(out_);
+}
+
+void Protocol::cmd_addclass(const Frame& f) {
+  if (!check_args(f, 1, kNoKeys)) return;
+  if (f.num_tokens != 1 || !valid_class_name(f.tokens[0])) {
+    error(f.seq, kPeBadArg, "ADDCLASS needs a name of 1..15 characters [A-Za-z0-9_.-]");
+    return;
+  }
+  uint32_t dummy = 0;
+  if (parse_u32(f.tokens[0], &dummy)) {
+    error(f.seq, kPeBadArg, "a class name cannot be a number (numbers mean class indices)");
+    return;
+  }
+  if (resolve_class(f.tokens[0]) >= 0) {
+    error(f.seq, kPeState, "class already exists:", f.tokens[0]);
+    return;
+  }
+  int idx = e_.add_class(f.tokens[0]);
+  if (idx < 0) {
+    error(f.seq, idx == kErrTooManyClasses ? kPeState : kPeEngine, "add_class failed:", status_str(idx));
+    return;
+  }
+  ok_begin(out_, f.seq, "ADDCLASS");
+  out_.kv_u("index", static_cast<uint32_t>(idx));
+  out_.kv_u("classes", e_.num_classes());
+  send(out_);
+}
+
+void Protocol::send_epoch_event(const EpochResult& r) {
+  last_epoch_ = r;
+  out_.begin(cur_seq_, "EV");
+  out_.token("TRAIN");
+  out_.kv_u("epoch", r.epoch);
+  out_.kv_f("loss", r.loss);
+  out_.kv_f("acc", r.accuracy);
+  send(out_);
+}
+
+void Protocol::cmd_train(const Frame& f) {
+  static const char* const keys[] = {"epochs", "lr", "mom", "wd", "batch", "mode", "replay", nullptr};
+  if (!check_args(f, 0, keys)) return;
+  TrainConfig cfg;
+  uint32_t u = 0;
+  float x = 0;
+  const char* v;
+  if ((v = frame_arg(f, "epochs"))) {
+    if (!parse_u32(v, &u) || u < 1 || u > 1000) return error(f.seq, kPeBadArg, "epochs must be 1..1000");
+    cfg.epochs = static_cast<uint16_t>(u);
+  }
+  if ((v = frame_arg(f, "batch"))) {
+    if (!parse_u32(v, &u) || u < 1 || u > 1024) return error(f.seq, kPeBadArg, "batch must be 1..1024");
+    cfg.batch_size = static_cast<uint16_t>(u);
+  }
+  if ((v = frame_arg(f, "lr"))) {
+    if (!parse_float(v, &x) || !(x > 0.0f) || x > 10.0f) return error(f.seq, kPeBadArg, "lr must be in (0, 10]");
+    cfg.lr = x;
+  }
+  if ((v = frame_arg(f, "mom"))) {
+    if (!parse_float(v, &x) || x < 0.0f || !(x < 1.0f)) return error(f.seq, kPeBadArg, "mom must be in [0, 1)");
+    cfg.momentum = x;
+  }
+  if ((v = frame_arg(f, "wd"))) {
+    if (!parse_float(v, &x) || x < 0.0f || x > 1.0f) return error(f.seq, kPeBadArg, "wd must be in [0, 1]");
+    cfg.weight_decay = x;
+  }
+  if ((v = frame_arg(f, "mode"))) {
+    if (streq(v, "full")) cfg.mode = kTrainFull;
+    else if (streq(v, "bias")) cfg.mode = kTrainBiasOnly;
+    else return error(f.seq, kPeBadArg, "mode must be full or bias");
+  }
+  if ((v = frame_arg(f, "replay"))) {
+    if (!streq(v, "0") && !streq(v, "1")) return error(f.seq, kPeBadArg, "replay must be 0 or 1");
+    cfg.use_replay = v[0] == '1';
+  }
+  if (e_.num_samples() == 0) return error(f.seq, kPeState, "no samples stored; RECORD some first");
+  if (e_.num_classes() < 2) return error(f.seq, kPeState, "need at least 2 classes to train; ADDCLASS first");
+  last_epoch_ = EpochResult();
+  Status s = e_.train(cfg, epoch_trampoline, this);
+  if (s != kOk) {
+    return error(f.seq, s == kErrNoSamples ? kPeState : kPeEngine, "train failed:", status_str(s));
+  }
+  ok_begin(out_, f.seq, "TRAIN");
+  out_.kv_u("epochs", last_epoch_.epoch);
+  out_.kv_f("loss", last_epoch_.loss);
+  out_.kv_f("acc", last_epoch_.accuracy);
+  out_.kv_u("train_us", e_.stats().last_train_us);
+  send(out_);
+}
+
+void Protocol::cmd_predict(const Frame& f) {
+  if (!check_args(f, 1, kNoKeys)) return;
+  const char* hint = nullptr;
+  if (f.num_tokens == 1) {
+    if (!valid_class_name(f.tokens[0])) return error(f.seq, kPeBadArg, "bad class name", f.tokens[0]);
+    hint = f.tokens[0];
+    uint32_t idx = 0;
+    if (parse_u32(hint, &idx)) {
+      if (idx >= e_.num_classes()) return error(f.seq, kPeBadArg, "class index out of range", hint);
+      hint = e_.class_name(static_cast<uint16_t>(idx));
+    }
+  }
+  if (e_.num_classes() == 0) return error(f.seq, kPeState, "the head has no classes; ADDCLASS first");
+  const ModelSpec* m = e_.model();
+  size_t cap = 0;
+  float* win = e_.window_buffer(&cap);
+  size_t need = m ? static_cast<size_t>(m->input_len) * m->input_channels : 0;
+  if (!m || need == 0 || need > cap) return error(f.seq, kPeEngine, "window buffer does not match the model");
+  const char* truth = nullptr;
+  const char* err = sensor_.read_window(hint, true, win, need, &truth);
+  if (err) return error(f.seq, kPeSensor, err);
+  Prediction p;
+  Status s = e_.predict(win, &p);
+  if (s != kOk) return error(f.seq, kPeEngine, "predict failed:", status_str(s));
+  Stats st = e_.stats();
+  ok_begin(out_, f.seq, "PREDICT");
+  out_.kv_i("label", p.label);
+  out_.kv("name", p.label >= 0 ? e_.class_name(static_cast<uint16_t>(p.label)) : "");
+  out_.kv_f("conf", p.confidence);
+  out_.kv_floats("probs", p.probs, p.num_classes);
+  out_.kv_u("fwd_us", st.last_forward_us);
+  out_.kv_u("head_us", st.last_head_us);
+  if (truth) out_.kv("truth", truth);
+  send(out_);
+}
+
+void Protocol::cmd_eval(const Frame& f) {
+  static const char* const keys[] = {"replay", nullptr};
+  if (!check_args(f, 0, keys)) return;
+  bool replay = true;
+  const char* v = frame_arg(f, "replay");
+  if (v) {
+    if (!streq(v, "0") && !streq(v, "1")) return error(f.seq, kPeBadArg, "replay must be 0 or 1");
+    replay = v[0] == '1';
+  }
+  EvalResult r;
+  Status s = e_.evaluate(&r, replay);
+  if (s != kOk) {
+    return error(f.seq, s == kErrNoSamples ? kPeState : kPeEngine, "evaluate failed:", status_str(s));
+  }
+  ok_begin(out_, f.seq, "EVAL");
+  out_.kv_u("n", r.n);
+  out_.kv_u("correct", r.correct);
+  out_.kv_f("acc", r.accuracy);
+  out_.kv_f("loss", r.loss);
+  out_.kv_u("classes", r.num_classes);
+  out_.kv_u16s("cm", r.confusion, r.num_classes, r.stride, r.num_classes);
+  send(out_);
+}
+
+void Protocol::cmd_getw(const Frame& f) {
+  static const char* const keys[] = {"off", nullptr};
+  if (!check_args(f, 0, keys)) return;
+  uint32_t off = 0;
+  const char* v = frame_arg(f, "off");
+  if (v && !parse_u32(v, &off)) return error(f.seq, kPeBadArg, "off must be a byte offset");
+  uint32_t size = 0;
+  Status s = kOk;
+  const uint8_t* blob = e_.blob(&size, &s);
+  if (s != kOk) return error(f.seq, kPeEngine, "serialize failed:", status_str(s));
+  if (off >= size) return error(f.seq, kPeBadArg, "off beyond the end of the weights blob");
+  uint32_t n = size - off;
+  if (n > kChunkBytes) n = static_cast<uint32_t>(kChunkBytes);
+  ok_begin(out_, f.seq, "GETW");
+  out_.kv_u("total", size);
+  out_.kv_u("off", off);
+  out_.kv_u("len", n);
+  out_.kv_b64("data", blob + off, n);
+  send(out_);
+}
+
+void Protocol::cmd_setw(const Frame& f) {
+  static const char* const keys[] = {"total", "off", "data", nullptr};
+  if (!check_args(f, 0, keys)) return;
+  uint32_t total = 0, off = 0, cap = 0;
+  uint8_t* stage = e_.staging(&cap);
+  const char* ts = frame_arg(f, "total");
+  const char* os = frame_arg(f, "off");
+  const char* ds = frame_arg(f, "data");
+  if (!ts || !os || !ds) return error(f.seq, kPeBadArg, "SETW needs total=, off= and data=");
+  if (!parse_u32(ts, &total) || total < kBlobHeaderBytes + 4 || total > cap) {
+    setw_total_ = setw_recv_ = 0;
+    return error(f.seq, kPeBadPayload, "total is not a possible blob size for this engine");
+  }
+  if (!parse_u32(os, &off)) return error(f.seq, kPeBadArg, "off must be a byte offset");
+  if (off == 0) {
+    setw_total_ = total;
+    setw_recv_ = 0;
+  } else if (setw_total_ == 0 || total != setw_total_ || off != setw_recv_) {
+    setw_total_ = setw_recv_ = 0;
+    return error(f.seq, kPeBadPayload, "chunk out of order; restart the transfer at off=0");
+  }
+  long n = base64_decode(ds, strlen(ds), stage + off, total - off);
+  if (n <= 0 || n > static_cast<long>(kChunkBytes)) {
+    setw_total_ = setw_recv_ = 0;
+    return error(f.seq, kPeBadPayload, "data is not base64 of 1..512 bytes inside total; restart at off=0");
+  }
+  setw_recv_ += static_cast<uint32_t>(n);
+  bool applied = false;
+  if (setw_recv_ == setw_total_) {
+    Status s = e_.deserialize(stage, setw_total_);
+    setw_total_ = setw_recv_ = 0;
+    if (s != kOk) return error(f.seq, kPeWeights, "weights rejected, unchanged:", status_str(s));
+    applied = true;
+  }
+  ok_begin(out_, f.seq, "SETW");
+  out_.kv_u("recv", applied ? total : setw_recv_);
+  out_.kv_u("total", total);
+  out_.kv_u("applied", applied ? 1u : 0u);
+  send(out_);
+}
+
+void Protocol::cmd_getf(const Frame& f) {
+  static const char* const keys[] = {"i", nullptr};
+  if (!check_args(f, 0, keys)) return;
+  uint32_t i = 0;
+  const char* v = frame_arg(f, "i");
+  if (v && !parse_u32(v, &i)) return error(f.seq, kPeBadArg, "i must be a sample index");
+  uint32_t n = e_.num_samples();
+  if (n == 0) return error(f.seq, kPeState, "no samples stored; RECORD some first");
+  if (i >= n) return error(f.seq, kPeBadArg, "i beyond the stored samples");
+  size_t bytes = static_cast<size_t>(e_.feature_dim()) * 4u;
+  if (bytes > kChunkBytes) return error(f.seq, kPeEngine, "feature vector larger than one chunk");
+  const float* feat = e_.sample_features(i);
+  uint8_t raw[kChunkBytes];
+  memcpy(raw, feat, bytes);  // little-endian float32 on every supported target
+  ok_begin(out_, f.seq, "GETF");
+  out_.kv_u("n", n);
+  out_.kv_u("i", i);
+  out_.kv_i("label", e_.sample_label(i));
+  out_.kv_u("session", e_.sample_session(i));
+  out_.kv_b64("data", raw, bytes);
+  send(out_);
+}
+
+void Protocol::cmd_save(const Frame& f) {
+  if (!check_args(f, 0, kNoKeys)) return;
+  Status s = e_.save();
+  if (s != kOk) return error(f.seq, kPeStorage, "save failed:", status_str(s));
+  uint32_t size = 0;
+  e_.blob(&size, &s);
+  ok_begin(out_, f.seq, "SAVE");
+  out_.kv_u("bytes", size);
+  send(out_);
+}
+
+void Protocol::cmd_load(const Frame& f) {
+  if (!check_args(f, 0, kNoKeys)) return;
+  Status s = e_.load();
+  if (s != kOk) {
+    bool blob = s <= kErrBlobMagic && s >= kErrBlobShape;
+    return error(f.seq, blob ? kPeWeights : kPeStorage, "load failed:", status_str(s));
+  }
+  ok_begin(out_, f.seq, "LOAD");
+  out_.kv_u("classes", e_.num_classes());
+  send(out_);
+}
+
+void Protocol::cmd_reset(const Frame& f) {
+  static const char* const keys[] = {"what", nullptr};
+  if (!check_args(f, 0, keys)) return;
+  const char* what = frame_arg(f, "what");
+  if (!what) what = "all";
+  if (streq(what, "all")) {
+    e_.reset();
+    setw_total_ = setw_recv_ = 0;
+  } else if (streq(what, "samples")) {
+    e_.clear_samples();
+  } else if (streq(what, "session")) {
+    e_.new_session();
+  } else {
+    return error(f.seq, kPeBadArg, "what must be all, samples or session");
+  }
+  ok_begin(out_, f.seq, "RESET");
+  out_.kv("what", what);
+  send(out_);
+}
+
+void Protocol::cmd_stream(const Frame& f) {
+  static const char* const keys[] = {"s", nullptr};
+  if (!check_args(f, 0, keys)) return;
+  uint32_t secs = 10;
+  const char* v = frame_arg(f, "s");
+  if (v && (!parse_u32(v, &secs) || secs < 1 || secs > 3600)) return error(f.seq, kPeBadArg, "s must be 1..3600");
+  uint16_t ch = sensor_.channels();
+  if (ch == 0 || ch > 16) return error(f.seq, kPeSensor, "sensor has no channels");
+  uint32_t total = secs * sensor_.sample_rate_hz();
+  uint32_t sent = 0;
+  bool aborted = false;
+  int pending = -1;
+  float sample[16];
+  char line[16 * 20 + 4];
+  for (; sent < total; ++sent) {
+    int c = io_.read();  // any input byte stops the stream
+    if (c >= 0) {
+      pending = c;
+      aborted = true;
+      break;
+    }
+    if (!sensor_.read_sample(sample)) {
+      return error(f.seq, kPeSensor, "sensor stopped delivering samples");
+    }
+    size_t n = 0;
+    for (uint16_t k = 0; k < ch; ++k) {
+      if (k) line[n++] = ',';
+      n += format_float(sample[k], line + n);
+    }
+    line[n++] = '\r';
+    line[n++] = '\n';
+    io_.write(line, n);
+    tx_ += static_cast<uint32_t>(n);
+  }
+  io_.flush();
+  ok_begin(out_, f.seq, "STREAM");
+  out_.kv_u("n", sent);
+  out_.kv_u("rate", sensor_.sample_rate_hz());
+  out_.kv_u("aborted", aborted ? 1u : 0u);
+  send(out_);
+  if (pending >= 0) feed(static_cast<uint8_t>(pending));  // the byte that stopped us may start a frame
+}
+
+}  // namespace odl

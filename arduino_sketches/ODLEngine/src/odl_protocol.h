@@ -1,0 +1,316 @@
+// odl_protocol.h - the line-framed serial protocol of the ODL sketches (see
+// arduino_sketches/PROTOCOL.md). Board side: byte-wise frame assembly with
+// resynchronization, CRC32-checked parsing, a command dispatcher that drives an
+// odl::Engine, and the replies / progress events.
+//
+//   static odl::Engine<ODL_ARENA_FLOATS, ODL_FEATURE_DIM, ODL_MAX_CLASSES, 200> engine;
+//   static odl::EngineAdapter<decltype(engine), ODL_INPUT_LEN * ODL_INPUT_CHANNELS> adapter(engine, &storage);
+//   static odl::Protocol proto(adapter, sensor, io, "0.1.0");
+//   ... proto.boot(); then in loop(): proto.poll();
+//
+// No heap: every buffer is a member with a compile-time size. Portable C++14,
+// no RTTI, no exceptions. The virtual board (arduino_sketches/virtual_board)
+// runs exactly this code over stdin/stdout.
+#ifndef ODL_PROTOCOL_H
+#define ODL_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "odl_engine.h"
+#include "odl_types.h"
+
+namespace odl {
+
+static const uint32_t kProtocolVersion = 1;
+static const size_t kMaxLine = 1024;      // bytes of one frame, '$' and '\n' included
+static const size_t kMaxTokens = 16;      // tokens after the command word
+static const size_t kChunkBytes = 512;    // GETW / SETW payload bytes per frame
+static const uint32_t kMaxSeq = 999999999u;
+
+enum ProtoError : int {
+  kPeLineTooLong = 1,
+  kPeBadCrc = 2,
+  kPeMalformed = 3,
+  kPeBadSeq = 4,
+  kPeUnknownCmd = 5,
+  kPeBadArg = 6,
+  kPeBadPayload = 7,
+  kPeState = 8,
+  kPeEngine = 9,
+  kPeWeights = 10,
+  kPeStorage = 11,
+  kPeSensor = 12
+};
+
+// ---------------------------------------------------------------- parsing ---
+
+// A parsed frame; pointers point into the (modified in place) line buffer.
+struct Frame {
+  uint32_t seq;
+  const char* word;                // command (requests) or OK / ERR / EV (replies)
+  const char* tokens[kMaxTokens];  // the tokens after word
+  uint8_t num_tokens;
+};
+
+// Parses one frame: line[0] == '$', len bytes, no '\n'. The buffer is modified
+// (spaces become NUL). Returns 0 or a ProtoError; *seq_trusted says whether
+// out->seq may be echoed in an error reply (only once the CRC has matched).
+int parse_frame(char* line, size_t len, Frame* out, bool* seq_trusted);
+
+// Value of the key=value token `key` among tokens[first..], or nullptr.
+const char* frame_arg(const Frame& f, const char* key, uint8_t first = 0);
+
+// Strict number parsers: the whole string must be consumed, no sign where
+// unsigned, finite floats only. Return false on any problem.
+bool parse_u32(const char* s, uint32_t* out);
+bool parse_float(const char* s, float* out);
+
+// Writes v with 6 significant digits ("%.6g"-like, without needing printf float
+// support, which newlib-nano lacks). out needs 16 bytes. Returns the length.
+size_t format_float(float v, char* out);
+
+// A class name accepted by ADDCLASS: 1..15 of [A-Za-z0-9_.-].
+bool valid_class_name(const char* s);
+
+// ------------------------------------------------------ frame assembly ---
+
+// Byte-wise state machine that cuts the input stream into frames.
+class LineAssembler {
+ public:
+  enum Result { kNothing = 0, kFrame = 1, kReject = 2 };
+  LineAssembler() { clear(); }
+  // Feeds one byte. kFrame: a complete frame is in line()/length() (NUL
+  // terminated, '\r' and '\n' stripped). kReject: a line was rejected at the
+  // framing level, error()/reason() say why. A kReject may be produced by a '$'
+  // that also opens a new frame (the previous frame was truncated).
+  Result feed(uint8_t c);
+  char* line() { return buf_; }
+  size_t length() const { return len_; }
+  int error() const { return error_; }
+  const char* reason() const { return reason_; }
+  void clear();
+
+ private:
+  enum State { kIdle, kInFrame, kDiscard };
+  char buf_[kMaxLine + 1];
+  size_t len_;
+  uint8_t state_;
+  bool junk_;      // idle line has non-blank bytes
+  bool bad_byte_;  // non-printable byte inside the frame
+  int error_;
+  const char* reason_;
+  int discard_error_;
+  const char* discard_reason_;
+};
+
+// ------------------------------------------------------------- output ---
+
+class Io {
+ public:
+  virtual int read() = 0;                                // next byte or -1 if none available now
+  virtual void write(const char* data, size_t n) = 0;
+  virtual void flush() {}
+ protected:
+  ~Io() {}
+};
+
+// Builds one outgoing frame: begin(), add tokens, send().
+class FrameWriter {
+ public:
+  FrameWriter() : len_(0), overflow_(false) { buf_[0] = 0; }
+  void begin(uint32_t seq, const char* word);
+  void token(const char* t);                       // raw token (caller guarantees syntax)
+  void kv(const char* key, const char* value);     // value sanitized to token characters
+  void kv_u(const char* key, uint32_t v);
+  void kv_i(const char* key, long v);
+  void kv_f(const char* key, float v);
+  void kv_floats(const char* key, const float* v, size_t n);  // comma separated
+  void kv_u16s(const char* key, const uint16_t* v, size_t n, size_t stride, size_t rows);
+  void kv_b64(const char* key, const uint8_t* data, size_t n);
+  void text(const char* words);  // free text (error messages): unsafe bytes become '_'
+  bool overflow() const { return overflow_; }
+  // Appends " *crc\n". Returns the frame (NUL terminated) and its length.
+  const char* finish(size_t* n);
+
+ private:
+  void raw(const char* s, size_t n);
+  void sep();
+  char buf_[kMaxLine + 1];
+  size_t len_;
+  bool overflow_;
+};
+
+// ------------------------------------------------------------- sensor ---
+
+// Where windows come from: the IMU on a real board, recorded data on the virtual board.
+class Sensor {
+ public:
+  // "rev1", "rev2", "virtual", "none": reported as board= in HELLO / INFO.
+  virtual const char* board_name() const = 0;
+  // Fills one window (n floats: ODL_INPUT_LEN x ODL_INPUT_CHANNELS, time-major,
+  // accel in g, gyro in deg/s). class_hint: the class the user was asked to
+  // perform (the virtual board replays a recording of that class; a real sensor
+  // ignores it), may be nullptr. for_predict selects the held-out recordings on
+  // the virtual board. *truth: the true class name when known (virtual board),
+  // else nullptr. Returns nullptr on success or an error message.
+  virtual const char* read_window(const char* class_hint, bool for_predict, float* out, size_t n,
+                                  const char** truth) = 0;
+  // Blocks until the next sample (sample_rate_hz), writes channels() floats.
+  virtual bool read_sample(float* out) = 0;
+  virtual uint16_t channels() const { return 6; }
+  virtual uint16_t sample_rate_hz() const { return 25; }
+ protected:
+  ~Sensor() {}
+};
+
+// ----------------------------------------------------- engine adapter ---
+
+// What the dispatcher needs from an engine; EngineAdapter<> implements it for
+// any odl::Engine instantiation (so the dispatcher is compiled once, not per sketch).
+class EngineIface {
+ public:
+  virtual const ModelSpec* model() const = 0;
+  virtual uint16_t num_classes() const = 0;
+  virtual uint16_t max_classes() const = 0;
+  virtual uint16_t feature_dim() const = 0;
+  virtual const char* class_name(uint16_t c) const = 0;
+  virtual uint32_t replay_capacity() const = 0;
+  virtual uint32_t num_samples() const = 0;
+  virtual Stats stats() const = 0;
+  virtual int add_class(const char* name) = 0;
+  virtual Status add_window(const float* window, uint16_t label) = 0;
+  virtual Status train(const TrainConfig& cfg, EpochCallback cb, void* user) = 0;
+  virtual Status predict(const float* window, Prediction* out) = 0;
+  virtual Status evaluate(EvalResult* out, bool use_replay) = 0;
+  // Weights blob: serialized into an adapter-owned buffer.
+  virtual const uint8_t* blob(uint32_t* size, Status* status) = 0;
+  // Staging buffer for SETW (blob capacity of this engine).
+  virtual uint8_t* staging(uint32_t* capacity) = 0;
+  virtual Status deserialize(const uint8_t* data, uint32_t len) = 0;
+  virtual Status save() = 0;
+  virtual Status load() = 0;
+  virtual void reset() = 0;
+  virtual void clear_samples() = 0;
+  virtual void new_session() = 0;
+  virtual const float* sample_features(uint32_t i) const = 0;
+  virtual int sample_label(uint32_t i) const = 0;
+  virtual uint16_t sample_session(uint32_t i) const = 0;
+  virtual float* window_buffer(size_t* n) = 0;
+ protected:
+  ~EngineIface() {}
+};
+
+// storage: where SAVE / LOAD go (RamStorage, FlashIAPStorage), or nullptr for none.
+template <class EngineT, size_t WindowFloats>
+class EngineAdapter : public EngineIface {
+ public:
+  EngineAdapter(EngineT& e, Storage* storage) : e_(e), storage_(storage) {}
+  const ModelSpec* model() const override { return e_.model(); }
+  uint16_t num_classes() const override { return e_.num_classes(); }
+  uint16_t max_classes() const override { return e_.max_classes(); }
+  uint16_t feature_dim() const override { return e_.feature_dim(); }
+  const char* class_name(uint16_t c) const override { return e_.class_name(c); }
+  uint32_t replay_capacity() const override { return e_.replay_capacity(); }
+  uint32_t num_samples() const override { return e_.num_samples(); }
+  Stats stats() const override { return e_.stats(); }
+  int add_class(const char* name) override { return e_.add_class(name); }
+  Status add_window(const float* w, uint16_t label) override { return e_.add_window(w, label); }
+  Status train(const TrainConfig& c, EpochCallback cb, void* u) override { return e_.train(c, cb, u); }
+  Status predict(const float* w, Prediction* out) override { return e_.predict(w, out); }
+  Status evaluate(EvalResult* out, bool r) override { return e_.evaluate(out, r); }
+  const uint8_t* blob(uint32_t* size, Status* status) override {
+    *status = e_.serialize(out_, sizeof(out_), size);
+    return out_;
+  }
+  uint8_t* staging(uint32_t* capacity) override {
+    *capacity = sizeof(stage_);
+    return stage_;
+  }
+  Status deserialize(const uint8_t* d, uint32_t n) override { return e_.deserialize(d, n); }
+  Status save() override { return storage_ ? e_.save(*storage_) : kErrStorageIo; }
+  Status load() override { return storage_ ? e_.load(*storage_) : kErrStorageEmpty; }
+  void reset() override { e_.reset(); }
+  void clear_samples() override { e_.clear_samples(); }
+  void new_session() override { e_.new_session(); }
+  const float* sample_features(uint32_t i) const override { return e_.sample_features(i); }
+  int sample_label(uint32_t i) const override { return e_.sample_label(i); }
+  uint16_t sample_session(uint32_t i) const override { return e_.sample_session(i); }
+  float* window_buffer(size_t* n) override {
+    *n = WindowFloats;
+    return window_;
+  }
+
+ private:
+  EngineT& e_;
+  Storage* storage_;
+  uint8_t out_[EngineT::kBlobCapacity];
+  uint8_t stage_[EngineT::kBlobCapacity];
+  float window_[WindowFloats];
+};
+
+// ---------------------------------------------------------- dispatcher ---
+
+struct BoardHooks {
+  ClockFn micros = nullptr;           // for timing fields (optional)
+  int32_t (*free_ram)() = nullptr;    // bytes of free RAM, optional (-1 reported)
+};
+
+class Protocol {
+ public:
+  Protocol(EngineIface& engine, Sensor& sensor, Io& io, const char* firmware_version,
+           BoardHooks hooks = BoardHooks());
+  // Sends the boot banner ($0 EV BOOT ...).
+  void boot();
+  // Reads every byte available now and handles complete frames.
+  void poll();
+  // Handles one input byte.
+  void feed(uint8_t c);
+
+  uint32_t bytes_sent() const { return tx_; }
+  uint32_t bytes_received() const { return rx_; }
+  uint32_t errors() const { return errors_; }
+
+  // Used by the training callback; public for that reason only.
+  void send_epoch_event(const EpochResult& r);
+
+ private:
+  void handle(char* line, size_t len);
+  void dispatch(const Frame& f);
+  void send(FrameWriter& w);
+  void error(uint32_t seq, int code, const char* msg, const char* detail = nullptr);
+  void ok_begin(FrameWriter& w, uint32_t seq, const char* cmd);
+  int resolve_class(const char* s) const;
+  bool check_args(const Frame& f, uint8_t positional, const char* const* keys);
+
+  void cmd_hello(const Frame& f, bool info);
+  void cmd_record(const Frame& f);
+  void cmd_addclass(const Frame& f);
+  void cmd_train(const Frame& f);
+  void cmd_predict(const Frame& f);
+  void cmd_eval(const Frame& f);
+  void cmd_getw(const Frame& f);
+  void cmd_setw(const Frame& f);
+  void cmd_getf(const Frame& f);
+  void cmd_save(const Frame& f);
+  void cmd_load(const Frame& f);
+  void cmd_reset(const Frame& f);
+  void cmd_stream(const Frame& f);
+
+  EngineIface& e_;
+  Sensor& sensor_;
+  Io& io_;
+  const char* fw_;
+  BoardHooks hooks_;
+  LineAssembler in_;
+  FrameWriter out_;
+  uint32_t last_seq_;
+  uint32_t cur_seq_;
+  uint32_t tx_, rx_, errors_;
+  uint32_t setw_total_, setw_recv_;  // staged SETW transfer
+  EpochResult last_epoch_;
+};
+
+}  // namespace odl
+
+#endif  // ODL_PROTOCOL_H

@@ -1,0 +1,91 @@
+"""Build helpers shared by the engine tests (tests/test_engine.py, test_weights.py, ...).
+
+Everything is compiled into a pytest temporary folder, never into the repository.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LIB = REPO_ROOT / "arduino_sketches" / "ODLEngine"
+LIB_SRC = LIB / "src"
+HERE = Path(__file__).resolve().parent
+HOST_FLAGS = ["-std=c++14", "-Wall", "-Wextra", "-Werror", "-fno-exceptions", "-fno-rtti", "-O2"]
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
+
+
+def library_sources() -> list[Path]:
+    return sorted(LIB_SRC.glob("odl_*.cpp"))
+
+
+def gxx(sources, out: Path, includes=(), flags=(), cxx: str = "g++", base=HOST_FLAGS) -> Path:
+    """Compile and link; raise AssertionError with the compiler's output on failure."""
+    if shutil.which(cxx) is None:
+        raise FileNotFoundError(f"{cxx} not found (apt-get install g++)")
+    cmd = [cxx, *base, *flags, f"-I{LIB_SRC}", *(f"-I{i}" for i in includes), *map(str, sources), "-o", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise AssertionError(f"compile failed: {' '.join(cmd)}\n{res.stdout}\n{res.stderr}")
+    return out
+
+
+def run(cmd, timeout=120, check=True) -> subprocess.CompletedProcess:
+    res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{cmd[0]} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def load_backbone_and_norm():
+    """The committed pretrained backbone and its input normalization, or (if the asset is not
+    there yet) a freshly built backbone whose BatchNorm statistics are set to non-trivial
+    seeded values so that folding is really exercised. Returns (backbone, mean, std, label)."""
+    import numpy as np
+
+    try:
+        from odlkit.pretrain import load_backbone
+
+        backbone, meta = load_backbone()
+        return backbone, np.asarray(meta["input_mean"]), np.asarray(meta["input_std"]), "pretrained"
+    except (FileNotFoundError, ImportError):
+        from keras import layers
+
+        from odlkit.data import Standardizer, imu_windows
+        from odlkit.models import build_backbone
+
+        backbone = build_backbone(seed=0)
+        rng = np.random.default_rng(0)
+        for layer in backbone.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                n = layer.gamma.shape[0]
+                layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n), rng.normal(0, 0.3, n),
+                                   rng.uniform(0.3, 2.0, n)])
+        scaler = Standardizer().fit(imu_windows("basic_motions").X)
+        return backbone, scaler.mean_, scaler.std_, "random-bn"
+
+
+_HEADER_CACHE: dict = {}
+
+
+def model_header(folder: Path, max_classes: int = 8):
+    """Generate odl_model_data.h for the backbone into folder (once per session).
+
+    Returns (header_dir, backbone, mean, std, label)."""
+    import numpy as np
+
+    from odlkit.export.c_header import write_model_header
+
+    if "v" not in _HEADER_CACHE:
+        backbone, mean, std, label = load_backbone_and_norm()
+        folder.mkdir(parents=True, exist_ok=True)
+        names = ["standing", "walking", "running", "badminton"]
+        rng = np.random.default_rng(1)
+        from odlkit.weights import HeadWeights
+
+        head = HeadWeights(W=rng.normal(0, 0.1, (backbone.output_shape[-1], 4)), b=np.zeros(4), class_names=names)
+        write_model_header(backbone, head, folder / "odl_model_data.h", mean, std, names, max_classes)
+        _HEADER_CACHE["v"] = (folder, backbone, mean, std, label, head)
+    return _HEADER_CACHE["v"]

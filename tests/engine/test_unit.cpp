@@ -1,0 +1,487 @@
+// Host unit tests of the ODLEngine library core (built and run by tests/test_engine.py).
+// Every test compares against values computed independently (by hand or in double).
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ODLEngine.h"
+#include "odl_rng.h"
+
+static int g_failures = 0;
+static int g_checks = 0;
+#define CHECK(cond)                                                         \
+  do {                                                                      \
+    ++g_checks;                                                             \
+    if (!(cond)) {                                                          \
+      ++g_failures;                                                         \
+      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                \
+    }                                                                       \
+  } while (0)
+#define CHECK_NEAR(a, b, tol)                                               \
+  do {                                                                      \
+    ++g_checks;                                                             \
+    const double va = (a), vb = (b);                                        \
+    if (!(fabs(va - vb) <= (tol))) {                                        \
+      ++g_failures;                                                         \
+      printf("FAIL %s:%d: %s = %.9g, %s = %.9g (tol %g)\n", __FILE__, __LINE__, #a, va, #b, vb, \
+             (double)(tol));                                                \
+    }                                                                       \
+  } while (0)
+
+// ---------------------------------------------------------------- kernels
+static void test_conv1d() {
+  // T=4, Cin=2, K=2, Cout=2. x[t][i]; W[j][i][o]
+  const float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  const float W[8] = {1, 0, 0, 1, 1, -1, 2, 0};  // W[0][0]=(1,0) W[0][1]=(0,1) W[1][0]=(1,-1) W[1][1]=(2,0)
+  const float b[2] = {0.5f, -1};
+  float y[6];
+  odl::conv1d_valid(x, 4, 2, W, b, 2, 2, y);
+  // t=0: o0 = .5 + 1*1 + 2*0 + 3*1 + 4*2 = 12.5 ; o1 = -1 + 0 + 2 + -3 + 0 = -2
+  // t=1: o0 = .5 + 3 + 0 + 5 + 12 = 20.5      ; o1 = -1 + 4 - 5 = -2
+  // t=2: o0 = .5 + 5 + 7 + 16 = 28.5           ; o1 = -1 + 6 - 7 = -2
+  const float e[6] = {12.5f, -2, 20.5f, -2, 28.5f, -2};
+  for (int i = 0; i < 6; ++i) CHECK_NEAR(y[i], e[i], 0);
+}
+
+static void test_depthwise() {
+  const float x[6] = {1, 10, 2, 20, 3, 30};  // T=3, C=2
+  const float W[4] = {1, 0.5f, -1, 2};         // W[0]=(1,.5) W[1]=(-1,2)
+  const float b[2] = {0, 1};
+  float y[4];
+  odl::depthwise_conv1d_valid(x, 3, 2, W, b, 2, y);
+  // t0: c0 = 1 - 2 = -1; c1 = 1 + 5 + 40 = 46 ; t1: c0 = 2 - 3 = -1; c1 = 1 + 10 + 60 = 71
+  const float e[4] = {-1, 46, -1, 71};
+  for (int i = 0; i < 4; ++i) CHECK_NEAR(y[i], e[i], 0);
+}
+
+static void test_dense_relu_pool_gap() {
+  const float x[3] = {1, -2, 3};
+  const float W[6] = {1, 2, 3, 4, 5, 6};  // (in 3, out 2)
+  const float b[2] = {0.25f, 0};
+  float y[2];
+  odl::dense(x, 3, W, b, 2, y);
+  CHECK_NEAR(y[0], 0.25 + 1 - 6 + 15, 0);
+  CHECK_NEAR(y[1], 2 - 8 + 18, 0);
+  float r[4] = {-1, 0, 2, -0.0f};
+  odl::relu_inplace(r, 4);
+  CHECK(r[0] == 0 && r[1] == 0 && r[2] == 2 && r[3] == 0);
+  const float p[10] = {1, 9, 3, 2, -5, 0, 4, 4, 7, -1};  // T=5, C=2, pool 2 -> T=2 (last row dropped)
+  float py[4];
+  odl::maxpool1d(p, 5, 2, 2, py);
+  CHECK(py[0] == 3 && py[1] == 9 && py[2] == 4 && py[3] == 4);
+  float g[2];
+  odl::global_avg_pool1d(p, 5, 2, g);
+  CHECK_NEAR(g[0], (1 + 3 - 5 + 4 + 7) / 5.0, 1e-6);
+  CHECK_NEAR(g[1], (9 + 2 + 0 + 4 - 1) / 5.0, 1e-6);
+}
+
+// A tiny model: (4, 2) -> Conv1D(3, k2)+relu -> MaxPool(2)... kept tiny for hand checks:
+// (4,2) conv k2 -> (3,3) relu; gap -> (1,3); dense 3->2 (feature_dim 2)
+static const float kMean[2] = {1, 0};
+static const float kStd[2] = {2, 1};
+static const float kC0W[12] = {1, 0, -1, 0, 1, 0, 0, 0, 1, 1, 0, 0};  // (2,2,3)
+static const float kC0B[3] = {0, 0, -1};
+static const float kD0W[6] = {1, 0, 0, 1, 1, 1};  // (3,2)
+static const float kD0B[2] = {0, 0.5f};
+static const odl::LayerSpec kTinyLayers[3] = {
+    {odl::kConv1D, odl::kActRelu, 2, 2, 3, kC0W, kC0B},
+    {odl::kGlobalAvgPool1D, odl::kActNone, 0, 3, 3, nullptr, nullptr},
+    {odl::kDense, odl::kActNone, 0, 3, 2, kD0W, kD0B},
+};
+static const char* const kTinyNames[2] = {"up", "down"};
+static const float kTinyHeadW[4] = {1, -1, -1, 1};
+static const float kTinyHeadB[2] = {0, 0};
+static const odl::ModelSpec kTiny = {4, 2, 2, 2, 24, kMean, kStd, kTinyLayers, 3,
+                                     kTinyNames, kTinyHeadW, kTinyHeadB};
+
+static void reference_tiny(const float* raw, double* feat) {
+  double xn[4][2];
+  for (int t = 0; t < 4; ++t)
+    for (int c = 0; c < 2; ++c) xn[t][c] = (raw[t * 2 + c] - kMean[c]) / kStd[c];
+  double gap[3] = {0, 0, 0};
+  for (int t = 0; t < 3; ++t)
+    for (int o = 0; o < 3; ++o) {
+      double a = kC0B[o];
+      for (int j = 0; j < 2; ++j)
+        for (int i = 0; i < 2; ++i) a += xn[t + j][i] * kC0W[(j * 2 + i) * 3 + o];
+      gap[o] += (a > 0 ? a : 0) / 3.0;
+    }
+  for (int o = 0; o < 2; ++o) {
+    feat[o] = kD0B[o];
+    for (int i = 0; i < 3; ++i) feat[o] += gap[i] * kD0W[i * 2 + o];
+  }
+}
+
+static void test_backbone() {
+  CHECK(odl::validate_model(kTiny, 24) == odl::kOk);
+  CHECK(odl::validate_model(kTiny, 16) == odl::kErrArenaTooSmall);  // (4,2)=8 ok, (3,3)=9 > 8
+  odl::LayerSpec bad[3] = {kTinyLayers[0], kTinyLayers[1], kTinyLayers[2]};
+  bad[2].in_channels = 4;
+  odl::ModelSpec m = kTiny;
+  m.layers = bad;
+  CHECK(odl::validate_model(m, 24) == odl::kErrBadModel);
+  const float raw[8] = {3, 1, -1, 2, 0.5f, -2, 4, 0.25f};
+  float arena[24], f[2];
+  double ref[2];
+  CHECK(odl::run_backbone(kTiny, raw, arena, 24, f) == odl::kOk);
+  reference_tiny(raw, ref);
+  CHECK_NEAR(f[0], ref[0], 1e-6);
+  CHECK_NEAR(f[1], ref[1], 1e-6);
+  // through the engine template
+  odl::Engine<24, 2, 3, 8> eng;
+  CHECK(eng.extract_features(raw, f) == odl::kErrNotBegun);
+  CHECK(eng.begin(kTiny) == odl::kOk);
+  float f2[2];
+  CHECK(eng.extract_features(raw, f2) == odl::kOk);
+  CHECK(f2[0] == f[0] && f2[1] == f[1]);
+  odl::Engine<16, 2, 3, 8> small;
+  CHECK(small.begin(kTiny) == odl::kErrArenaTooSmall);
+  odl::Engine<24, 3, 3, 8> wrongdim;
+  CHECK(wrongdim.begin(kTiny) == odl::kErrFeatureDim);
+  odl::Engine<24, 2, 1, 8> fewclasses;
+  CHECK(fewclasses.begin(kTiny) == odl::kErrTooManyClasses);
+}
+
+static void test_exp() {
+  double worst = 0;
+  for (int i = 0; i < 87000; ++i) {
+    const float x = -(float)i * 0.001f;
+    const double e = exp((double)x);
+    const double r = fabs(odl::exp_nonpos(x) - e) / e;
+    if (r > worst) worst = r;
+  }
+  printf("exp_nonpos max relative error on [-87, 0]: %.3g\n", worst);
+  CHECK(worst < 5e-7);
+  CHECK(odl::exp_nonpos(0.0f) == 1.0f);
+  CHECK(odl::exp_nonpos(-100.0f) == 0.0f);
+}
+
+// ---------------------------------------------------------------- head
+static double head_loss_double(const float* W, const float* b, const float* X, const uint16_t* y,
+                               int n, int nc, int fd, double wd) {
+  double total = 0;
+  for (int s = 0; s < n; ++s) {
+    double z[8], zmax = -1e300;
+    for (int c = 0; c < nc; ++c) {
+      z[c] = b[c];
+      for (int f = 0; f < fd; ++f) z[c] += (double)W[c * fd + f] * X[s * fd + f];
+      if (z[c] > zmax) zmax = z[c];
+    }
+    double sum = 0;
+    for (int c = 0; c < nc; ++c) sum += exp(z[c] - zmax);
+    total += log(sum) + zmax - z[y[s]];
+  }
+  double reg = 0;
+  for (int i = 0; i < nc * fd; ++i) reg += 0.5 * wd * (double)W[i] * W[i];
+  return total / n + reg;
+}
+
+template <uint16_t FD, uint16_t MC, uint16_t CAP>
+struct Bench {
+  odl::Engine<24, FD, MC, CAP> e;
+};
+
+static void test_gradient_finite_differences() {
+  // Engine with the tiny model but FeatureDim 2 is too small to be interesting:
+  // use the head/store views directly with FD=5, 3 classes, 6 samples.
+  const int FD = 5, NC = 3, N = 6;
+  float W[NC * FD], b[NC], vW[NC * FD], vb[NC], gW[NC * FD], gb[NC], probs[NC];
+  char names[NC][odl::kClassNameBytes];
+  float feats[N * FD];
+  uint16_t labels[N], sessions[N], order[N];
+  odl::HeadView h = {FD, NC, 0, W, b, vW, vb, gW, gb, probs, names};
+  odl::StoreView s = {FD, N, 0, 0, 0, 0, 0, feats, labels, sessions, order};
+  odl::store_clear(s, 7);
+  CHECK(h.num_classes == 0);
+  CHECK(odl::head_add_class(h, "a") == 0);
+  CHECK(odl::head_add_class(h, "b") == 1);
+  CHECK(odl::head_add_class(h, "c") == 2);
+  uint32_t rng = 12345;
+  for (int i = 0; i < NC * FD; ++i) W[i] = (float)((int)(odl::xorshift32(&rng) % 2001) - 1000) / 1000.0f;
+  for (int c = 0; c < NC; ++c) b[c] = (float)((int)(odl::xorshift32(&rng) % 201) - 100) / 100.0f;
+  float x[FD];
+  for (int k = 0; k < N; ++k) {
+    for (int f = 0; f < FD; ++f) x[f] = (float)((int)(odl::xorshift32(&rng) % 2001) - 1000) / 500.0f;
+    CHECK(odl::store_add(s, h, x, (uint16_t)(k % NC)) == odl::kOk);
+  }
+  CHECK(odl::store_add(s, h, x, 3) == odl::kErrBadLabel);
+  const double wd = 0.01;
+  // one full-batch step with momentum 0: W_new = W - lr * g  =>  g = (W - W_new) / lr
+  float W0[NC * FD], b0[NC];
+  memcpy(W0, W, sizeof(W));
+  memcpy(b0, b, sizeof(b));
+  odl::TrainConfig cfg;
+  cfg.epochs = 1;
+  cfg.batch_size = N;
+  cfg.lr = 1.0f;
+  cfg.momentum = 0.0f;
+  cfg.weight_decay = (float)wd;
+  cfg.shuffle = false;
+  CHECK(odl::head_train(h, s, cfg, nullptr, nullptr) == odl::kOk);
+  // central differences in double on the float weights
+  const double eps = 1e-3;
+  double worst = 0;
+  for (int i = 0; i < NC * FD + NC; ++i) {
+    float Wp[NC * FD], bp[NC];
+    memcpy(Wp, W0, sizeof(W0));
+    memcpy(bp, b0, sizeof(b0));
+    float* p = i < NC * FD ? &Wp[i] : &bp[i - NC * FD];
+    const float orig = *p;
+    *p = (float)(orig + eps);
+    const double lp = head_loss_double(Wp, bp, feats, labels, N, NC, FD, i < NC * FD ? wd : 0);
+    *p = (float)(orig - eps);
+    const double lm = head_loss_double(Wp, bp, feats, labels, N, NC, FD, i < NC * FD ? wd : 0);
+    const double step = (double)(float)(orig + eps) - (double)(float)(orig - eps);
+    const double fd_grad = (lp - lm) / step;
+    const double engine_grad = i < NC * FD ? (double)W0[i] - W[i] : (double)b0[i - NC * FD] - b[i - NC * FD];
+    const double err = fabs(fd_grad - engine_grad);
+    if (err > worst) worst = err;
+  }
+  printf("head gradient vs central differences: max abs error %.3g\n", worst);
+  // float32 forward pass (~1e-7 relative) + O(eps^2) truncation: 1e-4 is ample and still
+  // catches a missing 1/B, a wrong sign or a missing decay term (all >= 1e-2 here).
+  CHECK(worst < 1e-4);
+
+  // bias-only: W untouched, b moves by the same gradient
+  memcpy(W, W0, sizeof(W0));
+  memcpy(b, b0, sizeof(b0));
+  cfg.mode = odl::kTrainBiasOnly;
+  CHECK(odl::head_train(h, s, cfg, nullptr, nullptr) == odl::kOk);
+  CHECK(memcmp(W, W0, sizeof(W0)) == 0);
+  bool moved = false;
+  for (int c = 0; c < NC; ++c) moved = moved || b[c] != b0[c];
+  CHECK(moved);
+  // bad configs
+  cfg.batch_size = 0;
+  CHECK(odl::head_train(h, s, cfg, nullptr, nullptr) == odl::kErrBadArgument);
+  cfg.batch_size = 2;
+  cfg.momentum = 1.0f;
+  CHECK(odl::head_train(h, s, cfg, nullptr, nullptr) == odl::kErrBadArgument);
+}
+
+static bool count_epochs(const odl::EpochResult& r, void* user) {
+  int* n = (int*)user;
+  ++*n;
+  return r.epoch < 3;  // stop after the third epoch
+}
+
+static void test_engine_classes_and_replay() {
+  odl::Engine<24, 2, 4, 50> eng;
+  CHECK(eng.begin(kTiny, 3) == odl::kOk);
+  CHECK(eng.num_classes() == 2);
+  CHECK(strcmp(eng.class_name(1), "down") == 0);
+  CHECK(eng.weights()[0] == 1 && eng.weights()[3] == 1);
+  CHECK(eng.add_class("left") == 2);
+  CHECK(eng.add_class("left") == odl::kErrDuplicateClass);
+  CHECK(eng.add_class("") == odl::kErrBadArgument);
+  CHECK(eng.add_class("a-very-long-class-name") == 3);
+  CHECK(strcmp(eng.class_name(3), "a-very-long-cla") == 0);  // 15 chars kept
+  CHECK(eng.add_class("five") == odl::kErrTooManyClasses);
+  CHECK(eng.weights()[2 * 2] == 0 && eng.weights()[2 * 2 + 1] == 0 && eng.bias()[2] == 0);
+  // a new class with a zero row gets logit b=0: with features (0,0) all four tie
+  odl::Prediction p;
+  const float zero[2] = {0, 0};
+  CHECK(eng.predict_features(zero, &p) == odl::kOk);
+  CHECK(p.num_classes == 4);
+  CHECK_NEAR(p.probs[2], 0.25, 1e-6);
+
+  // reservoir: 100 samples of class 0 then 400 of class 1 into 50 slots
+  uint32_t counts[4] = {0, 0, 0, 0};
+  for (int i = 0; i < 500; ++i) {
+    const float f[2] = {(float)i, (float)(i < 100 ? 0 : 1)};
+    CHECK(eng.add_sample(f, (uint16_t)(i < 100 ? 0 : 1)) == odl::kOk);
+  }
+  CHECK(eng.num_samples() == 50);
+  CHECK(eng.stats().samples_seen == 500);
+  bool consistent = true;
+  for (uint32_t i = 0; i < eng.num_samples(); ++i) {
+    const float* f = eng.sample_features(i);
+    const int y = eng.sample_label(i);
+    counts[y]++;
+    consistent = consistent && (int)f[1] == y && ((f[0] < 100) == (y == 0));
+  }
+  CHECK(consistent);  // every kept vector is intact and carries its own label
+  printf("reservoir after 100 x class0 + 400 x class1 into 50 slots: %u / %u\n", counts[0], counts[1]);
+  // expected 10 of class 0 (20 %); P(count outside [3, 20]) < 1e-3 for a uniform reservoir
+  CHECK(counts[0] >= 3 && counts[0] <= 20);
+  // same seed -> same reservoir
+  odl::Engine<24, 2, 4, 50> eng2;
+  CHECK(eng2.begin(kTiny, 3) == odl::kOk);
+  eng2.add_class("left");
+  eng2.add_class("a-very-long-class-name");
+  for (int i = 0; i < 500; ++i) {
+    const float f[2] = {(float)i, (float)(i < 100 ? 0 : 1)};
+    eng2.add_sample(f, (uint16_t)(i < 100 ? 0 : 1));
+  }
+  bool same = true;
+  for (uint32_t i = 0; i < 50; ++i) same = same && eng2.sample_features(i)[0] == eng.sample_features(i)[0];
+  CHECK(same);
+
+  // sessions: use_replay=false sees only the new session
+  eng.new_session();
+  for (int i = 0; i < 60; ++i) {  // the reservoir keeps ~50/550 of each new sample
+    const float f[2] = {-1.0f - i, 2.0f};
+    eng.add_sample(f, 2);
+  }
+  odl::EvalResult ev;
+  CHECK(eng.evaluate(&ev, false) == odl::kOk);
+  uint32_t in_session = 0;
+  for (uint32_t i = 0; i < eng.num_samples(); ++i) in_session += eng.sample_session(i) == 1;
+  CHECK(ev.n == in_session && in_session >= 1);
+  CHECK(eng.evaluate(&ev, true) == odl::kOk);
+  CHECK(ev.n == 50);
+  uint32_t cm_total = 0, cm_diag = 0;
+  for (int t = 0; t < 4; ++t)
+    for (int q = 0; q < 4; ++q) {
+      cm_total += ev.confusion[t * ev.stride + q];
+      if (t == q) cm_diag += ev.confusion[t * ev.stride + q];
+    }
+  CHECK(cm_total == 50 && cm_diag == ev.correct);
+  CHECK_NEAR(ev.accuracy, (double)ev.correct / 50.0, 1e-7);
+
+  // training with replay on the new class + old ones; early stop via the callback
+  odl::TrainConfig cfg;
+  cfg.epochs = 10;
+  cfg.lr = 0.01f;
+  int epochs_seen = 0;
+  CHECK(eng.train(cfg, count_epochs, &epochs_seen) == odl::kOk);
+  CHECK(epochs_seen == 3);
+  eng.clear_samples();
+  CHECK(eng.num_samples() == 0);
+  CHECK(eng.train(cfg) == odl::kErrNoSamples);
+  eng.reset();
+  CHECK(eng.num_classes() == 2 && eng.weights()[0] == 1);
+}
+
+// ---------------------------------------------------------------- blob
+static void test_crc_and_blob() {
+  CHECK(odl::crc32((const uint8_t*)"123456789", 9) == 0xCBF43926u);
+  CHECK(odl::crc32((const uint8_t*)"6789", 4, odl::crc32((const uint8_t*)"12345", 5)) == 0xCBF43926u);
+  odl::Engine<24, 2, 4, 8> eng;
+  eng.begin(kTiny);
+  eng.add_class("third");
+  uint8_t blob[256];
+  uint32_t n = 0;
+  CHECK(eng.serialize(blob, 10, &n) == odl::kErrBufferTooSmall);
+  CHECK(eng.serialize(blob, sizeof(blob), &n) == odl::kOk);
+  CHECK(n == odl::blob_size_for(3, 2) && n == 16 + 48 + 24 + 12 + 4);
+  CHECK(memcmp(blob, "ODLW", 4) == 0);
+  // every single-byte corruption (all positions x all 255 non-zero xor masks) is rejected
+  uint32_t accepted = 0, tried = 0;
+  for (uint32_t pos = 0; pos < n; ++pos)
+    for (int m = 1; m < 256; ++m) {
+      blob[pos] ^= (uint8_t)m;
+      odl::Engine<24, 2, 4, 8> other;
+      other.begin(kTiny);
+      if (other.deserialize(blob, n) == odl::kOk) ++accepted;
+      ++tried;
+      blob[pos] ^= (uint8_t)m;
+    }
+  printf("single-byte corruptions rejected: %u of %u\n", tried - accepted, tried);
+  CHECK(accepted == 0);
+  odl::Engine<24, 2, 4, 8> other;
+  other.begin(kTiny);
+  CHECK(other.deserialize(blob, n - 1) == odl::kErrBlobSize);
+  CHECK(other.deserialize(blob, n + 4) == odl::kErrBlobSize);
+  uint8_t v2[256];
+  memcpy(v2, blob, n);
+  v2[4] = 2;
+  CHECK(other.deserialize(v2, n) == odl::kErrBlobVersion);
+  v2[4] = 1;
+  v2[0] = 'X';
+  CHECK(other.deserialize(v2, n) == odl::kErrBlobMagic);
+  CHECK(other.deserialize(blob, n) == odl::kOk);
+  CHECK(other.num_classes() == 3 && strcmp(other.class_name(2), "third") == 0);
+  odl::Engine<24, 2, 2, 8> tiny;  // MaxClasses 2 < 3
+  tiny.begin(kTiny);
+  CHECK(tiny.deserialize(blob, n) == odl::kErrBlobShape);
+  uint8_t again[256];
+  uint32_t n2 = 0;
+  CHECK(other.serialize(again, sizeof(again), &n2) == odl::kOk);
+  CHECK(n2 == n && memcmp(again, blob, n) == 0);
+}
+
+// ---------------------------------------------------------------- storage
+static void test_storage_interrupted_everywhere() {
+  typedef odl::Engine<24, 2, 4, 8> E;
+  E a;
+  a.begin(kTiny);
+  odl::RamStorage<256> flash;
+  CHECK(a.load(flash) == odl::kErrStorageEmpty);
+  CHECK(a.save(flash) == odl::kOk);  // version A in slot 0
+  uint8_t blobA[256], blobB[256], got[256];
+  uint32_t nA = 0, nB = 0, ng = 0;
+  a.serialize(blobA, sizeof(blobA), &nA);
+  // version B: one more class and different weights
+  E b;
+  b.begin(kTiny);
+  b.add_class("new");
+  b.head().W[0] = 42.0f;
+  b.serialize(blobB, sizeof(blobB), &nB);
+  const uint32_t full = 256 + 16 + nB;  // erase slot + header + blob
+  uint32_t old_ok = 0, new_ok = 0, bad = 0;
+  for (uint32_t k = 0; k <= full + 1; ++k) {
+    for (int round = 0; round < 2; ++round) {
+      // round 0: A is the only record; round 1: A is newest and an older record sits in the
+      // other slot (the save must overwrite the older one, never A)
+      odl::RamStorage<256> f;
+      E w;
+      w.begin(kTiny);
+      if (round == 1) {
+        E older;
+        older.begin(kTiny);
+        older.head().b[0] = -7.0f;
+        older.save(f);
+      }
+      a.save(f);
+      f.set_fail_after((long)k);
+      const odl::Status st = b.save(f);
+      f.set_fail_after(-1);
+      E r;
+      r.begin(kTiny);
+      const odl::Status ls = r.load(f);
+      r.serialize(got, sizeof(got), &ng);
+      const bool is_old = ls == odl::kOk && ng == nA && memcmp(got, blobA, nA) == 0;
+      const bool is_new = ls == odl::kOk && ng == nB && memcmp(got, blobB, nB) == 0;
+      if (is_old) ++old_ok;
+      if (is_new) ++new_ok;
+      if (!is_old && !is_new) {
+        ++bad;
+        printf("FAIL interrupted at byte %u (round %d): load status %d\n", k, round, (int)ls);
+      }
+      if (st == odl::kOk) CHECK(is_new);  // a save that reports success must load back
+      if (k < full) CHECK(st != odl::kOk);
+    }
+  }
+  printf("storage: %u interruption points x 2 layouts -> old %u, new %u, broken %u\n", full + 2, old_ok,
+         new_ok, bad);
+  CHECK(bad == 0);
+  CHECK(new_ok >= 2);
+  // repeated saves alternate slots and the newest wins
+  odl::RamStorage<256> f;
+  for (int i = 0; i < 5; ++i) {
+    b.head().b[0] = (float)i;
+    CHECK(b.save(f) == odl::kOk);
+  }
+  E r;
+  r.begin(kTiny);
+  CHECK(r.load(f) == odl::kOk && r.bias()[0] == 4.0f);
+  uint32_t seq = 0;
+  CHECK(odl::storage_newest(f, &seq) == 0 && seq == 5);
+  odl::RamStorage<64> tiny;
+  CHECK(b.save(tiny) == odl::kErrStorageTooSmall);
+}
+
+int main() {
+  test_conv1d();
+  test_depthwise();
+  test_dense_relu_pool_gap();
+  test_backbone();
+  test_exp();
+  test_gradient_finite_differences();
+  test_engine_classes_and_replay();
+  test_crc_and_blob();
+  test_storage_interrupted_everywhere();
+  printf("%d checks, %d failures\n", g_checks, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
