@@ -1,0 +1,399 @@
+"""Drive nbgrader for the course: release, collect, autograde, feedback, export.
+
+Every step runs the real ``nbgrader`` command in the course folder (``autograder/`` by
+default, the folder holding ``nbgrader_config.py``), so what the tests exercise is what an
+instructor runs. The functions take ``course_dir`` so tests can work on a temporary copy.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from . import notebooks as nbs
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+COURSE_DIR = REPO_ROOT / "autograder"
+
+
+class GradingError(RuntimeError):
+    """A grading step failed as a whole (not one student's submission)."""
+
+
+def release_folder(assignment: str) -> str:
+    """``labs`` for assignments whose name starts with ``lab``, else ``chapters``."""
+    return "labs" if assignment.startswith("lab") else "chapters"
+
+
+def assignments(course_dir: Path = COURSE_DIR) -> list[str]:
+    src = Path(course_dir) / "source"
+    return sorted(p.name for p in src.iterdir() if p.is_dir() and any(p.glob("*.ipynb"))) if src.is_dir() else []
+
+
+def _check_assignments(names, course_dir: Path) -> list[str]:
+    known = assignments(course_dir)
+    if not names:
+        if not known:
+            raise GradingError(f"no assignments under {Path(course_dir) / 'source'}: add "
+                               "source/<assignment>/<assignment>.ipynb first")
+        return known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise GradingError(f"unknown assignment(s) {unknown}; the course has {known}")
+    return list(names)
+
+
+def nbgrader(args: list[str], course_dir: Path = COURSE_DIR, env: dict | None = None,
+             log: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` in ``course_dir`` with this interpreter.
+
+    ``env`` entries are added to the environment (the grading kernel inherits them, e.g.
+    ``ODL_QUICK=1``). The venv's ``bin`` goes first on PATH because nbgrader runs ``alembic``.
+    """
+    course_dir = Path(course_dir)
+    if not (course_dir / "nbgrader_config.py").is_file():
+        raise GradingError(f"{course_dir} has no nbgrader_config.py; pass the course folder (default {COURSE_DIR})")
+    full_env = dict(os.environ)
+    full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course_dir, env=full_env,
+                          capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    if log is not None:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        Path(log).write_text(output)
+    if check and proc.returncode != 0:
+        tail = "\n".join(output.splitlines()[-25:])
+        raise GradingError(f"`nbgrader {' '.join(args)}` failed (exit {proc.returncode}) in {course_dir}:\n{tail}")
+    return proc
+
+
+# ------------------------------------------------------------------------------------------ release
+def release(names=None, course_dir: Path = COURSE_DIR, out_root: Path = REPO_ROOT, env=None) -> list[Path]:
+    """``nbgrader generate_assignment`` each assignment and copy the student version into
+    ``out_root/chapters/<a>/`` or ``out_root/labs/<a>/``. Returns the written notebooks.
+
+    Student notebooks that no longer exist in the release are removed from the target
+    folder (it is generated, never edited by hand); nothing else there is touched.
+    """
+    course_dir, out_root = Path(course_dir), Path(out_root)
+    written = []
+    for a in _check_assignments(names, course_dir):
+        nbgrader(["generate_assignment", a, "--force"], course_dir, env=env)
+        rel = course_dir / "release" / a
+        dest = out_root / release_folder(a) / a
+        dest.mkdir(parents=True, exist_ok=True)
+        released = {p.relative_to(rel) for p in rel.rglob("*") if p.is_file()}
+        for old in dest.rglob("*.ipynb"):
+            if old.relative_to(dest) not in released and ".ipynb_checkpoints" not in old.parts:
+                old.unlink()
+        for relpath in sorted(released):
+            target = dest / relpath
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(rel / relpath, target)
+            if target.suffix == ".ipynb":
+                written.append(target)
+    return written
+
+
+# ------------------------------------------------------------------------------------------ collect
+@dataclass
+class CollectResult:
+    copied: list[tuple[str, str, str]] = field(default_factory=list)   # (student, assignment, notebook file)
+    problems: list[str] = field(default_factory=list)                  # per-student, human readable
+
+
+_MOODLE = re.compile(r"^(?P<student>.+?)_\d+_assignsubmission_\w*$")
+_CANVAS_DUP = re.compile(r"-\d+$")
+
+
+def _student_id(raw: str) -> str:
+    m = _MOODLE.match(raw)
+    raw = m.group("student") if m else raw
+    sid = re.sub(r"[^A-Za-z0-9_.@-]+", "_", raw).strip("_.")
+    return sid
+
+
+def _notebook_index(course_dir: Path) -> dict[str, str]:
+    """notebook stem -> assignment, from the instructor sources."""
+    idx = {}
+    for a in assignments(course_dir):
+        for nb in (Path(course_dir) / "source" / a).glob("*.ipynb"):
+            idx[nb.stem] = a
+    return idx
+
+
+def _classify(rel: Path, nb_index: dict[str, str], assignment: str | None, student_regex: re.Pattern | None):
+    """(student, assignment, notebook stem) for one submitted file, or raise ValueError."""
+    parts = rel.parts
+    stem = rel.stem
+    if student_regex is not None:
+        m = student_regex.search(str(rel))
+        if not m:
+            raise ValueError(f"{rel}: does not match --student-regex {student_regex.pattern!r}")
+        student = m.group("student")
+        nb_stem = next((s for s in sorted(nb_index, key=len, reverse=True) if s in rel.name), None)
+    elif len(parts) >= 3 and parts[-2] in set(nb_index.values()):      # student/assignment/nb.ipynb
+        student, nb_stem = parts[-3], _CANVAS_DUP.sub("", stem)
+    elif len(parts) >= 2:                                                # student/nb.ipynb (Moodle)
+        student, nb_stem = parts[-2], _CANVAS_DUP.sub("", stem)
+    else:                                                                # flat LMS file (Canvas)
+        base = _CANVAS_DUP.sub("", stem)
+        nb_stem = next((s for s in sorted(nb_index, key=len, reverse=True)
+                        if base.endswith("_" + s) or base == s), None)
+        if nb_stem is None or base == nb_stem:
+            raise ValueError(f"{rel}: cannot tell the student from a flat file name; expected "
+                             "<student>_..._<notebook>.ipynb (Canvas) or a folder per student")
+        student = base[: -len(nb_stem) - 1].split("_", 1)[0]
+    if nb_stem not in nb_index:
+        raise ValueError(f"{rel}: {nb_stem}.ipynb is not a notebook of this course "
+                         f"(known: {sorted(nb_index)})")
+    a = nb_index[nb_stem]
+    if assignment and a != assignment:
+        raise ValueError(f"{rel}: belongs to {a}, not to --assignment {assignment}")
+    sid = _student_id(student)
+    if not sid:
+        raise ValueError(f"{rel}: empty student id")
+    return sid, a, nb_stem
+
+
+def collect(src: Path, course_dir: Path = COURSE_DIR, assignment: str | None = None,
+            student_regex: str | None = None) -> CollectResult:
+    """Copy submissions from a folder or a .zip into ``submitted/<student>/<assignment>/``.
+
+    Accepted layouts: ``<student>/<assignment>/<nb>.ipynb`` (nbgrader, JupyterHub exchange
+    copies), ``<student>/<nb>.ipynb`` (a folder per student, Moodle's export), flat
+    ``<student>_<anything>_<nb>.ipynb`` (Canvas' export), or any layout with
+    ``student_regex`` (a regex with a ``(?P<student>...)`` group searched in the path).
+    Each student's submission time (the file time, or the zip entry time) goes to
+    ``timestamp.txt`` for nbgrader's late-penalty logic. Files that are not valid notebooks
+    are still copied (nbgrader then gives that student 0 with an error) and reported.
+    """
+    src, course_dir = Path(src), Path(course_dir)
+    if not src.exists():
+        raise GradingError(f"{src} does not exist: pass a folder or a .zip of submissions")
+    rx = re.compile(student_regex) if student_regex else None
+    if rx is not None and "student" not in rx.groupindex:
+        raise GradingError(f"--student-regex {student_regex!r} needs a (?P<student>...) group")
+    nb_index = _notebook_index(course_dir)
+    if not nb_index:
+        raise GradingError(f"no instructor notebooks under {course_dir / 'source'}")
+    res = CollectResult()
+    with tempfile.TemporaryDirectory() as tmp:
+        times = {}
+        if zipfile.is_zipfile(src):
+            with zipfile.ZipFile(src) as z:
+                for info in z.infolist():
+                    name = Path(info.filename)
+                    if ".." in name.parts or name.is_absolute():
+                        res.problems.append(f"{info.filename}: unsafe path in zip, skipped")
+                        continue
+                    z.extract(info, tmp)
+                    times[name] = dt.datetime(*info.date_time)
+            root = Path(tmp)
+        elif src.is_dir():
+            root = src
+        else:
+            raise GradingError(f"{src} is neither a folder nor a zip file")
+        files = sorted(p for p in root.rglob("*.ipynb")
+                       if p.is_file() and ".ipynb_checkpoints" not in p.parts and "__MACOSX" not in p.parts)
+        if not files:
+            raise GradingError(f"no .ipynb files found in {src}")
+        for f in files:
+            rel = f.relative_to(root)
+            try:
+                student, a, nb_stem = _classify(rel, nb_index, assignment, rx)
+            except ValueError as e:
+                res.problems.append(str(e))
+                continue
+            dest_dir = course_dir / "submitted" / student / a
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest_dir / f"{nb_stem}.ipynb")
+            when = times.get(rel) or dt.datetime.fromtimestamp(f.stat().st_mtime)
+            ts = dest_dir / "timestamp.txt"
+            if not ts.exists() or ts.read_text().strip() < when.strftime("%Y-%m-%d %H:%M:%S.%f"):
+                ts.write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f"))
+            res.copied.append((student, a, f"{nb_stem}.ipynb"))
+            try:
+                nbs.read_notebook(dest_dir / f"{nb_stem}.ipynb")
+            except ValueError as e:
+                res.problems.append(f"student {student}, {a}: {e}; it will score 0 until fixed")
+    return res
+
+
+# ---------------------------------------------------------------------------------------- autograde
+@dataclass
+class StudentResult:
+    student: str
+    assignment: str
+    score: float | None = None
+    max_score: float | None = None
+    auto_score: float | None = None
+    grades: dict[str, float | None] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)      # why the submission could not be graded
+    cell_errors: list[str] = field(default_factory=list)  # exceptions/timeouts in graded notebooks
+    findings: list[str] = field(default_factory=list)     # integrity audit (edited tests, monkeypatching)
+    needs_manual_grade: bool = False
+
+
+def _submitted(course_dir: Path, assignment: str, students=None) -> list[str]:
+    base = course_dir / "submitted"
+    found = sorted(p.parent.name for p in base.glob(f"*/{assignment}") if p.is_dir()) if base.is_dir() else []
+    if students:
+        missing = sorted(set(students) - set(found))
+        if missing:
+            raise GradingError(f"no submission of {assignment} for {missing} under {base}")
+        found = [s for s in found if s in students]
+    return found
+
+
+def _cell_errors(nb) -> list[str]:
+    out = []
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "error":
+                where = nbs.grade_id(c) or "(unlabelled cell)"
+                msg = f"{where}: {o.get('ename')}"
+                if o.get("evalue"):
+                    msg += f": {str(o.get('evalue'))[:120]}"
+                if msg not in out:
+                    out.append(msg)
+    return out
+
+
+def autograde(assignment: str, course_dir: Path = COURSE_DIR, students=None, force: bool = True,
+              env: dict | None = None) -> list[StudentResult]:
+    """Autograde every (or the given) student's submission of ``assignment``.
+
+    One student's broken submission (invalid JSON, an exception at import, an infinite
+    loop, a huge allocation) gives that student an error or zeros; the others are graded.
+    Returns one result per student and writes them to
+    ``autograded/grading_report_<assignment>.json``.
+    """
+    course_dir = Path(course_dir)
+    _check_assignments([assignment], course_dir)
+    who = _submitted(course_dir, assignment, students)
+    if not who:
+        raise GradingError(f"no submissions of {assignment} under {course_dir / 'submitted'}: run collect first")
+    release_dir = course_dir / "release" / assignment
+    if not release_dir.is_dir():
+        nbgrader(["generate_assignment", assignment, "--force"], course_dir, env=env)
+    results = {s: StudentResult(s, assignment) for s in who}
+    for s in who:
+        for nb_path in sorted((course_dir / "submitted" / s / assignment).glob("*.ipynb")):
+            try:
+                sub = nbs.read_notebook(nb_path)
+            except ValueError as e:
+                results[s].errors.append(f"{e}: scored 0; ask the student to resubmit, or repair the file "
+                                         f"and re-run `autograde {assignment} --student {s}`")
+                continue
+            rel_nb = release_dir / nb_path.name
+            if rel_nb.is_file():
+                results[s].findings += [f"{nb_path.name}: {f}" for f in
+                                        nbs.audit_submission(nbformat.read(str(rel_nb), 4), sub)]
+    args = ["autograde", assignment] + (["--force"] if force else [])
+    if students:
+        args += ["--student", ",".join(students) if len(students) > 1 else students[0]]
+    log = course_dir / "autograded" / f"autograde_{assignment}.log"
+    proc = nbgrader(args, course_dir, env=env, log=log, check=False)
+    output = proc.stdout + proc.stderr
+    failed = set(re.findall(rf"error processing assignment '{re.escape(assignment)}' for student '([^']+)'", output))
+    if proc.returncode != 0 and not failed:
+        tail = "\n".join(output.splitlines()[-25:])
+        raise GradingError(f"nbgrader autograde failed as a whole (exit {proc.returncode}); log {log}:\n{tail}")
+    for s in failed & set(results):
+        if not results[s].errors:
+            results[s].errors.append(f"nbgrader could not grade this submission (scored 0); see {log}")
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
+        for s, r in results.items():
+            try:
+                sub = gb.find_submission(assignment, s)
+            except MissingEntry:
+                r.errors.append("no grade recorded")
+                continue
+            r.score, r.max_score = sub.score, sub.max_score
+            r.auto_score = sum((g.auto_score or 0.0) for nb in sub.notebooks for g in nb.grades)
+            r.grades = {g.name: g.score for nb in sub.notebooks for g in nb.grades}
+            r.needs_manual_grade = bool(sub.needs_manual_grade)
+    for s, r in results.items():
+        for nb_path in sorted((course_dir / "autograded" / s / assignment).glob("*.ipynb")):
+            try:
+                r.cell_errors += [f"{nb_path.name}: {e}" for e in _cell_errors(nbformat.read(str(nb_path), 4))]
+            except Exception as e:  # report, don't crash the batch
+                r.cell_errors.append(f"{nb_path.name}: cannot read graded notebook ({e})")
+    out = [results[s] for s in who]
+    report = course_dir / "autograded" / f"grading_report_{assignment}.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps([asdict(r) for r in out], indent=1))
+    return out
+
+
+def _num(x) -> str:
+    return "-" if x is None else f"{x:g}"
+
+
+def format_results(results: list[StudentResult]) -> str:
+    lines = [f"{'student':<20} {'auto':>6} {'score':>6} {'max':>6}  notes"]
+    for r in results:
+        notes = []
+        if r.errors:
+            notes.append("ERROR: " + "; ".join(r.errors))
+        if r.needs_manual_grade:
+            notes.append("needs manual grading")
+        if r.findings:
+            notes.append(f"{len(r.findings)} integrity finding(s)")
+        if r.cell_errors:
+            notes.append(f"{len(r.cell_errors)} cell error(s)")
+        lines.append(f"{r.student:<20} {_num(r.auto_score):>6} {_num(r.score):>6} {_num(r.max_score):>6}  {', '.join(notes)}")
+        for e in r.errors:
+            lines.append(f"{'':<22}error: {e}")
+        for e in r.findings:
+            lines.append(f"{'':<22}review: {e}")
+        for e in r.cell_errors[:6]:
+            lines.append(f"{'':<22}cell: {e}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- feedback & export
+def feedback(names=None, course_dir: Path = COURSE_DIR, exchange: bool = False) -> list[Path]:
+    """``nbgrader generate_feedback`` (HTML per student in ``feedback/``); with ``exchange``
+    also ``release_feedback`` to the JupyterHub exchange."""
+    course_dir = Path(course_dir)
+    out = []
+    for a in _check_assignments(names, course_dir):
+        nbgrader(["generate_feedback", a, "--force"], course_dir)
+        if exchange:
+            nbgrader(["release_feedback", a], course_dir)
+        out += sorted((course_dir / "feedback").glob(f"*/{a}/*.html"))
+    return out
+
+
+def export(csv_path: Path, course_dir: Path = COURSE_DIR) -> dict[str, float]:
+    """``nbgrader export`` to ``csv_path`` (one row per student and assignment, the format
+    LMS gradebooks import); returns each student's course total."""
+    csv_path = Path(csv_path).resolve()
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    nbgrader(["export", f"--to={csv_path}"], course_dir)
+    return student_totals(csv_path)
+
+
+def student_totals(csv_path: Path) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    with open(csv_path, newline="") as f:
+        for row in csv.DictReader(f):
+            totals[row["student_id"]] = totals.get(row["student_id"], 0.0) + float(row["score"] or 0)
+    return totals
