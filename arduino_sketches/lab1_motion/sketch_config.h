@@ -1,0 +1,13 @@
+// sketch_config.h - build-time settings of the lab1_motion sketch, shared with the
+// virtual board (arduino_sketches/virtual_board/main.cpp includes this same file).
+#ifndef LAB1_SKETCH_CONFIG_H
+#define LAB1_SKETCH_CONFIG_H
+
+#define ODL_SKETCH_NAME "lab1_motion"
+#define ODL_FIRMWARE_VERSION "lab1_motion-0.1.0"
+// Feature vectors kept in the on-device training store (64 floats each: 256 B).
+#define ODL_REPLAY_CAPACITY 200
+// Bytes per storage slot for SAVE / LOAD (a record is the weights blob + 16 bytes).
+#define ODL_STORAGE_SLOT_BYTES 4096
+
+#endif  // LAB1_SKETCH_CONFIG_H

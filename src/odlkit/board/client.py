@@ -1,0 +1,505 @@
+"""``Board``: drive an ODLEngine sketch (real Nano 33 BLE Sense or the virtual board).
+
+Both kinds speak the same protocol (``arduino_sketches/PROTOCOL.md``) and offer the same
+methods; only the constructor differs::
+
+    from odlkit.board import Board
+    with Board.virtual(dataset="basic_motions") as board:   # or Board.serial()
+        board.add_class("badminton")
+        for name in ["standing", "walking", "running", "badminton"]:
+            board.record(name, n=5)
+        result = board.train(epochs=20, lr=0.05)
+        print(board.evaluate().accuracy, board.predict("walking").name)
+        head = board.get_weights()                          # odlkit.weights.HeadWeights
+
+Every call has a timeout (an inactivity timeout: progress events extend it); a board error
+reply becomes :class:`BoardError` with the board's message. numpy + pyserial only.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from odlkit import weights as weights_mod
+from odlkit.board.protocol import (
+    CHUNK_BYTES,
+    ERROR_NAMES,
+    MAX_SEQ,
+    PROTOCOL_VERSION,
+    Frame,
+    FrameError,
+    encode_frame,
+    parse_frame,
+    valid_class_name,
+)
+from odlkit.board.transport import ProcessTransport, SerialTransport, TransportClosed
+
+ARDUINO_VID = 0x2341  # Arduino SA USB vendor id (Nano 33 BLE / BLE Sense Rev1 and Rev2)
+RECORD_SECONDS_PER_WINDOW = 2.0  # 50 samples at 25 Hz on the real board
+READ_ONLY = {"HELLO", "INFO", "GETW", "GETF", "EVAL"}
+
+
+class BoardError(RuntimeError):
+    """The board answered with an error (``code``, ``name``, board ``message``) or did not answer."""
+
+    def __init__(self, message: str, code: int = 0, command: str = "") -> None:
+        self.code = code
+        self.name = ERROR_NAMES.get(code, "")
+        self.command = command
+        self.board_message = message
+        prefix = f"{command}: " if command else ""
+        tag = f"board error {code} ({self.name}): " if code else ""
+        super().__init__(f"{prefix}{tag}{message}")
+
+
+class BoardNotFoundError(BoardError):
+    """No board on any serial port."""
+
+
+class BoardTimeout(BoardError):
+    """No final reply in time."""
+
+
+@dataclass
+class TrainResult:
+    epochs: int
+    loss: float
+    accuracy: float
+    train_us: int
+    history: list[dict] = field(default_factory=list)  # per epoch: epoch, loss, acc
+
+
+@dataclass
+class Prediction:
+    label: int
+    name: str
+    confidence: float
+    probabilities: np.ndarray
+    forward_us: int
+    head_us: int
+    truth: str | None = None  # virtual board: the class of the replayed recording
+
+
+@dataclass
+class Evaluation:
+    n: int
+    correct: int
+    accuracy: float
+    loss: float
+    confusion: np.ndarray  # (classes, classes), rows = true class
+
+
+def _parse_value(v: str):
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+class Board:
+    """A connection to a board running an ODLEngine sketch. Build with :meth:`serial` or :meth:`virtual`.
+
+    Attributes after connecting: ``hello`` (dict of the HELLO reply: proto, fw, board, dim,
+    classes, max, win, ch, rate), ``kind`` ("serial" or "virtual"), ``corrupted_frames``
+    (reply frames dropped because their CRC failed), ``log`` (recent non-frame lines).
+    """
+
+    def __init__(self, transport, kind: str, timeout: float = 5.0, connect_attempts: int = 3) -> None:
+        self._t = transport
+        self.kind = kind
+        self.timeout = float(timeout)
+        self._seq = 0
+        self._closed = False
+        self.corrupted_frames = 0
+        self.log: deque[str] = deque(maxlen=200)
+        self.hello: dict = {}
+        try:
+            self._connect(connect_attempts)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def serial(cls, port: str | None = None, baudrate: int = 115200, timeout: float = 5.0) -> Board:
+        """Connect to a Nano 33 BLE (Sense) running an ODLEngine sketch over USB serial.
+
+        port: e.g. "/dev/ttyACM0" or "COM5"; None auto-detects the Arduino (USB VID 0x2341).
+        """
+        if port is None:
+            port = find_serial_port()
+        return cls(SerialTransport(port, baudrate), "serial", timeout=timeout)
+
+    @classmethod
+    def virtual(
+        cls,
+        dataset="basic_motions",
+        sketch: str = "lab1_motion",
+        seed: int = 0,
+        test_size: float = 0.25,
+        predict_dataset=None,
+        storage: str | Path | None = None,
+        timeout: float = 10.0,
+    ) -> Board:
+        """Start the virtual board: the sketch's own C++ compiled for this computer.
+
+        dataset: name of an IMU dataset of ``odlkit.data`` (split by recording into the
+        windows RECORD plays back and held-out windows PREDICT plays back), or an
+        ``odlkit.data.Dataset`` of (n, 50, 6) windows (then ``predict_dataset`` gives the
+        held-out windows; default the same). storage: a file that keeps SAVE'd weights across
+        restarts (default: RAM only, lost on close). seed: engine seed (reservoir, shuffle)
+        and replay order.
+        """
+        from odlkit.board.virtual import BUILD_DIR, build_virtual_board, dataset_replay, write_replay
+
+        exe = build_virtual_board(sketch)
+        if isinstance(dataset, str):
+            replay = dataset_replay(dataset, test_size=test_size, seed=seed)
+        else:
+            import hashlib
+
+            X = np.ascontiguousarray(np.asarray(dataset.X, np.float32))
+            key = hashlib.sha256(X.tobytes() + np.asarray(dataset.y).tobytes()).hexdigest()[:12]
+            replay = write_replay(BUILD_DIR / "replay" / f"custom-{key}-s{seed}.txt", dataset, predict_dataset, seed=seed)
+        argv = [str(exe), "--replay", str(replay), "--seed", str(int(seed) + 1)]
+        if storage is not None:
+            argv += ["--storage", str(storage)]
+        return cls(ProcessTransport(argv), "virtual", timeout=timeout)
+
+    # ------------------------------------------------------------------ plumbing
+    def _connect(self, attempts: int) -> None:
+        last = None
+        for _ in range(max(1, attempts)):
+            try:
+                f = self._request("HELLO", timeout=min(self.timeout, 3.0), retry=False)
+                break
+            except BoardTimeout as e:  # board still booting, or not our firmware
+                last = e
+        else:
+            lines = list(self.log)[-3:]
+            raise BoardError(
+                "no protocol reply to HELLO: is an ODLEngine sketch (e.g. arduino_sketches/lab1_motion) flashed "
+                f"on this board? Last lines received: {lines or 'nothing'}",
+                command="HELLO",
+            ) from last
+        self.hello = {k: _parse_value(v) for k, v in f.fields.items()}
+        if self.hello.get("proto") != PROTOCOL_VERSION:
+            raise BoardError(
+                f"board speaks protocol version {self.hello.get('proto')}, this odlkit speaks {PROTOCOL_VERSION}: "
+                "flash the sketch from this repository (arduino_sketches/lab1_motion) or update odlkit",
+                command="HELLO",
+            )
+
+    def _next_seq(self) -> int:
+        self._seq = self._seq + 1 if self._seq < MAX_SEQ else 1
+        return self._seq
+
+    def _request(
+        self,
+        cmd: str,
+        *tokens: str,
+        timeout: float | None = None,
+        on_event: Callable[[Frame], None] | None = None,
+        on_line: Callable[[str], None] | None = None,
+        retry: bool | None = None,
+    ) -> Frame:
+        """Send one command, wait for its final reply; events go to on_event, non-frame lines to on_line."""
+        if self._closed:
+            raise BoardError("the board connection is closed; open a new one", command=cmd)
+        if retry is None:
+            retry = cmd in READ_ONLY
+        timeout = self.timeout if timeout is None else float(timeout)
+        attempts = 2 if retry else 1
+        for attempt in range(attempts):
+            seq = self._next_seq()
+            try:
+                self._t.write(encode_frame(seq, cmd, *tokens))
+            except TransportClosed as e:
+                raise BoardError(str(e), command=cmd) from None
+            try:
+                return self._await(seq, cmd, timeout, on_event, on_line)
+            except BoardError as e:
+                transient = isinstance(e, BoardTimeout) or e.code in (1, 2, 3)
+                if attempt + 1 < attempts and transient:
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _await(self, seq, cmd, timeout, on_event, on_line) -> Frame:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BoardTimeout(
+                    f"no reply within {timeout:g} s; check the board is connected and running the sketch "
+                    "(press its reset button), then retry",
+                    command=cmd,
+                )
+            try:
+                line = self._t.readline(remaining)
+            except TransportClosed as e:
+                raise BoardError(str(e), command=cmd) from None
+            if line is None:
+                continue
+            if not line.startswith(b"$"):
+                text = line.decode(errors="replace").rstrip("\r\n")
+                if on_line is not None:
+                    on_line(text)
+                elif text.strip():
+                    self.log.append(text)
+                continue
+            try:
+                f = parse_frame(line)
+            except FrameError:
+                self.corrupted_frames += 1
+                continue
+            if f.kind == "ERR" and f.seq == 0:
+                # a framing error: our request (or noise before it) was damaged on the way
+                if f.code in (1, 2, 3):
+                    raise BoardError(f.message, f.code, cmd)
+                continue
+            if f.seq != seq:
+                continue  # stale reply of an earlier, timed-out request, or the boot banner
+            if f.kind == "EV":
+                deadline = time.monotonic() + timeout  # progress: extend the inactivity timeout
+                if on_event is not None:
+                    on_event(f)
+                continue
+            if f.kind == "ERR":
+                raise BoardError(f.message, f.code, cmd)
+            if f.kind == "OK":
+                return f
+            self.corrupted_frames += 1
+
+    # ------------------------------------------------------------------ commands
+    def info(self) -> dict:
+        """Board state: protocol/firmware version, board revision, feature dim, classes (``names``),
+        stored samples, RAM used by the engine, free RAM, last forward/head/train times (us), bytes sent."""
+        f = self._request("INFO")
+        out = {k: _parse_value(v) for k, v in f.fields.items()}
+        names = f.fields.get("names", "-")
+        out["names"] = [] if names == "-" else names.split(",")
+        return out
+
+    def class_names(self) -> list[str]:
+        return self.info()["names"]
+
+    def add_class(self, name: str) -> int:
+        """Add a class to the board's head (a new zero row); returns its index."""
+        if not valid_class_name(name):
+            raise ValueError(f"class name {name!r} must be 1..15 characters of A-Z a-z 0-9 _ . - and not a number")
+        return self._request("ADDCLASS", name).int("index")
+
+    def record(self, label: str | int, n: int = 1, on_window: Callable[[int, int, str], None] | None = None) -> int:
+        """Record ``n`` windows of class ``label`` (name or index) into the board's training store.
+
+        On the real board each window is 2 s of IMU data: on_window(i, n, label) is called
+        just before window i starts (tell the user to move). On the virtual board the next
+        recorded windows of that class are replayed. Returns the number of stored samples.
+        """
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+
+        def ev(f: Frame) -> None:
+            if on_window is not None:
+                on_window(f.int("i"), f.int("n"), f.fields.get("class", str(label)))
+
+        timeout = self.timeout + (RECORD_SECONDS_PER_WINDOW + 1.0 if self.kind == "serial" else 0.0)
+        return self._request("RECORD", str(label), f"n={n}", timeout=timeout, on_event=ev).int("stored")
+
+    def train(
+        self,
+        epochs: int = 10,
+        lr: float = 0.05,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        batch_size: int = 8,
+        mode: str = "full",
+        use_replay: bool = True,
+        callback: Callable[[int, float, float], None] | None = None,
+    ) -> TrainResult:
+        """Train the head on the board (SGD with momentum on the stored features).
+
+        mode: "full" (W and b) or "bias" (bias only, the TinyTL idea). use_replay: train on
+        the whole store (True) or only this session's samples. callback(epoch, loss, acc) is
+        called after each epoch as the board reports it.
+        """
+        if mode not in ("full", "bias"):
+            raise ValueError(f"mode must be 'full' or 'bias', got {mode!r}")
+        history: list[dict] = []
+
+        def ev(f: Frame) -> None:
+            row = {"epoch": f.int("epoch"), "loss": f.float("loss"), "acc": f.float("acc")}
+            history.append(row)
+            if callback is not None:
+                callback(row["epoch"], row["loss"], row["acc"])
+
+        f = self._request(
+            "TRAIN",
+            f"epochs={int(epochs)}",
+            f"lr={float(lr)!r}",
+            f"mom={float(momentum)!r}",
+            f"wd={float(weight_decay)!r}",
+            f"batch={int(batch_size)}",
+            f"mode={mode}",
+            f"replay={int(bool(use_replay))}",
+            on_event=ev,
+        )
+        return TrainResult(f.int("epochs"), f.float("loss"), f.float("acc"), f.int("train_us"), history)
+
+    def predict(self, label: str | None = None) -> Prediction:
+        """Classify one fresh window from the sensor.
+
+        label: only for the virtual board, the class the simulated user performs (a held-out
+        recording of it is replayed); None replays the next held-out recording. Ignored by
+        a real board (the person holding it moves).
+        """
+        args = [] if label is None else [str(label)]
+        timeout = self.timeout + (RECORD_SECONDS_PER_WINDOW + 1.0 if self.kind == "serial" else 0.0)
+        f = self._request("PREDICT", *args, timeout=timeout)
+        return Prediction(
+            label=f.int("label"),
+            name=f.fields.get("name", ""),
+            confidence=f.float("conf"),
+            probabilities=np.asarray(f.floats("probs"), dtype=np.float32),
+            forward_us=f.int("fwd_us"),
+            head_us=f.int("head_us"),
+            truth=f.fields.get("truth"),
+        )
+
+    def evaluate(self, use_replay: bool = True) -> Evaluation:
+        """Accuracy and confusion matrix of the board's head on its stored samples."""
+        f = self._request("EVAL", f"replay={int(bool(use_replay))}")
+        k = f.int("classes")
+        cm = np.asarray([int(v) for v in f.fields.get("cm", "").split(",") if v], dtype=np.int64)
+        return Evaluation(f.int("n"), f.int("correct"), f.float("acc"), f.float("loss"), cm.reshape(k, k))
+
+    def get_weights(self) -> weights_mod.HeadWeights:
+        """Download the head as ``odlkit.weights.HeadWeights`` (W is (feature_dim, n_classes))."""
+        blob = bytearray()
+        total = None
+        while total is None or len(blob) < total:
+            f = self._request("GETW", f"off={len(blob)}")
+            total = f.int("total")
+            if f.int("off") != len(blob):
+                raise BoardError(f"GETW chunk at offset {f.int('off')}, expected {len(blob)}", command="GETW")
+            chunk = base64.b64decode(f.fields["data"], validate=True)
+            if len(chunk) != f.int("len") or not chunk:
+                raise BoardError("GETW chunk length does not match its header", command="GETW")
+            blob += chunk
+        return weights_mod.decode(bytes(blob))  # CRC-checked: raises WeightsFormatError if corrupted
+
+    def set_weights(self, head: weights_mod.HeadWeights) -> None:
+        """Upload a head; the board applies it only when the whole blob arrived and its CRC matches."""
+        blob = weights_mod.encode(head)
+        for off in range(0, len(blob), CHUNK_BYTES):
+            chunk = base64.b64encode(blob[off : off + CHUNK_BYTES]).decode()
+            f = self._request("SETW", f"total={len(blob)}", f"off={off}", f"data={chunk}")
+        if f.int("applied") != 1:
+            raise BoardError("SETW finished but the board did not apply the weights", command="SETW")
+
+    def get_features(self, with_sessions: bool = False):
+        """Download the board's stored feature vectors: ``(X (n, feature_dim) float32, y (n,) int64)``
+        (plus the session ids if with_sessions), to train the same head on the host."""
+        first = self._request("GETF", "i=0") if self.info()["stored"] > 0 else None
+        if first is None:
+            dim = int(self.hello.get("dim", 0))
+            empty = (np.zeros((0, dim), np.float32), np.zeros(0, np.int64))
+            return (*empty, np.zeros(0, np.int64)) if with_sessions else empty
+        n = first.int("n")
+        rows, labels, sessions = [], [], []
+        for i in range(n):
+            f = first if i == 0 else self._request("GETF", f"i={i}")
+            rows.append(np.frombuffer(base64.b64decode(f.fields["data"], validate=True), dtype="<f4"))
+            labels.append(f.int("label"))
+            sessions.append(f.int("session"))
+        X = np.stack(rows).astype(np.float32)
+        y = np.asarray(labels, dtype=np.int64)
+        return (X, y, np.asarray(sessions, dtype=np.int64)) if with_sessions else (X, y)
+
+    def save(self) -> int:
+        """Save the head to the board's storage (flash on the real board); returns the blob size."""
+        return self._request("SAVE").int("bytes")
+
+    def load(self) -> int:
+        """Load the last saved head; returns its number of classes."""
+        return self._request("LOAD").int("classes")
+
+    def reset(self, what: str = "all") -> None:
+        """"all": initial head and empty store; "samples": empty store; "session": start a new session."""
+        if what not in ("all", "samples", "session"):
+            raise ValueError(f"what must be 'all', 'samples' or 'session', got {what!r}")
+        self._request("RESET", f"what={what}")
+
+    def stream(self, seconds: int = 10) -> np.ndarray:
+        """Raw sensor samples for ``seconds`` (25 Hz), (n, 6): ax ay az [g], gx gy gz [deg/s].
+
+        The board prints them as the Edge Impulse data forwarder expects (comma separated).
+        """
+        seconds = int(seconds)
+        if not 1 <= seconds <= 3600:
+            raise ValueError(f"seconds must be 1..3600, got {seconds}")
+        rows: list[list[float]] = []
+
+        def on_line(text: str) -> None:
+            try:
+                rows.append([float(v) for v in text.split(",")])
+            except ValueError:
+                self.log.append(text)
+
+        timeout = self.timeout + (seconds + 1.0 if self.kind == "serial" else 0.0)
+        f = self._request("STREAM", f"s={seconds}", timeout=timeout, on_line=on_line)
+        if f.int("n") != len(rows):
+            raise BoardError(f"STREAM sent {f.int('n')} samples but {len(rows)} arrived intact", command="STREAM")
+        ch = int(self.hello.get("ch", 6))
+        return np.asarray(rows, dtype=np.float32).reshape(-1, ch)
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Close the connection (the virtual board process exits). Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self._t.close()
+
+    def __enter__(self) -> Board:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def __repr__(self) -> str:
+        h = self.hello
+        return f"<Board {self.kind} board={h.get('board')} fw={h.get('fw')} classes={h.get('classes')}>"
+
+
+def find_serial_port() -> str:
+    """The serial port of the (single) Arduino Nano 33 BLE plugged in; clear errors otherwise."""
+    from serial.tools import list_ports
+
+    ports = [p for p in list_ports.comports() if p.vid == ARDUINO_VID]
+    if not ports:
+        others = ", ".join(p.device for p in list_ports.comports()) or "none"
+        raise BoardNotFoundError(
+            "no Arduino Nano 33 BLE found on any serial port (USB VID 0x2341; ports seen: "
+            f"{others}); plug it in with a data USB cable, or use Board.virtual(...)"
+        )
+    if len(ports) > 1:
+        names = ", ".join(p.device for p in ports)
+        raise BoardError(f"several Arduino boards found ({names}); choose one: Board.serial(port=...)")
+    return ports[0].device

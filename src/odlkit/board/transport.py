@@ -1,0 +1,150 @@
+"""Byte transports for :class:`odlkit.board.Board`: a serial port, or a child process's pipes.
+
+Both give ``write(bytes)``, ``readline(timeout) -> bytes | None`` (None when no complete line
+arrived in time) and ``close()``. No threads: reads poll with deadlines.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import time
+
+
+class TransportClosed(ConnectionError):
+    """The other side went away (process exited, cable unplugged)."""
+
+
+class _LineBuffer:
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def pop_line(self) -> bytes | None:
+        i = self.buf.find(b"\n")
+        if i < 0:
+            return None
+        line = bytes(self.buf[: i + 1])
+        del self.buf[: i + 1]
+        return line
+
+
+class SerialTransport:
+    """A pyserial port (USB CDC of the Nano 33 BLE, or a pty)."""
+
+    def __init__(self, port: str, baudrate: int = 115200) -> None:
+        import serial  # pyserial
+
+        self.port = port
+        self._lines = _LineBuffer()
+        try:
+            self._ser = serial.Serial(port, baudrate=baudrate, timeout=0, write_timeout=5, exclusive=True)
+        except serial.SerialException as e:
+            text = str(e)
+            if "busy" in text.lower() or "lock" in text.lower() or "Permission" in text:
+                hint = (
+                    "the port is busy or not accessible: close the Arduino IDE serial monitor / other notebooks "
+                    "using it (or add yourself to the 'dialout' group on Linux)"
+                )
+            else:
+                hint = "check the cable and the port name (Board.serial() without a port auto-detects)"
+            raise ConnectionError(f"cannot open serial port {port}: {text}; {hint}") from None
+
+    def write(self, data: bytes) -> None:
+        import serial
+
+        try:
+            self._ser.write(data)
+            self._ser.flush()
+        except serial.SerialException as e:
+            raise TransportClosed(f"serial port {self.port} failed while writing ({e}): was the board unplugged?") from None
+
+    def readline(self, timeout: float) -> bytes | None:
+        import serial
+
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            line = self._lines.pop_line()
+            if line is not None:
+                return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                chunk = self._ser.read(self._ser.in_waiting or 1)
+            except serial.SerialException as e:
+                raise TransportClosed(f"serial port {self.port} failed while reading ({e}): was the board unplugged?") from None
+            if chunk:
+                self._lines.buf += chunk
+            else:
+                time.sleep(min(0.002, remaining))
+
+    def close(self) -> None:
+        try:
+            self._ser.close()
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+
+
+class ProcessTransport:
+    """stdin / stdout pipes of a child process (the virtual board)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self._lines = _LineBuffer()
+        self._stderr_path = None
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        self._fd = self.proc.stdout.fileno()
+
+    def _dead(self) -> TransportClosed:
+        err = b""
+        try:
+            err = self.proc.stderr.read() or b""
+        except Exception:  # noqa: BLE001
+            pass
+        code = self.proc.poll()
+        return TransportClosed(
+            f"the virtual board exited (code {code}): {err.decode(errors='replace').strip()[-500:] or 'no message'}"
+        )
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            raise self._dead() from None
+
+    def readline(self, timeout: float) -> bytes | None:
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            line = self._lines.pop_line()
+            if line is not None:
+                return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            r, _, _ = select.select([self._fd], [], [], remaining)
+            if not r:
+                return None
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                self.proc.wait(timeout=5)
+                raise self._dead()
+            self._lines.buf += chunk
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # EOF: the virtual board exits cleanly
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=3)
+        for s in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001
+                pass

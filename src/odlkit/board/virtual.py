@@ -1,0 +1,113 @@
+"""The virtual board: build the sketch's C++ (ODLEngine + protocol) for the host, and write
+the replay file of real recorded windows its simulated sensor plays back.
+
+The executable is ``arduino_sketches/virtual_board/main.cpp`` + ``arduino_sketches/ODLEngine/src/*.cpp``
++ the sketch's ``odl_model_data.h`` / ``sketch_config.h``, compiled once with g++ and cached
+under ``build/virtual_board/<sketch>-<hash of sources and flags>/``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from odlkit.config import REPO_ROOT
+
+SKETCHES_DIR = Path(REPO_ROOT) / "arduino_sketches"
+LIBRARY_SRC = SKETCHES_DIR / "ODLEngine" / "src"
+VIRTUAL_MAIN = SKETCHES_DIR / "virtual_board" / "main.cpp"
+BUILD_DIR = Path(os.environ.get("ODL_BUILD_DIR", Path(REPO_ROOT) / "build")) / "virtual_board"
+CXXFLAGS = ["-std=gnu++14", "-O2", "-fno-rtti", "-fno-exceptions", "-Wall", "-Wextra"]
+
+
+def _sources(sketch: str) -> tuple[list[Path], list[Path]]:
+    sketch_dir = SKETCHES_DIR / sketch
+    if not (sketch_dir / "odl_model_data.h").exists():
+        raise FileNotFoundError(
+            f"{sketch_dir}/odl_model_data.h is missing; generate it with "
+            f"`python -m odlkit.board.build_header {sketch}`"
+        )
+    cpp = [VIRTUAL_MAIN, *sorted(LIBRARY_SRC.glob("*.cpp"))]
+    headers = sorted(LIBRARY_SRC.glob("*.h")) + sorted(sketch_dir.glob("*.h"))
+    return cpp, headers
+
+
+def build_virtual_board(sketch: str = "lab1_motion", extra_flags: list[str] | None = None, force: bool = False) -> Path:
+    """Compile (or reuse) the virtual board executable of ``sketch`` and return its path."""
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(cxx) is None:
+        raise RuntimeError(f"no C++ compiler {cxx!r} found; install g++ (Debian: apt-get install g++) to use Board.virtual")
+    cpp, headers = _sources(sketch)
+    flags = CXXFLAGS + list(extra_flags or [])
+    h = hashlib.sha256()
+    h.update(" ".join([cxx, *flags]).encode())
+    for p in cpp + headers:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    out_dir = BUILD_DIR / f"{sketch}-{h.hexdigest()[:12]}"
+    exe = out_dir / "virtual_board"
+    if exe.exists() and not force:
+        return exe
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time (parallel tests)
+        if exe.exists() and not force:
+            return exe
+        tmp = out_dir / f"virtual_board.tmp{os.getpid()}"
+        cmd = [cxx, *flags, f"-I{LIBRARY_SRC}", f"-I{SKETCHES_DIR / sketch}", *map(str, cpp), "-o", str(tmp)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"building the virtual board failed:\n{' '.join(cmd)}\n{res.stderr[-4000:]}")
+        os.replace(tmp, exe)
+    return exe
+
+
+def write_replay(path: str | Path, record, predict=None, rate_hz: int = 25, seed: int = 0) -> Path:
+    """Write a replay file for the virtual board's sensor.
+
+    record / predict: ``odlkit.data.Dataset`` of (n, 50, 6) windows (accel g, gyro deg/s):
+    ``record`` is what RECORD <class> plays back, ``predict`` (held-out recordings) what
+    PREDICT plays back (default: ``record``). Windows are shuffled with ``seed`` so
+    consecutive recordings of a class come from different recordings.
+    """
+    rng = np.random.default_rng(seed)
+    pools = [("r", record), ("p", predict if predict is not None else record)]
+    lines = []
+    length = channels = None
+    for tag, ds in pools:
+        X = np.asarray(ds.X, dtype=np.float32)
+        if X.ndim != 3:
+            raise ValueError(f"replay windows must be (n, steps, channels), got {X.shape}")
+        length, channels = X.shape[1], X.shape[2]
+        for i in rng.permutation(len(X)):
+            name = str(ds.class_names[int(ds.y[i])])
+            if not name or any(c.isspace() for c in name):
+                raise ValueError(f"class name {name!r} cannot be replayed (no spaces allowed)")
+            values = " ".join(f"{v:.9g}" for v in X[i].reshape(-1))
+            lines.append(f"{tag} {name} {values}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"ODLREPLAY 1 {length} {channels} {rate_hz} {len(lines)}"
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(header + "\n" + "\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def dataset_replay(dataset: str = "basic_motions", test_size: float = 0.25, seed: int = 0) -> Path:
+    """Replay file (cached) of an IMU dataset: recordings split by group into RECORD / PREDICT pools."""
+    from odlkit import data
+
+    out = BUILD_DIR / "replay" / f"{dataset}-t{test_size}-s{seed}.txt"
+    if out.exists():
+        return out
+    ds = data.imu_windows(dataset)
+    by_group = ds.groups is not None and len(np.unique(ds.groups)) > 1
+    train, test = data.train_test_split(ds, test_size=test_size, seed=seed, by_group=by_group)
+    return write_replay(out, train, test, seed=seed)
