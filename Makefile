@@ -1,0 +1,58 @@
+# The kit's commands. On a fresh machine `make lab` or `make test` is all the set-up there is:
+# they install uv if missing, create .venv from the locked uv.lock (odlkit editable) and go.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PORT ?= 8888
+# Tests may use both cores; each pytest worker runs one notebook or test module at a time.
+WORKERS ?= 2
+
+.PHONY: help env lab test test-fast release pretrain benchmarks slides lint clean
+
+help:
+	@echo "make lab         set up (first time) and open JupyterLab on the course"
+	@echo "make test        set up (first time) and run the whole test suite (quick mode)"
+	@echo "make release     regenerate the student notebooks in chapters/ and labs/ with nbgrader"
+	@echo "make pretrain    retrain the committed backbone (deterministic)"
+	@echo "make benchmarks  run every benchmark in full mode (tables + benchmarks/results/*.json)"
+	@echo "make slides      build HTML and PDF of every deck in slides/"
+
+# --- environment ------------------------------------------------------------------------------
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv"; python3 -m pip install --quiet uv; }
+	$(UV) sync --frozen
+	@touch $@
+
+env: $(VENV)/.synced
+
+# --- the two commands --------------------------------------------------------------------------
+lab: env
+	$(VENV)/bin/jupyter lab --notebook-dir=. --port=$(PORT) --ServerApp.default_url=/lab/tree/README.md
+
+test: env
+	ODL_QUICK=1 $(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: env
+	ODL_QUICK=1 $(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup -m "not notebook and not slow" $(PYTEST_ARGS)
+
+# --- course maintenance ------------------------------------------------------------------------
+release: env
+	$(PY) -m odlkit.grading release
+
+pretrain: env
+	$(PY) -m odlkit.pretrain
+
+benchmarks: env
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+slides: env
+	$(PY) slides/build.py
+
+lint: env
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache tests/artifacts
