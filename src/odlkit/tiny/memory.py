@@ -1,0 +1,393 @@
+"""Where training memory goes: a calculator for a Keras model and an update strategy.
+
+Training needs, beyond the forward pass:
+
+- **weights**: every parameter of the model. Frozen ones can stay in flash (read-only), the
+  ones being updated must be in RAM;
+- **gradients**: one value per *updated* parameter;
+- **optimizer state**: SGD keeps nothing, SGD with momentum one buffer per updated parameter,
+  Adam two (first and second moment);
+- **stored activations**: what the forward pass must keep for the backward pass. This is the
+  term TinyTL points at. The rules used here (per layer, for a batch of ``batch`` samples):
+
+  ============================  ===============================================================
+  layer                          stored for backward
+  ============================  ===============================================================
+  Dense / Conv / DepthwiseConv   its **input** if its kernel is updated (dW = x^T dy); nothing
+                                 for a bias (db = sum dy) nor to pass the gradient on (dx = dy W^T)
+  ReLU (layer or fused)          a 1-bit mask per output element, if a gradient passes through it
+  other activations              the output (sigmoid, tanh, ...), if a gradient passes through
+  MaxPooling                     ceil(log2(pool size)) bits per output element (the argmax)
+  BatchNormalization (frozen)    nothing (a per-channel affine map); its input if gamma is updated
+  pooling avg, flatten, add, ... nothing
+  the loss                       the softmax probabilities, batch x n_outputs floats
+  ============================  ===============================================================
+
+  A gradient "passes through" a layer only if some layer *before* it has updated parameters:
+  back-propagation stops at the earliest updated layer, which is why training only the last
+  layer needs almost no activation memory.
+
+Precision: ``"float32"`` stores everything in 4 bytes. ``"int8"`` stores kernels (tensors of
+rank >= 2) as int8 plus one float32 scale per tensor and the stored activations as int8
+(1 byte; bit masks stay bits); biases and normalization vectors stay 32-bit (int32 biases, as
+in TFLite), and gradients and optimizer state stay float32, as in the Tiny Training Engine with
+quantization-aware scaling.
+
+Strategies (``resolve_plan``): ``"full"``, ``"last"`` (the last layer with parameters),
+``"bias"`` (every bias and BN beta, plus the last layer in full: the new classifier),
+``"bias+lite_residual"`` (``"bias"`` plus every parameter of layers named ``lite_residual*``,
+see :func:`odlkit.tiny.techniques.add_lite_residual`), or an explicit ``dict`` mapping layer
+names to the parts to update, ``{"conv1d_2": ("bias",), "dense": ("kernel", "bias")}``
+(a sparse update). Parts are ``"kernel"`` (kernel, depthwise kernel, BN gamma) and
+``"bias"`` (bias, BN beta).
+
+``head_training_bytes`` gives the same count for a dense softmax head without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = [
+    "OPTIMIZER_SLOTS",
+    "MemoryReport",
+    "LayerMemory",
+    "resolve_plan",
+    "training_memory",
+    "head_training_memory",
+    "head_training_bytes",
+    "dense_backward_bytes",
+    "format_bytes",
+]
+
+OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
+"""Number of optimizer buffers kept per updated parameter."""
+
+_PRECISIONS = ("float32", "int8")
+_STRATEGIES = ("full", "last", "bias", "bias+lite_residual")
+
+# layer classes with no parameters that store nothing for backward
+_PASSTHROUGH = {
+    "InputLayer", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "AveragePooling1D",
+    "AveragePooling2D", "Flatten", "Reshape", "Add", "Concatenate", "UpSampling1D",
+    "UpSampling2D", "Cropping1D", "Cropping2D", "ZeroPadding1D", "ZeroPadding2D", "Dropout",
+    "Identity", "Subtract", "Average", "Rescaling", "Normalization",
+}
+_PARAM_LAYERS = {"Dense", "Conv1D", "Conv2D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D"}
+_KERNEL_NAMES = {"kernel", "depthwise_kernel", "pointwise_kernel", "gamma"}
+_BIAS_NAMES = {"bias", "beta"}
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable size: ``format_bytes(2048) == '2.0 KiB'``."""
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+@dataclass
+class LayerMemory:
+    """One layer's share: parameters by role, stored activation bytes and why."""
+
+    name: str
+    kind: str
+    params: int
+    updated_params: int
+    weight_bytes: int
+    activation_bytes: int
+    note: str = ""
+
+
+@dataclass
+class MemoryReport:
+    """Bytes of training memory by category (see the module docstring for the rules)."""
+
+    frozen_weight_bytes: int
+    trainable_weight_bytes: int
+    gradient_bytes: int
+    optimizer_bytes: int
+    activation_bytes: int
+    updated_params: int
+    total_params: int
+    strategy: str = ""
+    optimizer: str = "sgd"
+    precision: str = "float32"
+    batch_size: int = 1
+    layers: list[LayerMemory] = field(default_factory=list)
+
+    @property
+    def weight_bytes(self) -> int:
+        """All weights (frozen + trainable)."""
+        return self.frozen_weight_bytes + self.trainable_weight_bytes
+
+    @property
+    def training_bytes(self) -> int:
+        """What training adds in RAM on top of inference: gradients, optimizer state, activations."""
+        return self.gradient_bytes + self.optimizer_bytes + self.activation_bytes
+
+    @property
+    def ram_bytes(self) -> int:
+        """RAM needed when frozen weights stay in flash: trainable weights + training_bytes."""
+        return self.trainable_weight_bytes + self.training_bytes
+
+    @property
+    def total_bytes(self) -> int:
+        """Everything: all weights + gradients + optimizer state + stored activations."""
+        return self.weight_bytes + self.training_bytes
+
+    def as_dict(self) -> dict:
+        """Flat dict (one table row)."""
+        return {
+            "strategy": self.strategy, "optimizer": self.optimizer, "precision": self.precision,
+            "batch_size": self.batch_size, "updated_params": self.updated_params,
+            "total_params": self.total_params, "weights": self.weight_bytes,
+            "trainable_weights": self.trainable_weight_bytes, "gradients": self.gradient_bytes,
+            "optimizer_state": self.optimizer_bytes, "activations": self.activation_bytes,
+            "training_bytes": self.training_bytes, "ram_bytes": self.ram_bytes,
+            "total_bytes": self.total_bytes,
+        }
+
+    def layer_table(self):
+        """Per-layer breakdown as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame([vars(x) for x in self.layers])
+
+
+def _check_common(batch_size, optimizer, precision):
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if optimizer not in OPTIMIZER_SLOTS:
+        raise ValueError(f"unknown optimizer {optimizer!r}: use one of {sorted(OPTIMIZER_SLOTS)}")
+    if precision not in _PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use 'float32' or 'int8'")
+
+
+def dense_backward_bytes(in_features: int, out_features: int, batch: int, update_kernel: bool = True,
+                         update_bias: bool = True, bytes_per_value: int = 4) -> int:
+    """Bytes a Dense layer's backward pass needs beyond its weights: the stored input (only if
+    the kernel is updated) and the gradients of the updated parameters (float32 by default).
+
+    >>> dense_backward_bytes(64, 4, batch=8)   # x (8*64) + dW (64*4) + db (4), 4 bytes each
+    3088
+    """
+    for nm, v in (("in_features", in_features), ("out_features", out_features), ("batch", batch)):
+        if int(v) != v or v < 1:
+            raise ValueError(f"{nm} must be a positive integer, got {v!r}")
+    n = 0
+    if update_kernel:
+        n += batch * in_features + in_features * out_features
+    if update_bias:
+        n += out_features
+    return n * bytes_per_value
+
+
+def head_training_memory(feature_dim: int, n_classes: int, batch: int = 1, momentum: bool = True,
+                         optimizer: str | None = None) -> MemoryReport:
+    """Training memory of a dense softmax head ``z = x W + b`` alone, float32, no TensorFlow.
+
+    Weights ``(F*C + C)``, gradients the same, momentum the same (if ``momentum``), stored
+    activations: the ``batch x F`` input features (for dW) and the ``batch x C`` softmax
+    probabilities (for the loss gradient). A device that streams a mini-batch one sample at a
+    time and accumulates the gradient holds activations for one sample: use ``batch=1``.
+    """
+    for nm, v in (("feature_dim", feature_dim), ("n_classes", n_classes)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{nm} must be a positive integer, got {v!r}")
+    opt = optimizer if optimizer is not None else ("momentum" if momentum else "sgd")
+    _check_common(batch, opt, "float32")
+    p = feature_dim * n_classes + n_classes
+    act = batch * feature_dim * 4 + batch * n_classes * 4
+    layer = LayerMemory("head", "Dense", p, p, p * 4, batch * feature_dim * 4, "input features")
+    loss = LayerMemory("loss", "softmax", 0, 0, 0, batch * n_classes * 4, "probabilities")
+    return MemoryReport(0, p * 4, p * 4, p * 4 * OPTIMIZER_SLOTS[opt], act, p, p, "last", opt,
+                        "float32", batch, [layer, loss])
+
+
+def head_training_bytes(feature_dim: int, n_classes: int, batch: int = 1, momentum: bool = True) -> int:
+    """Total bytes to train a dense softmax head (weights + gradients + momentum + activations).
+
+    >>> head_training_bytes(64, 4, batch=1, momentum=True)   # 3*260*4 + (64+4)*4
+    3392
+    """
+    return head_training_memory(feature_dim, n_classes, batch, momentum).total_bytes
+
+
+# ----------------------------------------------------------------------------------------------
+# Keras models
+
+
+def _layer_parents(layer):
+    import keras
+
+    inputs = layer.input
+    flat = keras.tree.flatten(inputs) if isinstance(inputs, list | tuple | dict) else [inputs]
+    parents = []
+    for t in flat:
+        hist = getattr(t, "_keras_history", None)
+        if hist is not None and hist[0] is not layer:
+            parents.append(hist[0])
+    return parents
+
+
+def _elements(shape) -> int:
+    """Elements per sample of a (None, ...) shape."""
+    if isinstance(shape, list) and shape and isinstance(shape[0], tuple | list):
+        return sum(_elements(s) for s in shape)
+    dims = list(shape)[1:]
+    if any(d is None for d in dims):
+        raise ValueError(f"cannot count activations of a tensor with unknown shape {tuple(shape)}: "
+                         "build the model with a fixed input shape, e.g. keras.Input((50, 6))")
+    return int(math.prod(dims))
+
+
+def _param_part(var) -> str | None:
+    name = var.path.split("/")[-1]
+    if not var.trainable:
+        return None
+    if name in _KERNEL_NAMES:
+        return "kernel"
+    if name in _BIAS_NAMES:
+        return "bias"
+    return "kernel"
+
+
+def _layers_with_params(model):
+    return [la for la in model.layers if any(v.trainable for v in la.weights)]
+
+
+def resolve_plan(model, strategy) -> dict[str, tuple[str, ...]]:
+    """Which parts of which layers a strategy updates: ``{layer_name: ("kernel", "bias")}``."""
+    layers = _layers_with_params(model)
+    if not layers:
+        raise ValueError("the model has no trainable parameters")
+    names = [la.name for la in layers]
+    if isinstance(strategy, dict):
+        unknown = [k for k in strategy if k not in names]
+        if unknown:
+            raise ValueError(f"layers {unknown} are not layers with parameters of this model; "
+                             f"choose among {names}")
+        plan = {}
+        for k, parts in strategy.items():
+            parts = (parts,) if isinstance(parts, str) else tuple(parts)
+            bad = [p for p in parts if p not in ("kernel", "bias")]
+            if bad:
+                raise ValueError(f"layer {k!r}: unknown parts {bad}; parts are 'kernel' and 'bias'")
+            if parts:
+                plan[k] = parts
+        return plan
+    if strategy not in _STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}: use one of {_STRATEGIES} or a dict "
+                         "{layer_name: ('kernel', 'bias')} for a sparse update")
+    last = layers[-1].name
+    if strategy == "full":
+        return {n: ("kernel", "bias") for n in names}
+    if strategy == "last":
+        return {last: ("kernel", "bias")}
+    plan = {la.name: ("bias",) for la in layers if any(_param_part(v) == "bias" for v in la.weights)}
+    if strategy == "bias+lite_residual":
+        lite = [n for n in names if n.startswith("lite_residual")]
+        if not lite:
+            raise ValueError("strategy 'bias+lite_residual' needs layers named 'lite_residual*': "
+                             "build the model with odlkit.tiny.add_lite_residual(model) first")
+        for n in lite:
+            plan[n] = ("kernel", "bias")
+    plan[last] = ("kernel", "bias")
+    return plan
+
+
+def _bits_to_bytes(bits: int) -> int:
+    return (bits + 7) // 8
+
+
+def training_memory(model, strategy="full", optimizer: str = "sgd", batch_size: int = 1,
+                    precision: str = "float32") -> MemoryReport:
+    """Count the bytes of weights, gradients, optimizer state and stored activations needed to
+    train ``model`` (a built Keras model) with ``strategy`` (see the module docstring)."""
+    _check_common(batch_size, optimizer, precision)
+    if not getattr(model, "built", False) or not model.layers:
+        raise ValueError("the model must be a built Keras model (give it an Input shape)")
+    plan = resolve_plan(model, strategy)
+    int8 = precision == "int8"
+    act_bytes = 1 if int8 else 4
+    slots = OPTIMIZER_SLOTS[optimizer]
+
+    frozen_w = train_w = grads = opt = acts = updated = total = 0
+    rows: list[LayerMemory] = []
+    needs_grad: dict[int, bool] = {}  # id(layer) -> a gradient exists w.r.t. its output
+    for layer in model.layers:
+        kind = type(layer).__name__
+        parts = plan.get(layer.name, ())
+        parents = _layer_parents(layer) if kind != "InputLayer" else []
+        grad_in = any(needs_grad.get(id(p), False) for p in parents)  # dL/d(input) is needed
+        needs_grad[id(layer)] = grad_in or bool(parts)
+
+        # weights, gradients, optimizer state
+        lp = lu = lw = 0
+        for v in layer.weights:
+            size = int(math.prod(v.shape))
+            is_kernel = len(v.shape) >= 2
+            wb = (size + 4) if (int8 and is_kernel) else size * 4
+            part = _param_part(v)
+            lp += size
+            lw += wb
+            if part is not None and part in parts:
+                lu += size
+                train_w += wb
+                grads += size * 4
+                opt += size * 4 * slots
+            else:
+                frozen_w += wb
+        total += lp
+        updated += lu
+
+        # stored activations
+        a, notes = 0, []
+        out_el = _elements(layer.output.shape) * batch_size
+        act_name = None
+        if kind in _PARAM_LAYERS:
+            if "kernel" in parts:
+                a += _elements(layer.input.shape) * batch_size * act_bytes
+                notes.append("input (kernel grad)")
+            fn = getattr(layer, "activation", None)
+            act_name = getattr(fn, "__name__", "linear") if fn is not None else "linear"
+        elif kind == "BatchNormalization":
+            if "kernel" in parts:
+                a += _elements(layer.input.shape) * batch_size * act_bytes
+                notes.append("normalized input (gamma grad)")
+        elif kind == "ReLU":
+            act_name = "relu"
+        elif kind == "Activation":
+            act_name = getattr(layer.activation, "__name__", str(layer.activation))
+        elif kind in ("MaxPooling1D", "MaxPooling2D"):
+            if grad_in:
+                window = int(math.prod(layer.pool_size))
+                a += _bits_to_bytes(out_el * max(1, math.ceil(math.log2(window))))
+                notes.append("argmax bits")
+        elif kind not in _PASSTHROUGH:
+            raise ValueError(f"layer {layer.name!r} of type {kind} is not supported by the memory "
+                             f"calculator; supported: {sorted(_PARAM_LAYERS | _PASSTHROUGH)} plus "
+                             "BatchNormalization, ReLU, Activation, MaxPooling")
+        # the activation function: needed if a gradient flows through it
+        flows = needs_grad[id(layer)] if kind in _PARAM_LAYERS else grad_in
+        if act_name not in (None, "linear") and flows and layer is not model.layers[-1]:
+            if act_name == "relu":
+                a += _bits_to_bytes(out_el)
+                notes.append("relu mask bits")
+            else:
+                a += out_el * act_bytes
+                notes.append(f"{act_name} output")
+        acts += a
+        rows.append(LayerMemory(layer.name, kind, lp, lu, lw, a, ", ".join(notes)))
+
+    # the loss: softmax probabilities of the output (float32)
+    loss_b = _elements(model.outputs[0].shape) * batch_size * 4
+    acts += loss_b
+    rows.append(LayerMemory("loss", "softmax cross-entropy", 0, 0, 0, loss_b, "probabilities"))
+    name = strategy if isinstance(strategy, str) else "sparse"
+    return MemoryReport(frozen_w, train_w, grads, opt, acts, updated, total, name, optimizer,
+                        precision, batch_size, rows)
