@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
     const int nc = atoi(argv[2]);
     uint32_t rng = (uint32_t)strtoul(argv[3], nullptr, 10) | 1u;
     for (int c = 0; c < nc; ++c) {
-      char name[16];
+      char name[24];
       snprintf(name, sizeof(name), "class_%d", c);
       if (odl::head_add_class(h, name) != c) return 1;
     }

@@ -95,8 +95,10 @@ float exp_nonpos(float x) {
   return y * scale;
 }
 
-// Writes softmax(W x + b) into h.probs; returns the argmax class.
-static int forward_softmax(HeadView& h, const float* x) {
+// Writes softmax(W x + b) into h.probs; returns the argmax class. If loss is
+// given, *loss = cross-entropy of label y = logsumexp(z) - z_y (exact even when
+// p_y underflows).
+static int forward_softmax(HeadView& h, const float* x, uint16_t y = 0, float* loss = nullptr) {
   const uint16_t nc = h.num_classes, fd = h.feature_dim;
   float* z = h.probs;
   float zmax = -INFINITY;
@@ -108,6 +110,7 @@ static int forward_softmax(HeadView& h, const float* x) {
     z[c] = acc;
     if (acc > zmax) { zmax = acc; best = c; }
   }
+  const float zy = y < nc ? z[y] : 0.0f;
   float sum = 0.0f;
   for (uint16_t c = 0; c < nc; ++c) {
     z[c] = exp_nonpos(z[c] - zmax);
@@ -115,6 +118,7 @@ static int forward_softmax(HeadView& h, const float* x) {
   }
   const float inv = 1.0f / sum;
   for (uint16_t c = 0; c < nc; ++c) z[c] *= inv;
+  if (loss) *loss = (zmax - zy) + logf(sum);
   return best;
 }
 
@@ -198,8 +202,9 @@ Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallba
         const uint32_t idx = s.order[k];
         const float* x = s.features + idx * fd;
         const uint16_t y = s.labels[idx];
-        const int pred = forward_softmax(h, x);
-        loss_sum += -logf(h.probs[y] > 1e-30f ? h.probs[y] : 1e-30f);
+        float loss = 0.0f;
+        const int pred = forward_softmax(h, x, y, &loss);
+        loss_sum += loss;
         if (pred == y) correct++;
         h.probs[y] -= 1.0f;  // dL/dz = p - onehot
         for (uint16_t c = 0; c < nc; ++c) {
@@ -253,8 +258,9 @@ Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResul
     if (!use_replay && s.sessions[i] != s.session) continue;
     const uint16_t y = s.labels[i];
     if (y >= h.num_classes) return kErrBadLabel;
-    const int pred = head_forward(h, s.features + i * s.feature_dim);
-    loss += -logf(h.probs[y] > 1e-30f ? h.probs[y] : 1e-30f);
+    float li = 0.0f;
+    const int pred = forward_softmax(h, s.features + i * s.feature_dim, y, &li);
+    loss += li;
     out->n++;
     if (pred == y) out->correct++;
     uint16_t& cell = confusion[(uint32_t)y * h.max_classes + pred];
