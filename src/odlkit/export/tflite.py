@@ -47,8 +47,13 @@ def to_tflite(model, representative: np.ndarray | None = None, int8: bool = Fals
         converter.inference_output_type = tf.int8
     try:
         # The converter prints a page about the SavedModel it writes on the way: keep it quiet.
-        with contextlib.redirect_stdout(io.StringIO()):
-            return bytes(converter.convert())
+        logger, level = tf.get_logger(), tf.get_logger().level
+        logger.setLevel("ERROR")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                return bytes(converter.convert())
+        finally:
+            logger.setLevel(level)
     except Exception as e:  # the converter raises many types; say which model failed
         raise ExportError(f"TFLite conversion of {model.name!r} failed: {e}") from e
 
