@@ -17,8 +17,7 @@ bool is_token_char(char c) { return c >= 0x21 && c <= 0x7E && c != '$' && c != '
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
+  return -1;  // lower case only: then every corrupted byte of the CRC field is detected
 }
 
 bool streq(const char* a, const char* b) { return strcmp(a, b) == 0; }
@@ -120,7 +119,7 @@ size_t format_float(float fv, char* out) {
   }
   int nd = 6;
   while (nd > 1 && dig[nd - 1] == '0') --nd;
-  if (e >= -5 && e < 6) {
+  if (e >= -4 && e < 6) {
     if (e >= 0) {
       for (int i = 0; i <= e; ++i) *p++ = i < nd ? dig[i] : '0';
       if (nd > e + 1) {
@@ -523,6 +522,9 @@ void Protocol::handle(char* line, size_t len) {
                                        : "malformed frame (seq, command or token syntax)";
     error(cur_seq_, err, msg);
     return;
+  }
+  if (streq(f.word, "OK") || streq(f.word, "ERR") || streq(f.word, "EV")) {
+    return;  // a reply, not a request (e.g. our own output echoed back by a terminal): never answer it
   }
   if (f.seq == 0 || f.seq > kMaxSeq) {
     error(0, kPeBadSeq, "seq must be 1..999999999");

@@ -206,6 +206,7 @@ template <class EngineT, size_t WindowFloats>
 class EngineAdapter : public EngineIface {
  public:
   EngineAdapter(EngineT& e, Storage* storage) : e_(e), storage_(storage) {}
+  void set_storage(Storage* storage) { storage_ = storage; }
   const ModelSpec* model() const override { return e_.model(); }
   uint16_t num_classes() const override { return e_.num_classes(); }
   uint16_t max_classes() const override { return e_.max_classes(); }

@@ -33,6 +33,7 @@ ERROR_NAMES = {
 }
 
 _TOKEN = re.compile(rb"^[\x21-\x23\x25-\x29\x2b-\x7e]+$")  # printable ASCII except '$' and '*'
+_CRC = re.compile(rb"^[0-9a-f]{8}$")
 _CLASS_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
 
@@ -99,10 +100,9 @@ def parse_frame(line: bytes) -> Frame:
     if len(s) < 11 or s[-10:-8] != b" *":
         raise FrameError("no ' *<crc>' field at the end of the frame")
     body, crc_text = s[1:-10], s[-8:]
-    try:
-        want = int(crc_text, 16)
-    except ValueError:
-        raise FrameError(f"CRC field {crc_text!r} is not hexadecimal") from None
+    if not _CRC.match(crc_text):
+        raise FrameError(f"CRC field {crc_text!r} is not 8 lower-case hexadecimal digits")
+    want = int(crc_text, 16)
     if zlib.crc32(body) != want:
         raise FrameError("CRC mismatch: the frame was corrupted on the way")
     try:
