@@ -62,3 +62,44 @@ def test_dashboard_live_mode_redraws_without_ipython(digits):
     Head.zeros(64, 10).fit(X, y, epochs=3, callback=dash)
     assert dash.figure is not None
     np.testing.assert_allclose(dash.figure.axes[1].lines[0].get_ydata(), dash.history["accuracy"])
+
+
+def test_recorder_on_the_virtual_board_saves_what_the_board_learned(tmp_path):
+    from odlkit import data, lab1
+    from odlkit.board import Board
+    from odlkit.widgets.recorder import Recorder
+
+    out = io.StringIO()
+    with Board.virtual(dataset="basic_motions") as board:
+        rec = Recorder(board, n=4, save_dir=tmp_path / "me", fmt="json", raw_source=lab1.virtual_raw_source(),
+                       live=False, out=out)
+        rec.record("walking")
+        rec.record("badminton", n=2)  # not on the board yet: the recorder adds the class
+        assert board.class_names() == ["standing", "walking", "running", "badminton"]
+        assert board.info()["stored"] == 6
+        with pytest.raises(ValueError, match="must not contain spaces"):
+            rec.record("two words")
+        with pytest.raises(ValueError, match="empty"):
+            rec.record("  ")
+    assert rec.counts() == {"walking": 4, "badminton": 2}
+    assert "walking: 4 windows recorded, 4 stored" in out.getvalue()
+    ds = data.read_recordings(tmp_path / "me")
+    assert ds.class_names == ["walking", "badminton"] and sorted(ds.counts().values()) == [2, 4]
+    assert np.asarray(ds.X).shape == (6, 50, 6) and ds.sample_rate_hz == pytest.approx(25.0)
+    assert all(p.suffix == ".json" for p in rec.saved)
+
+
+def test_dashboard_drives_the_virtual_board():
+    from odlkit.board import Board
+
+    out = io.StringIO()
+    with Board.virtual(dataset="basic_motions") as board:
+        for c in ["standing", "walking", "running"]:
+            board.record(c, n=6)
+        dash = TrainingDashboard(live=False, out=out)
+        res = dash.train(board, epochs=5, lr=0.005)
+    assert dash.history["epoch"] == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose(dash.history["loss"], [h["loss"] for h in res.history], rtol=1e-6)
+    assert dash.confusion.shape == (3, 3) and dash.confusion.sum() == 18
+    assert dash.class_names == ["standing", "walking", "running"]
+    assert "confusion matrix" in out.getvalue()

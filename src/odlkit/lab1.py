@@ -36,11 +36,14 @@ __all__ = [
     "normalize",
     "embed",
     "open_board",
+    "VirtualRawSource",
+    "virtual_raw_source",
     "board_features",
     "TwinResult",
     "host_twin",
     "few_shot_comparison",
     "memory_budget",
+    "heldout_accuracy",
     "device_benchmark",
 ]
 
@@ -179,9 +182,50 @@ def open_board(prefer_real: bool = True, dataset: str = "basic_motions", verbose
     return Board.virtual(dataset=dataset, **virtual_kwargs)
 
 
+class VirtualRawSource:
+    """The raw windows the virtual board's sensor replays for ``RECORD <class>``, in order.
+
+    The virtual board (``arduino_sketches/virtual_board``) reads a replay file written by
+    ``odlkit.board.virtual.dataset_replay``: lines ``r <class> <floats>`` for recordable
+    windows, and keeps one cursor per class, so the k-th window recorded of a class is the k-th
+    ``r`` line of that class (wrapping around). Calling this object with ``(label, n)`` returns
+    the next ``n`` of them, so a host copy of exactly what the board learned from can be saved
+    in the ``datasets/`` format. Create it right after starting the board (cursors at 0) with
+    the same ``dataset``, ``test_size`` and ``seed`` as ``Board.virtual``.
+    """
+
+    def __init__(self, dataset: str = "basic_motions", test_size: float = 0.25, seed: int = 0):
+        from odlkit.board.virtual import dataset_replay
+
+        self.path = Path(dataset_replay(dataset, test_size=test_size, seed=seed))
+        self.windows: dict[str, list[np.ndarray]] = {}
+        with open(self.path) as f:
+            header = f.readline().split()
+            length, channels = int(header[2]), int(header[3])
+            for line in f:
+                parts = line.split(" ", 2)
+                if len(parts) == 3 and parts[0] == "r":
+                    x = np.array(parts[2].split(), dtype=np.float32).reshape(length, channels)
+                    self.windows.setdefault(parts[1], []).append(x)
+        self.cursor = dict.fromkeys(self.windows, 0)
+
+    def __call__(self, label: str, n: int) -> np.ndarray:
+        if label not in self.windows:
+            raise KeyError(f"the virtual user has no recordings of {label!r}; it has {sorted(self.windows)}")
+        pool = self.windows[label]
+        out = [pool[(self.cursor[label] + k) % len(pool)] for k in range(int(n))]
+        self.cursor[label] = (self.cursor[label] + int(n)) % len(pool)
+        return np.stack(out)
+
+
+def virtual_raw_source(dataset: str = "basic_motions", test_size: float = 0.25, seed: int = 0) -> VirtualRawSource:
+    """A ``raw_source`` for :class:`odlkit.widgets.recorder.Recorder` on a fresh virtual board."""
+    return VirtualRawSource(dataset, test_size, seed)
+
+
 def board_features(board):
     """The board's stored training set as numpy: ``(features (n, 64), labels (n,), sessions (n,))``."""
-    got = board.get_features()
+    got = board.get_features(with_sessions=True)
     if isinstance(got, tuple):
         F, y = got[0], got[1]
         sess = got[2] if len(got) > 2 else np.zeros(len(y), dtype=np.int64)
@@ -216,7 +260,7 @@ class TwinResult:
 
 
 def host_twin(initial_weights, board_weights, features, labels, train_calls: Sequence[Mapping], seed: int = 1,
-              sessions=None) -> TwinResult:
+              sessions=None, earlier_calls: Sequence[tuple[int, int]] = ()) -> TwinResult:
     """Replay on the host the training the board did, then compare with the board's weights.
 
     ``initial_weights``: the head before training (``board.get_weights()`` taken before);
@@ -225,16 +269,20 @@ def host_twin(initial_weights, board_weights, features, labels, train_calls: Seq
     last cleared (``epochs``, ``lr``, ``momentum``, ``weight_decay``, ``batch_size``, ``mode``,
     ``replay``); ``seed``: the engine seed (the shuffle stream restarts from it when the store
     is cleared). With ``replay=False`` only the samples of the last session are used.
+    ``earlier_calls``: ``(n_samples, epochs)`` of train calls made since the store was cleared
+    but before ``initial_weights`` was taken (they advanced the board's shuffle generator).
     """
     head = Head.from_weights(initial_weights)
     shuffle = EngineShuffle(seed)
+    for n_prev, epochs_prev in earlier_calls:
+        shuffle.orders(n_prev, epochs_prev)
     history = []
     F = np.asarray(features, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
     sess = np.zeros(len(y), dtype=np.int64) if sessions is None else np.asarray(sessions)
     for call in train_calls:
         c = dict(call)
-        use = np.ones(len(y), dtype=bool) if c.get("replay", True) else sess == sess.max()
+        use = np.ones(len(y), dtype=bool) if c.get("use_replay", c.get("replay", True)) else sess == sess.max()
         mode = {"full": "full", "bias": "bias", "bias_only": "bias"}.get(str(c.get("mode", "full")), "full")
         history += head.fit(F[use], y[use], epochs=int(c.get("epochs", 10)), lr=float(c.get("lr", 0.05)),
                             momentum=float(c.get("momentum", 0.9)), weight_decay=float(c.get("weight_decay", 0.0)),
@@ -266,7 +314,9 @@ def few_shot_comparison(backbone, meta, train_ds, test_ds, generic_ds=None, shot
     - ``scratch``: the same architecture from random weights, everything trained on the
       user's few windows (``odlkit.transfer``);
     - ``generic`` (if ``generic_ds``): frozen backbone + head trained on *other* people's
-      windows, none of the user's (a flat line: it does not use the user's samples).
+      windows, none of the user's (a flat line: it does not use the user's samples);
+    - ``generic_then_personal`` (if ``generic_ds``): the generic head, then trained further on
+      the user's few windows (a board whose initial head is the generic one).
     Returns ``{method: (len(seeds), len(shots)) array}``.
     """
     from tqdm.auto import tqdm
@@ -277,18 +327,28 @@ def few_shot_comparison(backbone, meta, train_ds, test_ds, generic_ds=None, shot
     F_tr, F_te = embed(backbone, meta, train_ds.X), embed(backbone, meta, test_ds.X)
     X_tr, X_te = normalize(train_ds.X, meta), normalize(test_ds.X, meta)
     res = {"feature_extraction": np.zeros((len(seeds), len(shots))), "scratch": np.zeros((len(seeds), len(shots)))}
+    g = None
     if generic_ds is not None:
         g = Head.zeros(F_tr.shape[1], n_classes)
-        g.fit(embed(backbone, meta, generic_ds.X), generic_ds.y, epochs=head_epochs, lr=0.05, batch_size=16, seed=1)
+        g.fit(embed(backbone, meta, generic_ds.X), generic_ds.y, epochs=max(5, head_epochs // 3), lr=0.05,
+              batch_size=32, seed=1)
         res["generic"] = np.full((len(seeds), len(shots)), g.evaluate(F_te, test_ds.y)["accuracy"])
+        res["generic_then_personal"] = np.zeros((len(seeds), len(shots)))
     jobs = [(i, s, j, n) for i, s in enumerate(seeds) for j, n in enumerate(shots)]
     for i, s, j, n in tqdm(jobs, desc="few-shot comparison", disable=not progress):
         idx = transfer.per_class_indices(train_ds.y, n, seed=s)
         h = Head.zeros(F_tr.shape[1], n_classes)
         h.fit(F_tr[idx], train_ds.y[idx], epochs=head_epochs, lr=0.05, batch_size=8, seed=s + 1)
         res["feature_extraction"][i, j] = h.evaluate(F_te, test_ds.y)["accuracy"]
+        if g is not None:
+            gp = g.copy()
+            gp.fit(F_tr[idx], train_ds.y[idx], epochs=head_epochs, lr=0.01, batch_size=8, seed=s + 1)
+            res["generic_then_personal"][i, j] = gp.evaluate(F_te, test_ds.y)["accuracy"]
         model, _, _ = transfer.make_transfer_model(backbone, n_classes, "scratch", seed=s)
         transfer.train(model, X_tr[idx], train_ds.y[idx], steps=steps, lr=3e-3, seed=s)
+        # a few hundred steps leave BatchNorm's moving statistics near their initial values:
+        # re-estimate them on the training windows so inference uses the data's statistics
+        transfer.reestimate_batchnorm(model, X_tr[idx])
         res["scratch"][i, j] = transfer.accuracy(model, X_te, test_ds.y)
     return res
 
@@ -303,29 +363,66 @@ def _get(obj, key, default=None):
 
 
 def memory_budget(info, sram_bytes: int = 256 * 1024) -> dict:
-    """Rows ``{what: bytes}`` of the device's RAM from a board's ``info()``, plus timings (us).
+    """The device's RAM and time budget from a board's ``info()``.
 
-    Uses the ``INFO`` fields of the protocol: ``ram`` (sketch total), ``engine_ram``, ``free``,
-    ``fwd_us``, ``head_us``, ``train_us``, ``stored``, ``cap``, ``dim``, ``max``.
+    Returns ``{"memory": {row: bytes}, "time": {row: value}, "expected": {row: bytes}}``.
+    ``memory`` uses what the board reports (``engine_ram``, ``arena_ram``, ``head_ram``,
+    ``store_ram``, ``free``); ``expected`` recomputes the head and store from the sizes
+    (``dim``, ``max``, ``cap``) so a reader can check where the bytes go:
+    head = W, velocity, gradient and bias, its velocity and gradient, + the probability scratch,
+    all float32; store = ``cap`` feature vectors of ``dim`` float32 + three u16 (label, session,
+    shuffle order) each.
     """
     def num(k):
         v = _get(info, k, None)
-        return None if v is None else float(v)
+        try:
+            return None if v is None else float(v)
+        except (TypeError, ValueError):
+            return None
 
-    dim, max_classes, cap = num("dim") or 64, num("max") or 8, num("cap")
-    head = 3 * (max_classes * dim + max_classes) * 4  # W, velocity, gradient (+ biases), float32
-    store = cap * (dim * 4 + 3 * 2) if cap else None   # features + label, session, order (u16)
+    dim, max_classes, cap = num("dim") or 64, num("max") or 8, num("cap") or 0
+    expected = {
+        "head": 4 * (3 * max_classes * dim + 3 * max_classes + max_classes),
+        "store": cap * (4 * dim + 3 * 2),
+    }
     rows = {
-        "engine (static, all buffers)": num("engine_ram"),
-        "of which head W + velocity + gradient": head,
-        "of which replay store": store,
-        "sketch RAM reported by the board": num("ram"),
-        "free RAM reported by the board": num("free") if (num("free") or -1) >= 0 else None,
+        "engine total (static)": num("engine_ram"),
+        "activation arena (backbone)": num("arena_ram"),
+        "head: W, b, velocity, gradient": num("head_ram"),
+        "training store (replay buffer)": num("store_ram"),
+        "free RAM reported": num("free") if (num("free") or -1) >= 0 else None,
         "nRF52840 SRAM": float(sram_bytes),
     }
     times = {"backbone forward (us)": num("fwd_us"), "head inference (us)": num("head_us"),
-             "last training call (us)": num("train_us"), "stored samples": num("stored"), "replay capacity": cap}
-    return {"memory": {k: v for k, v in rows.items() if v is not None}, "time": {k: v for k, v in times.items() if v is not None}}
+             "last training call (us)": num("train_us"), "stored samples": num("stored"), "store capacity": cap or None}
+    return {"memory": {k: v for k, v in rows.items() if v is not None},
+            "time": {k: v for k, v in times.items() if v is not None},
+            "expected": expected}
+
+
+def heldout_accuracy(board, classes: Sequence[str], per_class: int = 10) -> dict:
+    """Accuracy of the board on fresh windows it never trained on.
+
+    Asks ``board.predict(c)`` ``per_class`` times for every class ``c``: on the virtual board
+    each call replays a held-out recording of ``c`` (the user performs ``c``); on a real board
+    the person should perform ``c`` each time. Returns ``{"accuracy", "per_class", "confusion",
+    "classes"}`` where the confusion rows are the classes asked for and columns the board's classes.
+    """
+    names = list(board.class_names())
+    cm = np.zeros((len(classes), len(names)), dtype=np.int64)
+    for i, c in enumerate(classes):
+        for _ in range(int(per_class)):
+            p = board.predict(c)
+            cm[i, p.label] += 1
+    truth_cols = [names.index(c) if c in names else -1 for c in classes]
+    correct = np.array([cm[i, j] if j >= 0 else 0 for i, j in enumerate(truth_cols)])
+    return {
+        "accuracy": float(correct.sum() / cm.sum()),
+        "per_class": {c: float(correct[i] / cm[i].sum()) for i, c in enumerate(classes)},
+        "confusion": cm,
+        "classes": list(classes),
+        "board_classes": names,
+    }
 
 
 def device_benchmark(path: str | Path | None = None) -> dict | None:

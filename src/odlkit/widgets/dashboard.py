@@ -4,7 +4,7 @@ Works with any object that has the ``odlkit.board`` API (a real board, the virtu
 with the host head (:class:`odlkit.head.Head`), because it only needs a per-epoch callback::
 
     dash = TrainingDashboard(title="on-device training")
-    dash.train(board, epochs=20, lr=0.05)          # calls board.train(..., progress=dash)
+    dash.train(board, epochs=20, lr=0.05)          # board.train(..., callback=...) + board.evaluate()
     # or: head.fit(X, y, callback=dash); dash.finish(confusion=..., class_names=...)
 
 In a live notebook front end (JupyterLab, Notebook 7, VS Code, Colab) the figure redraws in
@@ -193,14 +193,18 @@ class TrainingDashboard:
         return self.figure
 
     def train(self, board, **train_kwargs):
-        """Run ``board.train(**train_kwargs)`` with this dashboard as the progress callback, then
-        ``board.evaluate()`` for the confusion matrix. Returns the board's train result."""
+        """Run ``board.train(**train_kwargs)`` with this dashboard as the per-epoch callback, then
+        ``board.evaluate()`` for the confusion matrix. Returns the board's train result.
+
+        ``board`` is anything with the ``odlkit.board`` API (``train(..., callback=f)`` calling
+        ``f(epoch, loss, acc)``, ``evaluate()``, ``class_names()``).
+        """
         if self.epochs is None and "epochs" in train_kwargs:
             self.epochs = int(train_kwargs["epochs"])
-        self.result = board.train(progress=self, **train_kwargs)
-        evaluation = board.evaluate()
-        self.evaluation = evaluation
-        self.finish(evaluation=evaluation)
+        self.result = board.train(callback=lambda epoch, loss, acc: self.on_epoch((epoch, loss, acc)), **train_kwargs)
+        self.evaluation = board.evaluate(use_replay=train_kwargs.get("use_replay", True))
+        names = board.class_names() if hasattr(board, "class_names") else None
+        self.finish(evaluation=self.evaluation, class_names=names)
         return self.result
 
 

@@ -4,9 +4,12 @@ Drives any object with the ``odlkit.board`` API (a real Nano 33 BLE Sense or the
 board). Each take asks the board to ``record(label, n)`` windows: the board extracts their
 features with the frozen backbone and keeps them in its training store (the raw windows stay
 on the device). To keep a copy of the raw motion in the ``datasets/`` format, the recorder
-can also capture ``board.stream(seconds)`` of IMU samples after a take and write them with
-``odlkit.data.write_csv`` / ``write_edge_impulse`` into ``save_dir`` (never the repository
-by default: pass a folder you own).
+gets raw windows from ``raw_source(label, n) -> (n, 50, 6)`` after a take and writes each one
+with ``odlkit.data.write_csv`` / ``write_edge_impulse`` into ``save_dir`` (never the
+repository by default: pass a folder you own). The default raw source of a real board is
+``board.stream(seconds)`` (the user keeps moving for a moment); for the virtual board pass
+:func:`odlkit.lab1.virtual_raw_source` (the exact windows it replayed), because its STREAM
+is not class-specific.
 
 In a notebook front end, :meth:`Recorder.widget` returns the ipywidgets UI; everywhere
 (including nbconvert and tests) :meth:`Recorder.record` does the same work from code and
@@ -37,7 +40,9 @@ def _get(obj, key, default=None):
 
 
 def board_class_names(board) -> list[str]:
-    """The class names a board currently knows (from ``board.info()``)."""
+    """The class names a board currently knows (``board.class_names()`` or ``board.info()``)."""
+    if hasattr(board, "class_names") and callable(board.class_names):
+        return list(board.class_names())
     info = board.info()
     names = _get(info, "class_names", None)
     if names is None:
@@ -56,13 +61,15 @@ class Recorder:
     n: windows per take (each is 2 s of motion on a real board).
     save_dir: folder for raw recordings (``<label>.<id>.csv|json``); None keeps nothing.
     fmt: ``"csv"`` (``odlkit.data.write_csv``) or ``"json"`` (Edge Impulse data acquisition).
-    stream_seconds: seconds of raw IMU captured per take for the preview and ``save_dir``
-        (0 disables the capture).
+    stream_seconds: seconds of raw IMU captured per take from a real board's ``stream`` for
+        the preview and ``save_dir`` (0 disables the capture).
+    raw_source: ``f(label, n) -> array (n, steps, 6)`` giving the raw windows of a take
+        (overrides the stream capture; needed for the virtual board).
     live: force the widget (True) or printed (False) mode; default detects a front end.
     """
 
     def __init__(self, board, n: int = 10, save_dir: str | Path | None = None, fmt: str = "csv",
-                 stream_seconds: float = 2.0, live: bool | None = None, out=None):
+                 stream_seconds: float = 2.0, raw_source=None, live: bool | None = None, out=None):
         if fmt not in ("csv", "json"):
             raise ValueError(f"fmt must be 'csv' or 'json' (Edge Impulse), got {fmt!r}")
         if n < 1:
@@ -72,6 +79,7 @@ class Recorder:
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.fmt = fmt
         self.stream_seconds = float(stream_seconds)
+        self.raw_source = raw_source
         self.live = frontend_available() if live is None else bool(live)
         self.out = out if out is not None else sys.stdout
         self.takes: list[dict] = []
@@ -90,9 +98,7 @@ class Recorder:
         names = board_class_names(self.board)
         if label in names:
             return names.index(label)
-        res = self.board.add_class(label)
-        idx = _get(res, "index", res)
-        return int(idx) if idx is not None else board_class_names(self.board).index(label)
+        return int(self.board.add_class(label))
 
     def record(self, label: str, n: int | None = None) -> dict:
         """One take: ``n`` windows of ``label`` into the board's store (+ raw capture if enabled).
@@ -106,34 +112,43 @@ class Recorder:
         t0 = time.perf_counter()
         bar = self._progress_start(label, n)
 
-        def progress(ev):
-            i = _get(ev, "i", None)
-            done = int(i) if i is not None else None
-            self._progress_update(bar, label, done, n)
-            return True
+        def on_window(i, total, _name):
+            # called just before window i (1-based) starts: i - 1 windows are done
+            self._progress_update(bar, label, int(i) - 1, n)
 
-        res = self.board.record(label, n, progress=progress)
+        res = self.board.record(label, n, on_window=on_window)
         self._progress_update(bar, label, n, n, final=True)
         files = []
-        if self.stream_seconds > 0:
-            x = np.asarray(self.board.stream(self.stream_seconds), dtype=np.float32)
-            if x.ndim == 2 and x.shape[1] == len(IMU_CHANNELS) and len(x) >= 2:
-                self.last_stream = x
-                self._plot(x, label)
-                if self.save_dir is not None:
-                    files.append(self._save(label, x))
+        for x in self._raw(label, n):
+            self.last_stream = x
+            if self.save_dir is not None:
+                files.append(self._save(label, x))
+        if self.last_stream is not None:
+            self._plot(self.last_stream, label)
         take = {
             "label": label,
             "n": n,
-            "stored": _get(res, "stored", None),
+            "stored": res if isinstance(res, int | np.integer) else _get(res, "stored", None),
             "seconds": round(time.perf_counter() - t0, 3),
             "files": files,
         }
         self.takes.append(take)
         if not self.live:
-            extra = f", saved {files[0].name}" if files else ""
+            extra = f", saved {len(files)} raw recording(s) to {self.save_dir}" if files else ""
             print(f"[recorder] {label}: {n} windows recorded, {take['stored']} stored on the board{extra}", file=self.out)
         return take
+
+    def _raw(self, label, n) -> list[np.ndarray]:
+        """Raw (T, 6) recordings of this take: from ``raw_source`` or a real board's stream."""
+        if self.raw_source is not None:
+            X = np.asarray(self.raw_source(label, n), dtype=np.float32)
+            if X.ndim != 3 or X.shape[-1] != len(IMU_CHANNELS):
+                raise ValueError(f"raw_source must return (n, steps, {len(IMU_CHANNELS)}) windows, got {X.shape}")
+            return list(X)
+        if self.stream_seconds <= 0 or getattr(self.board, "kind", "serial") == "virtual":
+            return []
+        x = np.asarray(self.board.stream(max(1, int(round(self.stream_seconds)))), dtype=np.float32)
+        return [x] if x.ndim == 2 and x.shape[1] == len(IMU_CHANNELS) and len(x) >= 2 else []
 
     def record_all(self, labels, n: int | None = None) -> list[dict]:
         """One take per label, in order."""
@@ -169,17 +184,14 @@ class Recorder:
             self._ui["progress"].value = 0
             self._ui["status"].value = f"recording {label}: move now"
             return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=n, desc=f"record {label}", leave=False, disable=self.live)
+        return "text"
 
     def _progress_update(self, bar, label, done, n, final=False):
-        if bar is not None:
-            if done is not None:
-                bar.n = min(done, n)
-                bar.refresh()
-            if final:
-                bar.close()
+        if bar == "text":
+            # a real board needs the user to move for each 2-s window: say when; the virtual
+            # board replays instantly, so only the take's summary line is printed
+            if not final and getattr(self.board, "kind", "serial") != "virtual" and done is not None and done < n:
+                print(f"[recorder] {label}: window {done + 1}/{n}, perform the gesture now", file=self.out)
             return
         if self._ui is not None and done is not None:
             self._ui["progress"].value = min(done, n)
