@@ -67,6 +67,12 @@ def main(argv=None) -> int:
         if args.cmd == "release":
             for path in C.release(args.assignments or None, course, args.out):
                 print(f"released {path}")
+            readme = course / "README.md"
+            if readme_points_section(readme) is not None:
+                table = points_table(course / "source")
+                if readme_points_section(readme) != table:
+                    write_readme_points(readme, table)
+                    print(f"updated the points table in {readme}")
         elif args.cmd == "collect":
             if args.exchange:
                 C.nbgrader(["collect", args.exchange], course)

@@ -247,15 +247,18 @@ def exercises(source_nb) -> list[str]:
     return out
 
 
-def solved(release_nb, source_nb, exercises_solved=None):
+def solved(release_nb, source_nb, exercises_solved=None, answer_text: str | None = None):
     """The student release with the instructor's code put in the solution cells of ``exercises_solved``
-    (all exercises when None). Written answers are left as released."""
+    (all exercises when None). Written answers are left as released, or replaced by
+    ``answer_text`` (then nbgrader flags them for manual grading)."""
     sols = solution_sources(source_nb)
     nb = copy.deepcopy(release_nb)
     for c in nb.cells:
         gid = grade_id(c)
         if gid in sols and (exercises_solved is None or exercise_of(gid) in exercises_solved):
             c.source = sols[gid]
+        elif answer_text is not None and c["cell_type"] == "markdown" and is_manual(c):
+            c.source = answer_text
     return nb
 
 

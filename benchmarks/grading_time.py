@@ -1,0 +1,111 @@
+"""How long autograding one assignment takes for a class of students.
+
+Builds a temporary copy of the course, releases the assignment with nbgrader, makes
+synthetic submissions (alternately the instructor's solution and the blank release, every
+third one solving only the first exercise), collects them from a zip, autogrades the batch
+with the real `nbgrader autograde` and exports the CSV. Prints a table and writes
+benchmarks/results/grading_time.json.
+
+    .venv/bin/python benchmarks/grading_time.py                        # ch00_getting_started, 30 students
+    .venv/bin/python benchmarks/grading_time.py --assignment fx_signals --students 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+
+from odlkit.grading import course as C
+from odlkit.grading import notebooks as N
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "grading_fixtures" / "source"
+
+
+def find_source(assignment: str) -> Path:
+    for base in (C.COURSE_DIR / "source", FIXTURES):
+        if (base / assignment).is_dir():
+            return base / assignment
+    raise SystemExit(f"no source for {assignment} in autograder/source or tests/grading_fixtures/source")
+
+
+def main() -> None:
+    default = "ch00_getting_started" if (C.COURSE_DIR / "source" / "ch00_getting_started").is_dir() else "fx_signals"
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--assignment", default=default)
+    ap.add_argument("--students", type=int, default=30)
+    ap.add_argument("--full", action="store_true", help="grade without ODL_QUICK=1")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "grading_time.json")
+    args = ap.parse_args()
+
+    src_dir = find_source(args.assignment)
+    env = {} if args.full else {"ODL_QUICK": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        course = tmp / "course"
+        (course / "source").mkdir(parents=True)
+        shutil.copy(C.COURSE_DIR / "nbgrader_config.py", course)
+        shutil.copytree(src_dir, course / "source" / args.assignment)
+        t0 = time.perf_counter()
+        C.release([args.assignment], course, tmp / "out")
+        t_release = time.perf_counter() - t0
+        nb_name = next((course / "source" / args.assignment).glob("*.ipynb")).name
+        src = nbformat.read(str(course / "source" / args.assignment / nb_name), 4)
+        rel = nbformat.read(str(tmp / "out" / C.release_folder(args.assignment) / args.assignment / nb_name), 4)
+        first = N.exercises(src)[:1]
+        kinds, expected = {}, {}
+        with zipfile.ZipFile(tmp / "subs.zip", "w") as z:
+            for i in range(args.students):
+                s = f"student{i:02d}"
+                kind = "partial" if i % 3 == 2 else ("solution" if i % 2 == 0 else "blank")
+                nb = {"solution": N.solved(rel, src), "blank": rel, "partial": N.solved(rel, src, first)}[kind]
+                expected[s] = {"solution": N.expected_auto_points(src), "blank": 0.0,
+                               "partial": N.expected_auto_points(src, first)}[kind]
+                kinds[s] = kind
+                z.writestr(f"{s}/{nb_name}", nbformat.writes(nb))
+        t0 = time.perf_counter()
+        C.collect(tmp / "subs.zip", course)
+        t_collect = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        results = C.autograde(args.assignment, course, env=env)
+        t_autograde = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        C.export(tmp / "grades.csv", course)
+        t_export = time.perf_counter() - t0
+    wrong = {r.student: (r.auto_score, expected[r.student]) for r in results if r.auto_score != expected[r.student]}
+    res = {
+        "assignment": args.assignment,
+        "students": args.students,
+        "quick": not args.full,
+        "seconds": {"release": round(t_release, 1), "collect": round(t_collect, 2),
+                    "autograde": round(t_autograde, 1), "export": round(t_export, 1)},
+        "autograde_seconds_per_student": round(t_autograde / args.students, 2),
+        "scores_as_expected": not wrong,
+        "wrong_scores": wrong,
+        "kinds": {k: sum(1 for v in kinds.values() if v == k) for k in ("solution", "blank", "partial")},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "note": "shared 2-core machine, other jobs running"},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    print(f"Autograding {args.assignment} for {args.students} students ({'quick' if res['quick'] else 'full'} mode)")
+    print(f"{'step':<12}{'seconds':>10}")
+    for k, v in res["seconds"].items():
+        print(f"{k:<12}{v:>10}")
+    print(f"{'per student':<12}{res['autograde_seconds_per_student']:>10}")
+    print(f"scores as expected: {res['scores_as_expected']} {wrong or ''}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

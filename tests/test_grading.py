@@ -1,0 +1,328 @@
+"""Grading: the nbgrader course end to end, with real nbgrader commands on a temporary copy.
+
+Fast tests check the pieces (points, collect layouts, the integrity audit, kernel limits).
+The e2e tests release an assignment, build a batch of submissions from the instructor's
+solution and the student release (solution, blank, partial, and hostile ones), collect them
+from a zip, autograde the batch once and export the grades.
+
+* ``fx_signals`` (tests/grading_fixtures) has every nbgrader cell kind and gets the whole
+  hostile batch (edited/deleted tests, infinite loop, huge allocation, import error, invalid
+  JSON, kernel-state tampering).
+* the course's own assignments (``ch00_getting_started`` and one more: the first lab, or
+  else the next chapter) get solution / blank / partial / tampered-tests submissions.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from odlkit.grading import course as C
+from odlkit.grading import notebooks as N
+from odlkit.grading.__main__ import readme_points_section
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE = ROOT / "autograder"
+FIXTURES = ROOT / "tests" / "grading_fixtures" / "source"
+FX = "fx_signals"
+
+
+def make_course(tmp: Path, sources: list[Path]) -> Path:
+    """A throwaway course folder: the real nbgrader_config.py plus the given source folders."""
+    course = tmp / "course"
+    (course / "source").mkdir(parents=True)
+    shutil.copy(COURSE / "nbgrader_config.py", course / "nbgrader_config.py")
+    for s in sources:
+        shutil.copytree(s, course / "source" / s.name, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    return course
+
+
+def load(path: Path):
+    return nbformat.read(str(path), as_version=4)
+
+
+def cell(nb, gid):
+    return next(c for c in nb.cells if N.grade_id(c) == gid)
+
+
+# ------------------------------------------------------------------------------------ fast tests
+def test_points_of_fixture_come_from_metadata():
+    pts = N.notebook_points(FIXTURES / FX / f"{FX}.ipynb")
+    assert (pts.auto, pts.manual) == (5.0, 2.0)
+    assert pts.cells == {"ex1_tests": 2.0, "ex2_tests": 3.0, "q1": 2.0}
+
+
+def test_readme_points_table_is_current():
+    table = N.points_table(COURSE / "source")
+    assert readme_points_section(COURSE / "README.md") == table, (
+        "autograder/README.md points table is stale: run `.venv/bin/python -m odlkit.grading points --write`")
+
+
+def test_leak_check_catches_a_planted_hidden_line():
+    src = load(FIXTURES / FX / f"{FX}.ipynb")
+    student = copy.deepcopy(src)
+    for c in student.cells:  # what a release must look like: no secret blocks, no markers
+        for b in N.secret_blocks(nbformat.v4.new_notebook(cells=[c])):
+            c.source = c.source.replace(b, "")
+        for m in N.MARKERS:
+            c.source = c.source.replace(m, "")
+    assert N.find_leaks(src, student) == []
+    cell(student, "ex1_tests").source += "\n    _x = _r.normal(size=int(_r.integers(5, 40)))"
+    assert any("secret line" in p for p in N.find_leaks(src, student))
+
+
+def _write(path: Path, nb_or_text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(nb_or_text, str):
+        path.write_text(nb_or_text)
+    else:
+        nbformat.write(nb_or_text, str(path))
+
+
+def test_collect_accepts_nbgrader_moodle_canvas_layouts_and_zip(tmp_path):
+    course = make_course(tmp_path, [FIXTURES / FX])
+    nb = load(FIXTURES / FX / f"{FX}.ipynb")
+    subs = tmp_path / "subs"
+    _write(subs / "ann" / FX / f"{FX}.ipynb", nb)                                          # nbgrader
+    _write(subs / "Ben Stone_4711_assignsubmission_file_" / f"{FX}.ipynb", nb)              # Moodle
+    _write(subs / f"carla_12_3456_{FX}-1.ipynb", nb)                                       # Canvas resubmission
+    _write(subs / "dan" / "homework.ipynb", nb)                                            # unknown notebook
+    _write(subs / "erin" / f"{FX}.ipynb", "{broken")                                       # invalid JSON
+    _write(subs / "ann" / ".ipynb_checkpoints" / f"{FX}-checkpoint.ipynb", nb)               # ignored
+    res = C.collect(subs, course)
+    assert sorted(s for s, _, _ in res.copied) == ["Ben_Stone", "ann", "carla", "erin"]
+    assert any("homework.ipynb is not a notebook of this course" in p for p in res.problems)
+    assert any(p.startswith("student erin") and "not valid JSON" in p for p in res.problems)
+    for s in ("ann", "Ben_Stone", "carla"):
+        assert (course / "submitted" / s / FX / f"{FX}.ipynb").is_file()
+        assert (course / "submitted" / s / FX / "timestamp.txt").is_file()
+    # the same from a zip, with a custom regex for an LMS naming scheme
+    z = tmp_path / "export.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr(f"export/{FX} - fred.f@uni.edu.ipynb", nbformat.writes(nb))
+    res = C.collect(z, course, student_regex=r" - (?P<student>[^/]+)\.ipynb$")
+    assert res.copied == [("fred.f@uni.edu", FX, f"{FX}.ipynb")] and not res.problems
+    with pytest.raises(C.GradingError, match="does not exist"):
+        C.collect(tmp_path / "nope.zip", course)
+
+
+def test_audit_flags_edited_deleted_and_tampering():
+    src = load(FIXTURES / FX / f"{FX}.ipynb")
+    rel = copy.deepcopy(src)  # the audit only compares locked cells, present in both
+    sub = copy.deepcopy(rel)
+    cell(sub, "ex2_tests").source = "pass"
+    sub.cells = [c for c in sub.cells if N.grade_id(c) != "ex1_tests"]
+    cell(sub, "ex1_impl").source = "np.allclose = lambda *a, **k: True\ndef check_close(a, b):\n    return True"
+    findings = N.audit_submission(rel, sub)
+    assert any("'ex2_tests' was edited" in f for f in findings)
+    assert any("'ex1_tests' was deleted" in f for f in findings)
+    assert any("monkeypatching" in f for f in findings)
+    assert any("redefines 'check_close'" in f for f in findings)
+    assert N.audit_submission(rel, N.solved(rel, src)) == []
+
+
+def test_kernel_limits_turn_a_huge_allocation_into_memoryerror():
+    code = "bytearray(800 * 2**20); print('allocated')"
+    limited = subprocess.run([sys.executable, "-m", "odlkit.grading.limits", "400", "60", "--",
+                              sys.executable, "-c", code], capture_output=True, text=True)
+    assert limited.returncode != 0 and "MemoryError" in limited.stderr
+    free = subprocess.run([sys.executable, "-m", "odlkit.grading.limits", "0", "0", "--",
+                           sys.executable, "-c", code], capture_output=True, text=True)
+    assert free.returncode == 0 and "allocated" in free.stdout
+
+
+# ------------------------------------------------------------------------------------ e2e helpers
+def release_and_load(course: Path, out: Path, assignment: str):
+    C.release([assignment], course, out)
+    nb_name = next((course / "source" / assignment).glob("*.ipynb")).name
+    rel = load(out / C.release_folder(assignment) / assignment / nb_name)
+    src = load(course / "source" / assignment / nb_name)
+    return src, rel, nb_name
+
+
+def zip_submissions(path: Path, subs: dict[str, tuple[str, object]]) -> Path:
+    """subs: student -> (notebook file name, notebook or raw text); written as student/<file>."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for student, (name, nb) in subs.items():
+            zf.writestr(f"{student}/{name}", nb if isinstance(nb, str) else nbformat.writes(nb))
+    return path
+
+
+def edit_tests(nb, new_source="pass"):
+    nb = copy.deepcopy(nb)
+    for c in nb.cells:
+        if N.is_autograded_test(c):
+            c.source = new_source
+    return nb
+
+
+def delete_tests(nb):
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if not (N.is_autograded_test(c) or N.nbmeta(c).get("locked"))]
+    return nb
+
+
+GRADER_ENV = {"ODL_QUICK": "1"}
+
+
+# ----------------------------------------------------------------------------- e2e: the fixture
+HARDCODED_MA = ("def moving_average(x, k):\n    # passes the visible asserts only\n"
+                "    if list(x) == [1, 2, 3, 4] and k == 2:\n        return np.array([1.5, 2.5, 3.5])\n"
+                "    return np.zeros(len(x) - k + 1)")
+TAMPER = ("np.allclose = lambda *a, **k: True          # monkeypatch a library checker\n"
+          "def check_close(a, b):                      # redefine the locked helper\n    return True\n"
+          "moving_average_result = np.array([1.5, 2.5, 3.5])   # precomputed 'answer' global\n"
+          "def moving_average(x, k):\n    return moving_average_result")
+
+
+@pytest.fixture(scope="module")
+def fixture_batch(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("grading_fx")
+    course = make_course(tmp, [FIXTURES / FX])
+    src, rel, name = release_and_load(course, tmp / "out", FX)
+    sols = N.solution_sources(src)
+    full = N.solved(rel, src, answer_text="Because a global can be set to the expected value.")
+
+    def with_ex1(source):
+        nb = copy.deepcopy(full)
+        cell(nb, "ex1_impl").source = source
+        return nb
+
+    raises_at_import = with_ex1("import no_such_module_odl\n" + sols["ex1_impl"])
+    tamper = copy.deepcopy(rel)
+    cell(tamper, "ex1_impl").source = TAMPER
+    subs = {
+        "solution": full,
+        "blank": rel,
+        "partial": N.solved(rel, src, ["ex1"]),
+        "edited_tests": edit_tests(with_ex1(HARDCODED_MA)),
+        "deleted_tests": delete_tests(full),
+        "deleted_hardcoded": delete_tests(with_ex1(HARDCODED_MA)),
+        "infinite_loop": with_ex1("def moving_average(x, k):\n    while True:\n        pass"),
+        "huge_alloc": with_ex1("blocks = []\nwhile True:\n    blocks.append(b'x' * 2**27)\n" + sols["ex1_impl"]),
+        "raises_at_import": raises_at_import,
+        "not_json": '{"cells": [ {"cell_type": "code", ',
+        "tamper": tamper,
+    }
+    zpath = zip_submissions(tmp / "lms.zip", {s: (name, nb) for s, nb in subs.items()})
+    collected = C.collect(zpath, course)
+    env = dict(GRADER_ENV, ODL_GRADER_TIMEOUT="8", ODL_GRADER_MEM_MB="1024")
+    results = {r.student: r for r in C.autograde(FX, course, env=env)}
+    totals = C.export(tmp / "grades.csv", course)
+    return {"src": src, "course": course, "results": results, "totals": totals,
+            "collected": collected, "csv": tmp / "grades.csv"}
+
+
+def _auto(fixture_batch, student):
+    return fixture_batch["results"][student].auto_score
+
+
+def test_fx_solution_full_blank_zero_partial_exact(fixture_batch):
+    src = fixture_batch["src"]
+    assert _auto(fixture_batch, "solution") == N.expected_auto_points(src) == 5
+    assert _auto(fixture_batch, "blank") == 0
+    assert _auto(fixture_batch, "partial") == N.expected_auto_points(src, ["ex1"]) == 2
+    assert fixture_batch["results"]["solution"].needs_manual_grade  # the written answer waits for a human
+    assert not fixture_batch["results"]["blank"].needs_manual_grade  # an untouched answer scores 0 by itself
+
+
+def test_fx_edited_or_deleted_tests_are_graded_from_the_originals(fixture_batch):
+    r = fixture_batch["results"]
+    # hard-coded ex1 passes the visible asserts; the restored hidden tests fail it
+    assert r["edited_tests"].grades["ex1_tests"] == 0 and r["edited_tests"].grades["ex2_tests"] == 3
+    assert r["deleted_hardcoded"].grades["ex1_tests"] == 0 and r["deleted_hardcoded"].grades["ex2_tests"] == 3
+    assert r["deleted_tests"].auto_score == 5
+    assert any("'ex1_tests' was edited" in f for f in r["edited_tests"].findings)
+    assert any("'ex2_tests' was deleted" in f for f in r["deleted_tests"].findings)
+    assert any("'helpers' was deleted" in f for f in r["deleted_tests"].findings)
+
+
+def test_fx_timeout_and_memory_cost_only_that_part(fixture_batch):
+    r = fixture_batch["results"]
+    assert r["infinite_loop"].grades == {"ex1_tests": 0, "ex2_tests": 3, "q1": 0}
+    assert any("CellTimeoutError" in e or "KeyboardInterrupt" in e for e in r["infinite_loop"].cell_errors)
+    assert r["huge_alloc"].grades == {"ex1_tests": 0, "ex2_tests": 3, "q1": 0}
+    assert any("ex1_impl: MemoryError" in e for e in r["huge_alloc"].cell_errors)
+
+
+def test_fx_broken_submissions_give_per_student_errors(fixture_batch):
+    r = fixture_batch["results"]
+    assert r["raises_at_import"].grades["ex1_tests"] == 0 and r["raises_at_import"].grades["ex2_tests"] == 3
+    assert any("ModuleNotFoundError" in e and "no_such_module_odl" in e for e in r["raises_at_import"].cell_errors)
+    bad = r["not_json"]
+    assert bad.errors and "not valid JSON" in bad.errors[0] and not bad.score
+    assert any("student not_json" in p for p in fixture_batch["collected"].problems)
+    # everybody else was graded in the same batch
+    assert all(x.score is not None for s, x in r.items() if s != "not_json")
+    assert all(not x.errors for s, x in r.items() if s != "not_json")
+
+
+def test_fx_tampering_with_kernel_state_gains_nothing(fixture_batch):
+    t = fixture_batch["results"]["tamper"]
+    assert t.auto_score == 0
+    assert any("monkeypatching" in f for f in t.findings)
+    assert any("redefines 'check_close'" in f for f in t.findings)
+
+
+def test_fx_export_has_expected_totals(fixture_batch):
+    expected = {"solution": 5, "blank": 0, "partial": 2, "edited_tests": 3, "deleted_tests": 5,
+                "deleted_hardcoded": 3, "infinite_loop": 3, "huge_alloc": 3, "raises_at_import": 3,
+                "not_json": 0, "tamper": 0}
+    assert fixture_batch["totals"] == expected
+    header = fixture_batch["csv"].read_text().splitlines()[0]
+    assert header.startswith("assignment,duedate,timestamp,student_id") and header.endswith("score,max_score")
+
+
+def test_fx_feedback_is_generated(fixture_batch):
+    html = C.feedback([FX], fixture_batch["course"])
+    students = {p.parent.parent.name for p in html}
+    assert {"solution", "blank", "tamper"} <= students
+    assert "moving_average" in next(p for p in html if p.parent.parent.name == "solution").read_text()
+
+
+# ------------------------------------------------------------------ e2e: the course's assignments
+def course_e2e_assignments() -> list[str]:
+    have = C.assignments(COURSE)
+    second = next((a for a in have if a.startswith("lab")), None) or next(
+        (a for a in have if a != "ch00_getting_started"), None)
+    return ["ch00_getting_started", second or "(second assignment not written yet)"]
+
+
+@pytest.mark.parametrize("assignment", course_e2e_assignments())
+def test_course_assignment_end_to_end(assignment, tmp_path):
+    if not (COURSE / "source" / assignment).is_dir():
+        pytest.skip(f"autograder/source/{assignment} does not exist yet")
+    course = make_course(tmp_path, [COURSE / "source" / assignment])
+    src, rel, name = release_and_load(course, tmp_path / "out", assignment)
+    exs = N.exercises(src)
+    assert exs, f"{assignment} has no solution cells"
+    full = N.solved(rel, src)
+    subs = {
+        "solution": full,
+        "blank": rel,
+        "partial": N.solved(rel, src, exs[:1]),
+        "tests_deleted": delete_tests(full),
+        "tests_edited_blank": edit_tests(rel),
+    }
+    C.collect(zip_submissions(tmp_path / "subs.zip", {s: (name, nb) for s, nb in subs.items()}), course)
+    env = dict(GRADER_ENV, ODL_GRADER_TIMEOUT=os.environ.get("ODL_GRADER_TIMEOUT", "180"))
+    r = {x.student: x for x in C.autograde(assignment, course, env=env)}
+    full_pts = N.expected_auto_points(src)
+    assert full_pts > 0
+    assert r["solution"].auto_score == full_pts, r["solution"].cell_errors
+    assert r["blank"].auto_score == 0
+    assert r["partial"].auto_score == N.expected_auto_points(src, exs[:1]), (
+        f"solving only {exs[0]} should earn exactly its tests' points; exercises must be graded "
+        f"independently (grade_id prefix convention ex1_impl/ex1_tests): {r['partial'].grades}")
+    assert r["tests_deleted"].auto_score == full_pts
+    assert r["tests_edited_blank"].auto_score == 0
+    totals = C.export(tmp_path / "grades.csv", course)
+    assert totals["blank"] == 0 and totals["solution"] == full_pts
