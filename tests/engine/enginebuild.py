@@ -93,3 +93,72 @@ def model_header(folder: Path, max_classes: int = 8):
         write_model_header(backbone, head, folder / "odl_model_data.h", mean, std, names, max_classes)
         _HEADER_CACHE["v"] = (folder, backbone, mean, std, label, head)
     return _HEADER_CACHE["v"]
+
+
+QEMU_DIR = HERE / "qemu"
+ARM_FLAGS = ["-std=c++14", "-Wall", "-Wextra", "-Werror", "-fno-exceptions", "-fno-rtti", "-O2",
+             "-ffp-contract=off", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
+             "--specs=rdimon.specs", "-ffunction-sections", "-fdata-sections"]
+ARM_TOOLS = ("arm-none-eabi-g++", "arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
+
+
+def missing_arm_tools() -> list[str]:
+    return [t for t in ARM_TOOLS if shutil.which(t) is None]
+
+
+def arm_build(sources, out: Path, includes=(), flags=()) -> Path:
+    """Cortex-M4F ELF for qemu mps2-an386 (startup + linker script in tests/engine/qemu)."""
+    startup_obj = out.with_suffix(".startup.o")
+    cmd = ["arm-none-eabi-gcc", "-c", "-O2", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
+           "-mfpu=fpv4-sp-d16", str(QEMU_DIR / "startup.c"), "-o", str(startup_obj)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode:
+        raise AssertionError(f"startup compile failed:\n{res.stderr}")
+    return gxx([*sources, startup_obj], out, includes=[HERE, *includes], cxx="arm-none-eabi-g++",
+               base=ARM_FLAGS, flags=[*flags, f"-T{QEMU_DIR / 'link.ld'}", "-Wl,--gc-sections"])
+
+
+def qemu_run(elf: Path, timeout=600, icount=True) -> subprocess.CompletedProcess:
+    cmd = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting", "-kernel", str(elf)]
+    if icount:
+        cmd[1:1] = ["-icount", "shift=0"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return res
+
+
+def arm_size(elf: Path) -> dict:
+    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    sizes = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+            sizes[parts[0]] = int(parts[1])
+    berkeley = subprocess.run(["arm-none-eabi-size", str(elf)], capture_output=True, text=True, check=True).stdout
+    text, data, bss = (int(v) for v in berkeley.splitlines()[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss, "sections": sizes}
+
+
+def c_array(name: str, values, ctype: str = "float", per_line: int = 10) -> str:
+    import numpy as np
+
+    flat = np.asarray(values).reshape(-1)
+    if ctype == "float":
+        items = [f"{float(np.float32(v)):.9g}" for v in flat]
+        items = [s + ("f" if any(c in s for c in ".e") else ".0f") for s in items]
+    else:
+        items = [str(int(v)) for v in flat]
+    lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    return "{\n  " + ",\n  ".join(lines) + "\n}"
+
+
+def write_scenario_data(folder: Path, windows, labels) -> Path:
+    import numpy as np
+
+    windows = np.asarray(windows, np.float32)
+    n, t, c = windows.shape
+    text = ["#pragma once", "#include <stdint.h>", f"static const uint32_t kScenarioCount = {n};",
+            f"static const float kScenarioWindows[{n}][{t * c}] = {c_array('w', windows.reshape(n, -1))};",
+            f"static const uint16_t kScenarioLabels[{n}] = {c_array('y', labels, 'int')};", ""]
+    path = folder / "scenario_data.h"
+    path.write_text("\n".join(text))
+    return path

@@ -1,0 +1,78 @@
+"""The same library sources on a Cortex-M4F (qemu mps2-an386) and on the host give
+bit-identical features, training curves and head weights."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "engine"))
+from enginebuild import (  # noqa: E402
+    HERE,
+    arm_build,
+    arm_size,
+    gxx,
+    library_sources,
+    missing_arm_tools,
+    model_header,
+    qemu_run,
+    run,
+    write_scenario_data,
+)
+
+MISSING = missing_arm_tools()
+pytestmark = pytest.mark.skipif(
+    bool(MISSING),
+    reason=f"{', '.join(MISSING)} not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+    "libstdc++-arm-none-eabi-newlib qemu-system-arm)",
+)
+FLASH_BYTES, SRAM_BYTES = 1024 * 1024, 256 * 1024  # nRF52840 (Nano 33 BLE Sense)
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    pytest.importorskip("keras")
+    from odlkit.data import imu_windows
+
+    d = tmp_path_factory.mktemp("qemu")
+    folder, *_ = model_header(d / "model")
+    ds = imu_windows("basic_motions")
+    idx = np.sort(np.random.default_rng(0).choice(len(ds.X), size=48, replace=False))
+    y = ds.y[idx].copy()
+    y[y == 3] = 4  # 'badminton' becomes the class added at run time (index 4)
+    write_scenario_data(folder, ds.X[idx], y)
+    srcs = [HERE / "scenario.cpp", *library_sources()]
+    host = gxx(srcs, d / "scenario_host", includes=[folder, HERE])
+    elf = arm_build(srcs, d / "scenario.elf", includes=[folder])
+    return host, elf
+
+
+def _comparable(out: str) -> list[str]:
+    # sizeof(Engine) differs (8-byte pointers on the host); everything else must match
+    return [line for line in out.splitlines() if not line.startswith("engine RAM")]
+
+
+def test_qemu_training_matches_host_bit_for_bit(scenario):
+    host, elf = scenario
+    h = run([host]).stdout
+    q = qemu_run(elf)
+    assert q.returncode == 0, f"qemu run failed ({q.returncode}):\n{q.stdout[-2000:]}\n{q.stderr[-2000:]}"
+    assert "done" in q.stdout and "ERROR" not in q.stdout
+    assert "reloaded identical" in q.stdout
+    w_lines = [line for line in _comparable(q.stdout) if line.startswith(("W ", "b "))]
+    assert len(w_lines) == 2 * 5, "expected W and b lines of 5 classes (4 + 1 added at run time)"
+    # Bit-identical is expected: IEEE-754 single precision on both, no FMA contraction
+    # (-ffp-contract=off), and the engine's own exp instead of libm's.
+    assert _comparable(q.stdout) == _comparable(h)
+
+
+def test_arm_size_fits_the_board(scenario):
+    _, elf = scenario
+    s = arm_size(elf)
+    print(f"scenario ELF (library + backbone + 48 real windows + newlib): text={s['text']} data={s['data']} "
+          f"bss={s['bss']} -> flash {s['text'] + s['data']} of {FLASH_BYTES}, SRAM {s['data'] + s['bss']} of {SRAM_BYTES}")
+    assert s["text"] + s["data"] < FLASH_BYTES
+    assert s["data"] + s["bss"] < SRAM_BYTES
