@@ -1,0 +1,291 @@
+"""Tests for odlkit.privacy: DP-SGD, accounting, membership inference, DP-FedAvg, secure aggregation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from odlkit.clipping import clip_l2
+from odlkit.privacy import accounting, federated, membership, secagg
+from odlkit.privacy.dpsgd import privatize
+
+
+# ---------------------------------------------------------------- DP-SGD
+@pytest.fixture(scope="module")
+def digits():
+    from odlkit.data import load
+
+    ds = load("digits")
+    return ds.X.astype(np.float32), ds.y
+
+
+def _mlp(seed=0):
+    from odlkit.models import build_mlp
+
+    m = build_mlp(64, 10, hidden=(16,), seed=seed)
+    m(np.zeros((1, 64), np.float32))
+    return m
+
+
+def test_per_example_gradients_match_one_at_a_time(digits):
+    import tensorflow as tf
+
+    from odlkit.privacy import DPSGD
+
+    X, y = digits
+    m = _mlp()
+    dp = DPSGD(m, l2_norm_clip=1.0, noise_multiplier=0.0)
+    g, _ = dp.per_example_gradients(X[:5], y[:5])
+    loss_obj = tf.keras.losses.SparseCategoricalCrossentropy()
+    for i in range(5):
+        with tf.GradientTape() as tape:
+            loss = loss_obj(y[i : i + 1], m(X[i : i + 1]))
+        ref = np.concatenate([t.numpy().ravel() for t in tape.gradient(loss, m.trainable_variables)])
+        # float32, different op order (vectorized vs single): 1e-5 relative is ~100 ulps
+        np.testing.assert_allclose(g[i], ref, rtol=1e-4, atol=1e-6)
+
+
+def test_clipping_bound_holds_per_example(digits):
+    from odlkit.privacy import DPSGD
+
+    X, y = digits
+    dp = DPSGD(_mlp(), l2_norm_clip=0.05, noise_multiplier=0.0)
+    g, _ = dp.per_example_gradients(X[:32], y[:32])
+    norms = np.linalg.norm(g, axis=1)
+    assert (norms > 0.05).sum() > 10, "test needs examples above the clip norm"
+    clipped = clip_l2(g, 0.05, axis=1)
+    assert np.all(np.linalg.norm(clipped, axis=1) <= 0.05 * (1 + 1e-6))
+    # examples below the bound are untouched, those above keep their direction
+    small = norms <= 0.05
+    np.testing.assert_array_equal(clipped[small], g[small])
+    cos = np.sum(clipped * g, axis=1) / (np.linalg.norm(clipped, axis=1) * norms)
+    np.testing.assert_allclose(cos, 1.0, atol=1e-5)
+    # privatize with no noise = mean of clipped gradients
+    np.testing.assert_allclose(privatize(g, 0.05, 0.0, np.random.default_rng(0)), clipped.mean(0), rtol=1e-5, atol=1e-8)
+
+
+def test_no_noise_no_clipping_equals_plain_sgd(digits):
+    from odlkit.privacy import DPSGD, sgd_step_fn
+
+    X, y = digits
+    a, b = _mlp(seed=3), _mlp(seed=3)
+    dp = DPSGD(a, l2_norm_clip=np.inf, noise_multiplier=0.0, learning_rate=0.5)
+    sgd = sgd_step_fn(b, learning_rate=0.5)
+    for k in range(3):
+        sl = slice(32 * k, 32 * (k + 1))
+        dp.step(X[sl], y[sl])
+        sgd(X[sl], y[sl])
+    for va, vb in zip(a.trainable_variables, b.trainable_variables, strict=True):
+        # float32 sums in a different order: agree to ~1e-6 absolute on weights of size ~0.1
+        np.testing.assert_allclose(va.numpy(), vb.numpy(), atol=2e-6)
+    assert not np.allclose(a.trainable_variables[0].numpy(), _mlp(seed=3).trainable_variables[0].numpy())
+
+
+def test_noise_has_stated_std():
+    B, D, C, sigma = 8, 40_000, 0.7, 1.3
+    out = privatize(np.zeros((B, D), np.float32), C, sigma, np.random.default_rng(1))
+    expected = sigma * C / B
+    # the sample std of 40k normals is within 1/sqrt(2*40000) = 0.35% (1 sd); 2% is ~6 sd
+    assert abs(out.std() / expected - 1) < 0.02
+    assert abs(out.mean()) < 5 * expected / math.sqrt(D)
+
+
+def test_dpsgd_bad_input():
+    with pytest.raises(ValueError, match="finite l2_norm_clip"):
+        privatize(np.zeros((2, 3)), np.inf, 1.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"\(batch, n_params\)"):
+        privatize(np.zeros(3), 1.0, 1.0, np.random.default_rng(0))
+
+
+def test_dpsgd_fit_learns_with_moderate_noise(digits):
+    from odlkit.privacy import DPSGD
+
+    X, y = digits
+    m = _mlp()
+    dp = DPSGD(m, l2_norm_clip=1.0, noise_multiplier=0.8, learning_rate=0.5, seed=0)
+    dp.fit(X[:1200], y[:1200], batch_size=64, epochs=3)
+    acc = float((m.predict(X[1200:], verbose=0).argmax(1) == y[1200:]).mean())
+    assert acc > 0.6, acc  # chance is 0.1
+
+
+# ---------------------------------------------------------------- accounting
+@pytest.mark.parametrize("acc_name", ["rdp", "pld"])
+def test_epsilon_matches_direct_dp_accounting(acc_name):
+    import dp_accounting
+    from dp_accounting import pld, rdp
+
+    sigma, q, steps, delta = 1.1, 0.01, 500, 1e-5
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps
+    )
+    acc = rdp.RdpAccountant() if acc_name == "rdp" else pld.PLDAccountant(value_discretization_interval=1e-3)
+    direct = acc.compose(event).get_epsilon(delta)
+    ours = accounting.compute_epsilon(sigma, q, steps, delta, accountant=acc_name)
+    assert ours == pytest.approx(direct, rel=1e-12)
+    assert 0.5 < ours < 5
+
+
+def test_epsilon_is_monotone_and_pld_tighter():
+    e = [accounting.compute_epsilon(s, 0.02, 300, 1e-5) for s in (0.7, 1.0, 1.5, 3.0)]
+    assert all(a > b for a, b in zip(e, e[1:], strict=False))
+    assert accounting.compute_epsilon(1.0, 0.02, 300, 1e-5, "pld") < e[1]
+    assert accounting.compute_epsilon(0.0, 0.02, 300, 1e-5) == math.inf
+
+
+@pytest.mark.parametrize("acc_name", ["rdp", "pld"])
+def test_noise_for_target_epsilon_inverts(acc_name):
+    q, steps, delta, target = 0.02, 300, 1e-5, 3.0
+    sigma = accounting.noise_for_epsilon(target, q, steps, delta, accountant=acc_name, tol=1e-3)
+    assert accounting.compute_epsilon(sigma, q, steps, delta, acc_name) <= target
+    assert accounting.compute_epsilon(sigma - 2e-3, q, steps, delta, acc_name) > target
+
+
+def test_accounting_bad_input_says_what_to_do():
+    with pytest.raises(ValueError, match="batch_size / dataset_size"):
+        accounting.compute_epsilon(1.0, 2.0, 10, 1e-5)
+    with pytest.raises(ValueError, match="delta"):
+        accounting.compute_epsilon(1.0, 0.1, 10, 0)
+    with pytest.raises(ValueError, match="rdp"):
+        accounting.compute_epsilon(0.1, 0.1, 10, 1e-5, "pld")
+
+
+# ---------------------------------------------------------------- membership inference
+@pytest.fixture(scope="module")
+def digits_split(digits):
+    X, y = digits
+    rng = np.random.default_rng(0)
+    p = rng.permutation(len(y))
+    return X[p[:400]], y[p[:400]], X[p[400:800]], y[p[400:800]], X[p[800:]], y[p[800:]]
+
+
+def test_loss_threshold_detects_overfit_model_not_an_unrelated_one(digits_split):
+    from sklearn.ensemble import RandomForestClassifier
+
+    Xi, yi, Xo, yo, Xs, ys = digits_split
+    overfit = RandomForestClassifier(n_estimators=50, random_state=0).fit(Xi, yi)
+    r = membership.loss_threshold_attack(overfit.predict_proba, Xi, yi, Xo, yo)
+    assert r["auc"] > 0.75 and r["advantage"] > 0.4
+    # a model trained on neither set carries no membership signal about them
+    unrelated = RandomForestClassifier(n_estimators=50, random_state=0).fit(Xs[:400], ys[:400])
+    r0 = membership.loss_threshold_attack(unrelated.predict_proba, Xi, yi, Xo, yo)
+    assert abs(r0["auc"] - 0.5) < 0.07  # 400 vs 400: AUC sd ~0.02
+
+
+def test_shadow_model_attack(digits_split):
+    from sklearn.ensemble import RandomForestClassifier
+
+    Xi, yi, Xo, yo, Xs, ys = digits_split
+
+    def train(X, y):
+        return RandomForestClassifier(n_estimators=30, random_state=1).fit(X, y).predict_proba
+
+    target = train(Xi, yi)
+    r = membership.shadow_model_attack(train, Xs, ys, target, Xi, yi, Xo, yo, n_shadows=3)
+    assert r["auc"] > 0.7 and r["shadow_auc"] > 0.7
+
+
+def test_attack_metrics_perfect_and_random():
+    assert membership.attack_metrics([2, 3], [0, 1])["auc"] == 1.0
+    assert membership.attack_metrics([2, 3], [0, 1])["advantage"] == 1.0
+    rng = np.random.default_rng(0)
+    assert abs(membership.attack_metrics(rng.random(5000), rng.random(5000))["auc"] - 0.5) < 0.03
+
+
+# ---------------------------------------------------------------- DP-FedAvg
+def test_dpfedavg_clips_and_averages_without_noise():
+    rng = np.random.default_rng(0)
+    U = rng.normal(size=(6, 50)) * np.array([0.1, 1, 5, 10, 0.2, 3])[:, None]
+    agg = federated.DPFedAvg(clip_norm=1.0, noise_multiplier=0.0)
+    np.testing.assert_allclose(agg(U, np.ones(6)), clip_l2(U, 1.0, axis=1).mean(0), rtol=1e-6)
+    # one client, however large, moves the average by at most C / K
+    V = U.copy()
+    V[2] *= 1000
+    assert np.linalg.norm(agg(V, np.ones(6)) - agg(U, np.ones(6))) <= 2 * 1.0 / 6 + 1e-6
+
+
+def test_dpfedavg_noise_std():
+    agg = federated.DPFedAvg(clip_norm=2.0, noise_multiplier=1.5, seed=0)
+    out = agg(np.zeros((10, 50_000)), np.ones(10))
+    assert abs(out.std() / (1.5 * 2.0 / 10) - 1) < 0.02  # 50k samples: sd of the ratio ~0.3%
+
+
+def test_adaptive_clipping_tracks_target_quantile():
+    rng = np.random.default_rng(0)
+    agg = federated.AdaptiveClipDPFedAvg(initial_clip=0.01, noise_multiplier=0.0, target_quantile=0.7,
+                                         clip_lr=0.2, count_noise_std=0.0, seed=0)
+    scales = np.exp(rng.normal(size=200))  # log-normal norms
+    for _ in range(300):
+        k = rng.choice(200, 20, replace=False)
+        U = rng.normal(size=(20, 30))
+        U = U / np.linalg.norm(U, axis=1, keepdims=True) * scales[k, None]
+        agg(U, np.ones(20))
+    q = np.quantile(scales, 0.7)
+    assert abs(np.log(agg.clip_norm / q)) < 0.3, (agg.clip_norm, q)
+
+
+def test_dpfedavg_plugs_into_fl_loop():
+    from odlkit.data import load
+    from odlkit.fl import ClientPool, SoftmaxRegression, run_fedavg
+
+    ds = load("digits")
+    X, y = ds.X.astype(np.float32), ds.y
+    model = SoftmaxRegression(64, 10)
+    parts = np.array_split(np.random.default_rng(0).permutation(1500), 10)
+    pool = ClientPool(model, [(X[p], y[p]) for p in parts])
+    w, hist = run_fedavg(pool, model.init(0), rounds=15, lr=0.5, local_epochs=1,
+                         aggregator=federated.DPFedAvg(clip_norm=1.0, noise_multiplier=0.3, seed=0),
+                         eval_clients=False)
+    assert model.accuracy(w, X[1500:], y[1500:]) > 0.8
+
+
+# ---------------------------------------------------------------- secure aggregation
+def test_secagg_sum_is_exact():
+    rng = np.random.default_rng(0)
+    U = rng.normal(size=(7, 300)) * 3
+    sa = secagg.SecureAggregator(7, seed=1)
+    total = sa.aggregate(U)
+    # exact in fixed point: the server's sum is the sum of the encoded updates, bit for bit
+    exact = sum(secagg.decode(secagg.encode(u)) for u in U)
+    np.testing.assert_array_equal(total, exact)
+    assert np.max(np.abs(total - U.sum(0))) <= 7 * 2.0**-17
+
+
+def test_secagg_dropped_client_masks_are_removed():
+    rng = np.random.default_rng(1)
+    U = rng.normal(size=(6, 100))
+    sa = secagg.SecureAggregator(6, seed=2)
+    total = sa.aggregate(U, dropped=[1, 4])
+    keep = [0, 2, 3, 5]
+    np.testing.assert_allclose(total, U[keep].sum(0), atol=6 * 2.0**-17)
+    # without removing the dangling masks the sum is garbage
+    msgs = {i: sa.client_message(i, U[i]) for i in keep}
+    naive = secagg.decode(sum(m for m in msgs.values()) % secagg.MOD)
+    assert np.max(np.abs(naive - U[keep].sum(0))) > 100
+
+
+def test_single_masked_update_is_independent_of_the_true_one():
+    from scipy import stats
+
+    D = 20_000
+    x = np.linspace(-5, 5, D)  # a very structured update
+    y = secagg.SecureAggregator(5, seed=3).client_message(2, x).astype(np.float64) / secagg.MOD
+    # uniform on [0, 1): Kolmogorov-Smirnov (an unmasked encoding fails this with p ~ 0)
+    assert stats.kstest(y, "uniform").pvalue > 1e-3
+    assert stats.kstest(secagg.encode(x).astype(np.float64) / secagg.MOD, "uniform").pvalue < 1e-6
+    # and uncorrelated with x (|r| of independent samples ~ 1/sqrt(D) = 0.007)
+    assert abs(np.corrcoef(x, y)[0, 1]) < 0.03
+    # a zero update gives the same distribution as x: two-sample KS
+    y0 = secagg.SecureAggregator(5, seed=4).client_message(2, np.zeros(D)).astype(np.float64) / secagg.MOD
+    assert stats.ks_2samp(y, y0).pvalue > 1e-3
+
+
+def test_secagg_bad_input():
+    with pytest.raises(ValueError, match="at least 2"):
+        secagg.SecureAggregator(1)
+    with pytest.raises(ValueError, match="clip the update"):
+        secagg.encode(np.array([1e6]))
+    sa = secagg.SecureAggregator(3)
+    with pytest.raises(ValueError, match="fewer than 2 survivors"):
+        sa.aggregate(np.zeros((3, 4)), dropped=[0, 1])
