@@ -122,3 +122,27 @@ def test_train_errors_are_reported(engine):
                d / "x.blob"], check=False)
     assert res.returncode != 0
     assert "label out of range" in res.stderr
+
+
+# ------------------------------------------------------------------ board compile check
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COMPILE_CHECK = REPO_ROOT.parent / "shared" / "arduino-nano33ble" / "compile-check"
+LIBRARY = REPO_ROOT / "arduino_sketches" / "ODLEngine"
+SKETCHES = [LIBRARY / "examples" / "TrainHead"] + sorted(
+    p for p in (REPO_ROOT / "arduino_sketches").iterdir() if p.is_dir() and any(p.glob("*.ino"))
+)
+
+
+@pytest.mark.parametrize("sketch", SKETCHES, ids=lambda p: p.name)
+def test_sketch_compiles_for_nano33ble(sketch):
+    import shutil
+
+    if not COMPILE_CHECK.exists():
+        pytest.skip(f"{COMPILE_CHECK} not found (the shared Nano 33 BLE core headers live beside the repository)")
+    if shutil.which("arm-none-eabi-g++") is None:
+        pytest.skip("arm-none-eabi-g++ not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+                    "libstdc++-arm-none-eabi-newlib)")
+    res = run([COMPILE_CHECK, sketch, LIBRARY], check=False, timeout=600)
+    print(res.stdout[-500:])
+    assert res.returncode == 0, f"{sketch.name} does not compile for the Nano 33 BLE:\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}"
+    assert "compile-check: ok" in res.stdout
