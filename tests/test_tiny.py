@@ -157,14 +157,15 @@ def test_bias_only_training_changes_only_biases():
 
 def test_lite_residual_starts_equal_and_is_cheaper_than_full():
     m = small_cnn()
-    lite = add_lite_residual(m)
+    lite = add_lite_residual(m, reduction=2)  # branch: conv to 2 channels, then 1x1 to 4
     X, _ = toy_data(8)
     np.testing.assert_allclose(lite.predict(X, verbose=0), m.predict(X, verbose=0), atol=1e-6)
     full = training_memory(lite, "full", batch_size=8)
     bl = training_memory(lite, "bias+lite_residual", batch_size=8)
     bias = training_memory(lite, "bias", batch_size=8)
     assert bias.activation_bytes < bl.activation_bytes < full.activation_bytes
-    # the branch stores its pooled input (half length): 8 * 5 * 2 floats instead of 8 * 10 * 2
+    # the branch conv stores its pooled input (half length): 8 * 5 * 2 floats instead of 8 * 10 * 2,
+    # plus its ReLU mask: 8 * 5 * 2 output elements -> 80 bits
     conv_row = [r for r in bl.layers if r.name == "lite_residual_conv0"][0]
     assert conv_row.activation_bytes == 8 * 5 * 2 * 4 + (8 * 5 * 2 + 7) // 8
 

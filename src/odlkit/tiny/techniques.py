@@ -117,10 +117,14 @@ def _check_xy(X, y):
 
 
 def accuracy(model, X, y, batch_size: int = 256) -> float:
-    """Top-1 accuracy of a Keras classifier (logits or probabilities) on ``(X, y)``."""
+    """Top-1 accuracy of a Keras classifier (logits or probabilities) on ``(X, y)``.
+
+    Calls the model directly (inference mode) rather than ``model.predict``, which would build
+    a new prediction function for every new model."""
     X, y = _check_xy(X, y)
-    pred = np.argmax(model.predict(X, batch_size=batch_size, verbose=0), axis=1)
-    return float(np.mean(pred == y))
+    preds = [np.argmax(np.asarray(model(X[k:k + batch_size], training=False)), axis=1)
+             for k in range(0, len(X), batch_size)]
+    return float(np.mean(np.concatenate(preds) == y))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,7 +198,8 @@ def train(model, X, y, strategy="full", epochs: int = 10, batch_size: int = 32, 
     ``weight_quant``: ``None`` (float), ``"naive"`` or ``"qas"``: every updated kernel is held
     as int8 ``w_q`` with a fixed per-tensor scale ``s`` (from its initial values); the forward
     pass uses ``s * round(w_q)``, the gradient w.r.t. ``w_q`` is ``s * dL/dw`` and is applied
-    as is (naive) or times ``s**-2`` (QAS). Biases stay float (int32 on a device).
+    as is (naive) or times ``s**-2`` (QAS). Only tensors of rank >= 2 are quantized; biases and
+    BN vectors stay float (int32 on a device).
     ``masks``: ``{variable.path: 0/1 array}`` keeps pruned weights at zero.
     Returns the mean training loss per epoch.
     """
@@ -275,7 +280,7 @@ def train(model, X, y, strategy="full", epochs: int = 10, batch_size: int = 32, 
 # TinyTL lite residual
 
 
-def add_lite_residual(model, downsample: int = 2, kernel_size: int = 3, reduction: int = 2, seed: int = 0):
+def add_lite_residual(model, downsample: int = 2, kernel_size: int = 3, reduction: int = 4, seed: int = 0):
     """Add a TinyTL *lite residual* branch beside every Conv1D of a chain-shaped model.
 
     Branch: ``AveragePooling1D(downsample)`` of the conv's input -> ``Conv1D(C_out // reduction,
