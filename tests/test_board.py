@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tty
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,7 +84,7 @@ def test_full_session(board):
     before = board.evaluate()
     assert before.n == 24 and before.confusion.shape == (4, 4) and before.confusion.sum() == 24
     history = []
-    res = board.train(epochs=15, lr=0.001, momentum=0.9, batch_size=8, callback=lambda e, l, a: history.append(a))
+    res = board.train(epochs=15, lr=0.001, momentum=0.9, batch_size=8, callback=lambda ep, loss, acc: history.append(acc))
     assert res.epochs == 15 and len(res.history) == 15 and len(history) == 15
     assert res.train_us > 0
     after = board.evaluate()
@@ -289,3 +290,29 @@ def test_closed_board_raises(board):
     b.close()  # idempotent
     with pytest.raises(BoardError, match="closed"):
         b.info()
+
+
+@pytest.mark.slow
+def test_committed_model_header_is_up_to_date():
+    """arduino_sketches/lab1_motion/odl_model_data.h matches the committed backbone (needs TensorFlow)."""
+    res = subprocess.run(
+        [sys.executable, "-m", "odlkit.board.build_header", "lab1_motion", "--check"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr[-2000:]
+
+
+@pytest.mark.arm
+@pytest.mark.skipif(shutil.which("arm-none-eabi-g++") is None, reason="needs arm-none-eabi-g++")
+def test_sketch_compiles_for_the_nano33ble():
+    """The real mbed core + both IMU libraries, with the board's flags, warnings as errors."""
+    root = Path(__file__).resolve().parents[1]
+    check = root.parent / "shared" / "arduino-nano33ble" / "compile-check"
+    if not check.exists():
+        pytest.skip(f"{check} not found")
+    res = subprocess.run(
+        [str(check), "arduino_sketches/lab1_motion", "arduino_sketches/ODLEngine"],
+        cwd=root, capture_output=True, text=True, timeout=600, env={**os.environ, "WERROR": "1"},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "compile-check: ok" in res.stdout

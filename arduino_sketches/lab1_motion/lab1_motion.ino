@@ -57,4 +57,31 @@ void setup() {
   proto->boot();
 }
 
-void loop() { proto->poll(); }
+// Edge Impulse data forwarder mode (ODL_STREAM_AT_BOOT): samples until the host speaks.
+static bool streaming = ODL_STREAM_AT_BOOT != 0;
+
+static void stream_one_sample() {
+  float s[6];
+  if (!imu.read_sample(s)) {
+    streaming = false;
+    return;
+  }
+  char line[6 * 20 + 4];
+  size_t n = 0;
+  for (int k = 0; k < 6; ++k) {
+    if (k) line[n++] = ',';
+    n += odl::format_float(s[k], line + n);
+  }
+  line[n++] = '\r';
+  line[n++] = '\n';
+  io.write(line, n);
+}
+
+void loop() {
+  if (streaming && Serial.available() == 0) {
+    stream_one_sample();
+    return;
+  }
+  streaming = false;
+  proto->poll();
+}

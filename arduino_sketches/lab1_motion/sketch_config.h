@@ -9,5 +9,11 @@
 #define ODL_REPLAY_CAPACITY 200
 // Bytes per storage slot for SAVE / LOAD (a record is the weights blob + 16 bytes).
 #define ODL_STORAGE_SLOT_BYTES 4096
+// 1: print IMU samples (ax,ay,az,gx,gy,gz at 25 Hz) from boot until the first byte arrives,
+// for `edge-impulse-data-forwarder --frequency 25`, which cannot send a STREAM command.
+// 0 (default): quiet until the host sends a command (STREAM s=... streams on request).
+#ifndef ODL_STREAM_AT_BOOT
+#define ODL_STREAM_AT_BOOT 0
+#endif
 
 #endif  // LAB1_SKETCH_CONFIG_H

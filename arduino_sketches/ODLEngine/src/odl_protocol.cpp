@@ -183,12 +183,13 @@ int parse_frame(char* line, size_t len, Frame* out, bool* seq_trusted) {
   char* toks[kMaxTokens + 2];
   size_t nt = 0;
   size_t start = 0;
+  bool too_many = false;
   for (size_t i = 0; i <= body_len; ++i) {
     if (i == body_len || body[i] == ' ') {
       if (i == start) return kPeMalformed;  // empty token (double / leading / trailing space)
-      if (nt >= kMaxTokens + 2) return kPeMalformed;
       body[i] = 0;
-      toks[nt++] = body + start;
+      if (nt < kMaxTokens + 2) toks[nt++] = body + start;
+      else too_many = true;
       start = i + 1;
     } else if (!is_token_char(body[i])) {
       return kPeMalformed;
@@ -199,6 +200,7 @@ int parse_frame(char* line, size_t len, Frame* out, bool* seq_trusted) {
   out->seq = seq;
   *seq_trusted = true;
   if (nt < 2) return kPeMalformed;
+  if (too_many) return kPeBadArg;
   out->word = toks[1];
   out->num_tokens = static_cast<uint8_t>(nt - 2);
   for (size_t i = 2; i < nt; ++i) out->tokens[i - 2] = toks[i];
@@ -518,8 +520,9 @@ void Protocol::handle(char* line, size_t len) {
   int err = parse_frame(line, len, &f, &trusted);
   cur_seq_ = trusted ? f.seq : 0;
   if (err) {
-    const char* msg = err == kPeBadCrc ? "CRC mismatch or no CRC field (byte lost or corrupted); resend with a new seq"
-                                       : "malformed frame (seq, command or token syntax)";
+    const char* msg = err == kPeBadCrc   ? "CRC mismatch or no CRC field (byte lost or corrupted); resend with a new seq"
+                      : err == kPeBadArg ? "too many arguments (at most 16)"
+                                         : "malformed frame (seq, command or token syntax)";
     error(cur_seq_, err, msg);
     return;
   }
