@@ -110,3 +110,16 @@ def test_bar_comparison_values_and_reference():
         plots.bar_comparison({"a": 0.5, "b": 0.7}, errors={"a": 0.1})
     with pytest.raises(ValueError, match="empty"):
         plots.bar_comparison({})
+
+
+def test_pipeline_diagram_boxes_arrows_and_highlight():
+    rows = {"pre": ["collect", "train", "deploy"], "post": ["deploy", "adapt"]}
+    ax = plots.pipeline_diagram(rows, highlight={"post": [1]})
+    assert len(ax.boxes_) == 5
+    assert len(ax.patches) == 5
+    assert len([t for t in ax.texts if t.get_text() == ""]) == 3  # one arrow between consecutive stages
+    assert ax.boxes_[("post", 1)][1] < ax.boxes_[("pre", 0)][1]  # second row below the first
+    colors = {tuple(p.get_facecolor()) for p in ax.patches}
+    assert len(colors) == 2
+    with pytest.raises(ValueError, match="non-empty list"):
+        plots.pipeline_diagram({"bad": "collect"})

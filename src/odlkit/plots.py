@@ -11,6 +11,7 @@ matplotlib and (for t-SNE / PCA) scikit-learn are imported; no TensorFlow.
 - :func:`embedding_scatter`: 2-D PCA or t-SNE projection of feature vectors coloured by class.
 - :func:`imu_window`: the channels of one time-series window (e.g. a (50, 6) IMU window).
 - :func:`bar_comparison`: one bar per method, e.g. the accuracy of several transfer settings.
+- :func:`pipeline_diagram`: rows of boxes joined by arrows (e.g. two deployment pipelines).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "embedding_scatter",
     "imu_window",
     "bar_comparison",
+    "pipeline_diagram",
 ]
 
 
@@ -257,4 +259,43 @@ def bar_comparison(values: Mapping[str, float], ax=None, ylabel: str = "accuracy
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
+def pipeline_diagram(rows: Mapping[str, Sequence[str]], ax=None, title: str | None = None,
+                     highlight: Mapping[str, Sequence[int]] | None = None, width: float = 2.2):
+    """Draw each entry ``{row label: [stage, stage, ...]}`` as a row of boxes joined by arrows.
+
+    ``highlight`` maps a row label to the indices of stages drawn in a second colour (e.g. the
+    stages that run on the device). Returns the Axes; the box centres are in ``ax.boxes_``
+    as ``{(row label, stage index): (x, y)}``.
+    """
+    if not rows:
+        raise ValueError("rows is empty: pass {row label: [stage names]}")
+    for label, stages in rows.items():
+        if isinstance(stages, str) or not len(stages):
+            raise ValueError(f"row {label!r} must be a non-empty list of stage names, got {stages!r}")
+    highlight = highlight or {}
+    n_cols = max(len(v) for v in rows.values())
+    ax = _axes(ax, figsize=(1.2 + n_cols * (width + 0.6), 1.0 + 1.4 * len(rows)))
+    boxes = {}
+    for r, (label, stages) in enumerate(rows.items()):
+        y = -1.4 * r
+        ax.text(-0.3, y, label, ha="right", va="center", fontsize=10, fontweight="bold")
+        for i, stage in enumerate(stages):
+            x = i * (width + 0.6) + width / 2
+            color = "C1" if i in set(highlight.get(label, ())) else "C0"
+            ax.add_patch(plt.Rectangle((x - width / 2, y - 0.45), width, 0.9, facecolor=color, alpha=0.25,
+                                       edgecolor=color, lw=1.5))
+            ax.text(x, y, stage, ha="center", va="center", fontsize=8, wrap=True)
+            boxes[(label, i)] = (x, y)
+            if i:
+                ax.annotate("", xy=(x - width / 2, y), xytext=(x - width / 2 - 0.6, y),
+                            arrowprops={"arrowstyle": "->", "lw": 1.2})
+    ax.set_xlim(-0.2, n_cols * (width + 0.6))
+    ax.set_ylim(-1.4 * (len(rows) - 1) - 0.7, 0.7)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    ax.boxes_ = boxes
     return ax
