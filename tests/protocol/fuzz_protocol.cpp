@@ -90,7 +90,36 @@ uint32_t snapshot(uint8_t* out, uint32_t* stored) {
 
 }  // namespace
 
+// Structure-aware mode (first input byte odd): every line of the rest of the input is a frame
+// body that gets a correct "$" prefix and " *crc" suffix, so the fuzzer reaches the command
+// parsers and the engine instead of stopping at the CRC check.
+uint8_t framed[16384];
+
+size_t frame_lines(const uint8_t* data, size_t size) {
+  size_t o = 0, start = 0;
+  for (size_t i = 0; i <= size; ++i) {
+    if (i < size && data[i] != '\n') continue;
+    size_t len = i - start;
+    if (o + len + 12 > sizeof(framed)) break;
+    framed[o++] = '$';
+    memcpy(framed + o, data + start, len);
+    o += len;
+    uint32_t crc = odl::crc32(data + start, len);
+    o += (size_t)snprintf((char*)framed + o, 12, " *%08x", (unsigned)crc);
+    framed[o++] = '\n';
+    start = i + 1;
+  }
+  return o;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size > 0 && (data[0] & 1)) {
+    size = frame_lines(data + 1, size - 1);
+    data = framed;
+  } else if (size > 0) {
+    ++data;
+    --size;
+  }
   static bool begun = false;
   if (!begun) {
     if (engine.begin(kOdlModel, 1) != odl::kOk) abort();

@@ -19,6 +19,7 @@ reply becomes :class:`BoardError` with the board's message. numpy + pyserial onl
 from __future__ import annotations
 
 import base64
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from odlkit.board.transport import ProcessTransport, SerialTransport, TransportC
 ARDUINO_VID = 0x2341  # Arduino SA USB vendor id (Nano 33 BLE / BLE Sense Rev1 and Rev2)
 RECORD_SECONDS_PER_WINDOW = 2.0  # 50 samples at 25 Hz on the real board
 READ_ONLY = {"HELLO", "INFO", "GETW", "GETF", "EVAL"}
+FRAMING_GRACE_S = 1.0  # after a seq-0 framing error, how long our own reply may still take
 
 
 class BoardError(RuntimeError):
@@ -117,7 +119,8 @@ class Board:
         self._t = transport
         self.kind = kind
         self.timeout = float(timeout)
-        self._seq = 0
+        # a random first seq: stale replies of an earlier session cannot match our requests
+        self._seq = random.SystemRandom().randrange(1, MAX_SEQ // 2)
         self._closed = False
         self.corrupted_frames = 0
         self.log: deque[str] = deque(maxlen=200)
@@ -236,9 +239,14 @@ class Board:
 
     def _await(self, seq, cmd, timeout, on_event, on_line) -> Frame:
         deadline = time.monotonic() + timeout
+        framing_error: Frame | None = None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if framing_error is not None:
+                    raise BoardError(
+                        f"{framing_error.message} (the request was damaged on the way; retry)", framing_error.code, cmd
+                    )
                 raise BoardTimeout(
                     f"no reply within {timeout:g} s; check the board is connected and running the sketch "
                     "(press its reset button), then retry",
@@ -263,9 +271,11 @@ class Board:
                 self.corrupted_frames += 1
                 continue
             if f.kind == "ERR" and f.seq == 0:
-                # a framing error: our request (or noise before it) was damaged on the way
+                # A framing error: either our request was damaged (then no reply with our seq
+                # will come) or noise before it was rejected (then our reply follows at once).
                 if f.code in (1, 2, 3):
-                    raise BoardError(f.message, f.code, cmd)
+                    framing_error = f
+                    deadline = min(deadline, time.monotonic() + FRAMING_GRACE_S)
                 continue
             if f.seq != seq:
                 continue  # stale reply of an earlier, timed-out request, or the boot banner

@@ -49,6 +49,10 @@ class SerialTransport:
             else:
                 hint = "check the cable and the port name (Board.serial() without a port auto-detects)"
             raise ConnectionError(f"cannot open serial port {port}: {text}; {hint}") from None
+        try:
+            self._ser.reset_input_buffer()  # drop output of an earlier session
+        except serial.SerialException:
+            pass
 
     def write(self, data: bytes) -> None:
         import serial
