@@ -76,3 +76,15 @@ def test_arm_size_fits_the_board(scenario):
           f"bss={s['bss']} -> flash {s['text'] + s['data']} of {FLASH_BYTES}, SRAM {s['data'] + s['bss']} of {SRAM_BYTES}")
     assert s["text"] + s["data"] < FLASH_BYTES
     assert s["data"] + s["bss"] < SRAM_BYTES
+
+
+def test_head_training_step_costs_at_most_4_instructions_per_mac(tmp_path):
+    """The benchmark's goal as a regression test, on the lab's head size (64 features x 8 classes)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import device_head
+
+    r = device_head.measure(64, 8, tmp_path)
+    print(f"64x8 head: {r['train_step_instructions']} instructions per step of {r['batch']} "
+          f"({r['train_step_instructions_per_mac']} per MAC), {r['inference_instructions']} per inference")
+    assert abs(r["instructions_per_tick"] - 40) < 0.5, "icount calibration off: qemu timing model changed"
+    assert r["train_step_instructions_per_mac"] <= 4.0

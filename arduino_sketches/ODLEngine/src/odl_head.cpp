@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "odl_kernels.h"
 #include "odl_rng.h"
 
 namespace odl {
@@ -77,8 +78,10 @@ int head_add_class(HeadView& h, const char* name) {
 float exp_nonpos(float x) {
   if (!(x > -87.0f)) return 0.0f;  // also catches NaN
   if (x > 0.0f) x = 0.0f;
-  const float fx = floorf(x * 1.44269504088896341f + 0.5f);
-  const int n = (int)fx;
+  const float t = x * 1.44269504088896341f + 0.5f;
+  int n = (int)t;  // truncates toward zero; t <= 0.5 so floor is n or n - 1
+  if ((float)n > t) --n;
+  const float fx = (float)n;
   float r = x - fx * 0.693359375f;
   r = r - fx * -2.12194440e-4f;
   const float z = r * r;
@@ -95,18 +98,18 @@ float exp_nonpos(float x) {
   return y * scale;
 }
 
-// Writes softmax(W x + b) into h.probs; returns the argmax class. If loss is
-// given, *loss = cross-entropy of label y = logsumexp(z) - z_y (exact even when
-// p_y underflows).
-static int forward_softmax(HeadView& h, const float* x, uint16_t y = 0, float* loss = nullptr) {
+// Writes softmax(W x + b) into h.probs; returns the argmax class. The
+// cross-entropy of label y is (zmax - z_y) + log(sum): if given, *lin receives
+// zmax - z_y and *sum the softmax denominator (>= 1), so the caller can take one
+// log per batch instead of one per sample (exact even when p_y underflows).
+static int forward_softmax(HeadView& h, const float* x, uint16_t y = 0, float* lin = nullptr,
+                           float* sum_out = nullptr) {
   const uint16_t nc = h.num_classes, fd = h.feature_dim;
   float* z = h.probs;
   float zmax = -INFINITY;
   int best = 0;
   for (uint16_t c = 0; c < nc; ++c) {
-    const float* w = h.W + (uint32_t)c * fd;
-    float acc = h.b[c];
-    for (uint16_t f = 0; f < fd; ++f) acc += w[f] * x[f];
+    const float acc = dot_acc(h.b[c], h.W + (uint32_t)c * fd, x, fd);
     z[c] = acc;
     if (acc > zmax) { zmax = acc; best = c; }
   }
@@ -118,7 +121,8 @@ static int forward_softmax(HeadView& h, const float* x, uint16_t y = 0, float* l
   }
   const float inv = 1.0f / sum;
   for (uint16_t c = 0; c < nc; ++c) z[c] *= inv;
-  if (loss) *loss = (zmax - zy) + logf(sum);
+  if (lin) *lin = zmax - zy;
+  if (sum_out) *sum_out = sum;
   return best;
 }
 
@@ -192,7 +196,7 @@ Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallba
         s.order[j] = t;
       }
     }
-    float loss_sum = 0.0f;
+    float loss_lin = 0.0f, loss_log = 0.0f, prod = 1.0f;
     uint32_t correct = 0;
     for (uint32_t start = 0; start < n; start += cfg.batch_size) {
       const uint32_t end = start + cfg.batch_size < n ? start + cfg.batch_size : n;
@@ -202,27 +206,25 @@ Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallba
         const uint32_t idx = s.order[k];
         const float* x = s.features + idx * fd;
         const uint16_t y = s.labels[idx];
-        float loss = 0.0f;
-        const int pred = forward_softmax(h, x, y, &loss);
-        loss_sum += loss;
+        float lin = 0.0f, sum = 1.0f;
+        const int pred = forward_softmax(h, x, y, &lin, &sum);
+        loss_lin += lin;
+        prod *= sum;  // each sum is in [1, num_classes]: flush to a log before overflow
+        if (prod > 1e30f) {
+          loss_log += logf(prod);
+          prod = 1.0f;
+        }
         if (pred == y) correct++;
         h.probs[y] -= 1.0f;  // dL/dz = p - onehot
         for (uint16_t c = 0; c < nc; ++c) {
           const float d = h.probs[c];
           h.gb[c] += d;
-          if (full) {
-            float* g = h.gW + (uint32_t)c * fd;
-            for (uint16_t f = 0; f < fd; ++f) g[f] += d * x[f];
-          }
+          if (full) axpy(h.gW + (uint32_t)c * fd, d, x, fd);
         }
       }
       const float inv_m = 1.0f / (float)(end - start);
       if (full) {
-        for (uint32_t i = 0; i < nw; ++i) {
-          const float g = h.gW[i] * inv_m + cfg.weight_decay * h.W[i];
-          h.vW[i] = cfg.momentum * h.vW[i] - cfg.lr * g;
-          h.W[i] += h.vW[i];
-        }
+        sgd_momentum(h.W, h.vW, h.gW, nw, inv_m, cfg.weight_decay, cfg.momentum, cfg.lr);
       }
       for (uint16_t c = 0; c < nc; ++c) {
         const float g = h.gb[c] * inv_m;
@@ -233,7 +235,7 @@ Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallba
     if (cb) {
       EpochResult r;
       r.epoch = epoch;
-      r.loss = loss_sum / (float)n;
+      r.loss = (loss_lin + loss_log + logf(prod)) / (float)n;
       r.accuracy = (float)correct / (float)n;
       if (!cb(r, user)) break;
     }
@@ -258,9 +260,9 @@ Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResul
     if (!use_replay && s.sessions[i] != s.session) continue;
     const uint16_t y = s.labels[i];
     if (y >= h.num_classes) return kErrBadLabel;
-    float li = 0.0f;
-    const int pred = forward_softmax(h, s.features + i * s.feature_dim, y, &li);
-    loss += li;
+    float lin = 0.0f, sum = 1.0f;
+    const int pred = forward_softmax(h, s.features + i * s.feature_dim, y, &lin, &sum);
+    loss += lin + logf(sum);
     out->n++;
     if (pred == y) out->correct++;
     uint16_t& cell = confusion[(uint32_t)y * h.max_classes + pred];

@@ -13,11 +13,7 @@ void conv1d_valid(const float* x, uint16_t T, uint16_t Cin, const float* W, cons
     for (uint16_t j = 0; j < K; ++j) {
       const float* xr = x + (uint32_t)(t + j) * Cin;
       const float* wj = W + (uint32_t)j * Cin * Cout;
-      for (uint16_t i = 0; i < Cin; ++i) {
-        const float xv = xr[i];
-        const float* wr = wj + (uint32_t)i * Cout;
-        for (uint16_t o = 0; o < Cout; ++o) yt[o] += xv * wr[o];
-      }
+      for (uint16_t i = 0; i < Cin; ++i) axpy(yt, xr[i], wj + (uint32_t)i * Cout, Cout);
     }
   }
 }
@@ -38,11 +34,7 @@ void depthwise_conv1d_valid(const float* x, uint16_t T, uint16_t C, const float*
 
 void dense(const float* x, uint16_t in, const float* W, const float* b, uint16_t out, float* y) {
   for (uint16_t o = 0; o < out; ++o) y[o] = b ? b[o] : 0.0f;
-  for (uint16_t i = 0; i < in; ++i) {
-    const float xv = x[i];
-    const float* wr = W + (uint32_t)i * out;
-    for (uint16_t o = 0; o < out; ++o) y[o] += xv * wr[o];
-  }
+  for (uint16_t i = 0; i < in; ++i) axpy(y, x[i], W + (uint32_t)i * out, out);
 }
 
 void relu_inplace(float* x, uint32_t n) {

@@ -7,7 +7,151 @@
 
 #include "odl_types.h"
 
+// On a Cortex-M4F (hard or softfp ABI) the two inner loops below use VLDM/VMLA in
+// inline assembly: VMLA.F32 on FPv4 is the *chained* (non-fused) multiply-accumulate,
+// rounding after the multiply and after the add, exactly like `acc += a * b` compiled
+// without contraction, so results stay bit-identical to the portable C path (host build).
+// GCC does not emit VMLA by itself, and the generic loop costs ~6 instructions per MAC.
+#if defined(__arm__) && defined(__ARM_ARCH_7EM__) && defined(__ARM_FP) && ((__ARM_FP & 4) != 0) && \
+    !defined(ODL_NO_VFP_ASM)
+#define ODL_VFP_ASM 1
+#else
+#define ODL_VFP_ASM 0
+#endif
+
 namespace odl {
+
+// acc + a[0]*b[0] + a[1]*b[1] + ... accumulated left to right (one rounding per op).
+inline float dot_acc(float acc, const float* a, const float* b, uint32_t n) {
+#if ODL_VFP_ASM
+#define ODL_DOT4                                   \
+  "vldmia %[a]!, {s8-s11}\n\t"                     \
+  "vldmia %[b]!, {s12-s15}\n\t"                    \
+  "vmla.f32 %[acc], s8, s12\n\t"                   \
+  "vmla.f32 %[acc], s9, s13\n\t"                   \
+  "vmla.f32 %[acc], s10, s14\n\t"                  \
+  "vmla.f32 %[acc], s11, s15\n\t"
+  for (uint32_t k = n >> 3; k; --k) {
+    __asm__(ODL_DOT4 ODL_DOT4
+            : [acc] "+t"(acc), [a] "+r"(a), [b] "+r"(b)
+            :
+            : "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory");
+  }
+  if (n & 4u) {
+    __asm__(ODL_DOT4
+            : [acc] "+t"(acc), [a] "+r"(a), [b] "+r"(b)
+            :
+            : "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory");
+  }
+#undef ODL_DOT4
+  n &= 3u;
+#endif
+  for (uint32_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+// y[i] += s * x[i]
+inline void axpy(float* y, float s, const float* x, uint32_t n) {
+#if ODL_VFP_ASM
+#define ODL_AXPY4                                  \
+  "vldmia %[y], {s8-s11}\n\t"                      \
+  "vldmia %[x]!, {s12-s15}\n\t"                    \
+  "vmla.f32 s8, %[s], s12\n\t"                     \
+  "vmla.f32 s9, %[s], s13\n\t"                     \
+  "vmla.f32 s10, %[s], s14\n\t"                    \
+  "vmla.f32 s11, %[s], s15\n\t"                    \
+  "vstmia %[y]!, {s8-s11}\n\t"
+  for (uint32_t k = n >> 3; k; --k) {
+    __asm__(ODL_AXPY4 ODL_AXPY4
+            : [y] "+r"(y), [x] "+r"(x)
+            : [s] "t"(s)
+            : "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory");
+  }
+  if (n & 4u) {
+    __asm__(ODL_AXPY4
+            : [y] "+r"(y), [x] "+r"(x)
+            : [s] "t"(s)
+            : "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory");
+  }
+#undef ODL_AXPY4
+  n &= 3u;
+#endif
+  for (uint32_t i = 0; i < n; ++i) y[i] += s * x[i];
+}
+
+// SGD with momentum on n weights (the head's update):
+//   g = gW * inv_m (+ wd * W);  v = mu * v - lr * g;  W += v
+inline void sgd_momentum(float* W, float* v, const float* gW, uint32_t n, float inv_m, float wd, float mu,
+                         float lr) {
+#if ODL_VFP_ASM
+  if (wd > 0.0f) {
+    for (uint32_t k = n >> 2; k; --k) {
+      __asm__("vldmia %[g]!, {s4-s7}\n\t"
+              "vldmia %[w], {s8-s11}\n\t"
+              "vldmia %[v], {s12-s15}\n\t"
+              "vmul.f32 s4, s4, %[im]\n\t"
+              "vmul.f32 s5, s5, %[im]\n\t"
+              "vmul.f32 s6, s6, %[im]\n\t"
+              "vmul.f32 s7, s7, %[im]\n\t"
+              "vmla.f32 s4, %[wd], s8\n\t"
+              "vmla.f32 s5, %[wd], s9\n\t"
+              "vmla.f32 s6, %[wd], s10\n\t"
+              "vmla.f32 s7, %[wd], s11\n\t"
+              "vmul.f32 s12, s12, %[mu]\n\t"
+              "vmul.f32 s13, s13, %[mu]\n\t"
+              "vmul.f32 s14, s14, %[mu]\n\t"
+              "vmul.f32 s15, s15, %[mu]\n\t"
+              "vmls.f32 s12, %[lr], s4\n\t"
+              "vmls.f32 s13, %[lr], s5\n\t"
+              "vmls.f32 s14, %[lr], s6\n\t"
+              "vmls.f32 s15, %[lr], s7\n\t"
+              "vadd.f32 s8, s8, s12\n\t"
+              "vadd.f32 s9, s9, s13\n\t"
+              "vadd.f32 s10, s10, s14\n\t"
+              "vadd.f32 s11, s11, s15\n\t"
+              "vstmia %[v]!, {s12-s15}\n\t"
+              "vstmia %[w]!, {s8-s11}"
+              : [g] "+r"(gW), [w] "+r"(W), [v] "+r"(v)
+              : [im] "t"(inv_m), [wd] "t"(wd), [mu] "t"(mu), [lr] "t"(lr)
+              : "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory");
+    }
+  } else {
+    for (uint32_t k = n >> 2; k; --k) {
+      __asm__("vldmia %[g]!, {s4-s7}\n\t"
+              "vldmia %[w], {s8-s11}\n\t"
+              "vldmia %[v], {s12-s15}\n\t"
+              "vmul.f32 s4, s4, %[im]\n\t"
+              "vmul.f32 s5, s5, %[im]\n\t"
+              "vmul.f32 s6, s6, %[im]\n\t"
+              "vmul.f32 s7, s7, %[im]\n\t"
+              "vmul.f32 s12, s12, %[mu]\n\t"
+              "vmul.f32 s13, s13, %[mu]\n\t"
+              "vmul.f32 s14, s14, %[mu]\n\t"
+              "vmul.f32 s15, s15, %[mu]\n\t"
+              "vmls.f32 s12, %[lr], s4\n\t"
+              "vmls.f32 s13, %[lr], s5\n\t"
+              "vmls.f32 s14, %[lr], s6\n\t"
+              "vmls.f32 s15, %[lr], s7\n\t"
+              "vadd.f32 s8, s8, s12\n\t"
+              "vadd.f32 s9, s9, s13\n\t"
+              "vadd.f32 s10, s10, s14\n\t"
+              "vadd.f32 s11, s11, s15\n\t"
+              "vstmia %[v]!, {s12-s15}\n\t"
+              "vstmia %[w]!, {s8-s11}"
+              : [g] "+r"(gW), [w] "+r"(W), [v] "+r"(v)
+              : [im] "t"(inv_m), [mu] "t"(mu), [lr] "t"(lr)
+              : "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory");
+    }
+  }
+  n &= 3u;
+#endif
+  for (uint32_t i = 0; i < n; ++i) {
+    const float g = wd > 0.0f ? gW[i] * inv_m + wd * W[i] : gW[i] * inv_m;
+    const float nv = mu * v[i] - lr * g;
+    v[i] = nv;
+    W[i] += nv;
+  }
+}
 
 // y (T-K+1, Cout) = b + sum_{j<K, i<Cin} x[t+j][i] * W[j][i][o]
 void conv1d_valid(const float* x, uint16_t T, uint16_t Cin, const float* W, const float* b,

@@ -1,0 +1,82 @@
+// Head benchmark for benchmarks/device_head.py, run under qemu with -icount shift=0.
+// Build with -DFD=<features> -DNC=<classes> -DBATCH=<N> -DSTEPS=<K> -DTRAIN=<0|1>.
+// TRAIN=0 links only inference buffers, so the size difference of the two ELFs is the
+// SRAM/flash that training adds.
+#include <stdio.h>
+#include <string.h>
+
+#include <ODLEngine.h>
+#include "odl_rng.h"
+#include "qemu/cycles.h"
+
+#define NSAMPLES (BATCH * STEPS)
+
+static float W[NC * FD], b[NC], probs[NC];
+static char names[NC][odl::kClassNameBytes];
+static float x[FD];
+#if TRAIN
+static float vW[NC * FD], vb[NC], gW[NC * FD], gb[NC];
+static float feats[NSAMPLES * FD];
+static uint16_t labels[NSAMPLES], sessions[NSAMPLES], order[NSAMPLES];
+#endif
+
+static uint32_t calibrate() {
+#if defined(__arm__)
+  counter_start();
+  uint32_t n = 1000000;
+  __asm volatile("1: subs %0, %0, #1\n bne 1b\n" : "+r"(n) : : "cc");
+  return counter_ticks();  // 2,000,000 instructions
+#else
+  return 0;
+#endif
+}
+
+int main() {
+  uint32_t rng = 12345;
+#if TRAIN
+  odl::HeadView h = {FD, NC, 0, W, b, vW, vb, gW, gb, probs, names};
+  odl::StoreView s = {FD, NSAMPLES, 0, 0, 0, 0, 0, feats, labels, sessions, order};
+  odl::store_clear(s, 1);
+#else
+  odl::HeadView h = {FD, NC, 0, W, b, nullptr, nullptr, nullptr, nullptr, probs, names};
+#endif
+  for (int c = 0; c < NC; ++c) {
+    char name[16];
+    snprintf(name, sizeof(name), "c%d", c);
+    h.num_classes = (uint16_t)c;
+    memset(names[c], 0, sizeof(names[c]));
+    memcpy(names[c], name, strlen(name));
+  }
+  h.num_classes = NC;
+  for (int i = 0; i < NC * FD; ++i) W[i] = (float)((int)(odl::xorshift32(&rng) % 2001) - 1000) / 10000.0f;
+  for (int f = 0; f < FD; ++f) x[f] = (float)(odl::xorshift32(&rng) % 1000) / 100.0f;
+  printf("calibration_ticks %lu\n", (unsigned long)calibrate());
+
+  const int R = 20;
+  odl::Prediction p;
+  counter_start();
+  for (int r = 0; r < R; ++r) odl::head_predict(h, x, &p);
+  printf("inference_ticks %lu reps %d label %d\n", (unsigned long)counter_ticks(), R, (int)p.label);
+#if TRAIN
+  for (int i = 0; i < NSAMPLES; ++i) {
+    for (int f = 0; f < FD; ++f) x[f] = (float)(odl::xorshift32(&rng) % 1000) / 100.0f;
+    odl::store_add(s, h, x, (uint16_t)(i % NC));
+  }
+  odl::TrainConfig cfg;
+  cfg.epochs = 1;
+  cfg.batch_size = BATCH;
+  cfg.lr = 1e-3f;
+  cfg.momentum = 0.9f;
+  cfg.weight_decay = 1e-4f;
+  cfg.shuffle = true;
+  counter_start();
+  const int st = odl::head_train(h, s, cfg, nullptr, nullptr);
+  printf("train_ticks %lu steps %d status %d\n", (unsigned long)counter_ticks(), STEPS, st);
+  cfg.mode = odl::kTrainBiasOnly;
+  counter_start();
+  odl::head_train(h, s, cfg, nullptr, nullptr);
+  printf("train_bias_ticks %lu steps %d\n", (unsigned long)counter_ticks(), STEPS);
+#endif
+  printf("done\n");
+  return 0;
+}
