@@ -124,3 +124,16 @@ def test_open_board_falls_back_to_virtual(capsys):
 def test_window_statistics_rejects_flat_input():
     with pytest.raises(ValueError, match="steps, channels"):
         lab1.window_statistics(np.zeros((4, 6)))
+
+
+def test_device_training_estimate_scales_instructions():
+    bench = {"batch": 8, "rows": [
+        {"features": 64, "classes": 4, "batch": 8, "train_step_instructions": 1000, "inference_instructions": 10},
+        {"features": 64, "classes": 8, "batch": 8, "train_step_instructions": 2000, "inference_instructions": 20},
+    ]}
+    est = lab1.device_training_estimate(bench, n_samples=17, epochs=10, n_classes=5, mhz=50)
+    assert est["training steps"] == 30  # ceil(17 / 8) = 3 batches x 10 epochs
+    assert est["instructions"] == 60000  # the 8-class row: the smallest one that fits 5 classes
+    assert est["estimated ms at 50 MHz"] == pytest.approx(1.2)
+    with pytest.raises(ValueError, match="no row"):
+        lab1.device_training_estimate(bench, 8, 1, n_classes=9)

@@ -39,12 +39,14 @@ __all__ = [
     "VirtualRawSource",
     "virtual_raw_source",
     "board_features",
+    "device_gradient",
     "TwinResult",
     "host_twin",
     "few_shot_comparison",
     "memory_budget",
     "heldout_accuracy",
     "device_benchmark",
+    "device_training_estimate",
 ]
 
 
@@ -241,6 +243,32 @@ def board_features(board):
     return np.asarray(F, dtype=np.float32), np.asarray(y, dtype=np.int64), np.asarray(sess, dtype=np.int64)
 
 
+def device_gradient(board, weights=None) -> dict:
+    """The gradient the board itself computes, read back from one plain SGD step.
+
+    Sets the head to ``weights`` (default: the board's current head), trains one epoch with
+    ``lr=1``, ``momentum=0``, no weight decay and one batch holding every stored sample, so the
+    board does ``W <- W - dW`` exactly once; then reads the new weights, computes
+    ``dW = W_before - W_after`` (same for ``b``) and puts the original head back. Returns
+    ``{"features", "labels", "W", "b", "loss", "dW", "db"}`` with ``W``/``dW`` shaped
+    (feature_dim, n_classes) and ``loss`` the mean cross-entropy the board reported.
+    Float32 rounding of ``W - dW`` limits the recovered gradient to about 1e-7 * |W|.
+    """
+    F, y, _ = board_features(board)
+    if len(y) == 0:
+        raise ValueError("the board has no stored samples: record some windows first")
+    before = board.get_weights() if weights is None else weights
+    board.set_weights(before)
+    r = board.train(epochs=1, lr=1.0, momentum=0.0, weight_decay=0.0, batch_size=len(y), mode="full", use_replay=True)
+    after = board.get_weights()
+    board.set_weights(before)
+    return {
+        "features": F, "labels": y, "W": before.W.copy(), "b": before.b.copy(), "loss": float(r.loss),
+        "dW": (before.W.astype(np.float64) - after.W).astype(np.float32),
+        "db": (before.b.astype(np.float64) - after.b).astype(np.float32),
+    }
+
+
 @dataclass
 class TwinResult:
     """Board vs. host head after the same training."""
@@ -431,3 +459,31 @@ def device_benchmark(path: str | Path | None = None) -> dict | None:
     if not p.exists():
         return None
     return json.loads(p.read_text())
+
+
+def device_training_estimate(bench: Mapping, n_samples: int, epochs: int, n_classes: int, feature_dim: int = 64,
+                             mhz: float = 64.0) -> dict:
+    """Time the board's processor needs for ``epochs`` of head training, from a device benchmark.
+
+    ``bench`` is ``benchmarks/results/device_head.json`` (instructions per training step of a
+    batch, counted under qemu). Picks the row with ``feature_dim`` features and the fewest
+    classes >= ``n_classes``, scales its per-batch instructions to the number of batches
+    (``ceil(n_samples / batch) * epochs``) and converts to time assuming one instruction per
+    cycle at ``mhz`` (an estimate: the Cortex-M4 runs this float code at close to one
+    instruction per cycle; flash wait states make it somewhat slower).
+    """
+    rows = [r for r in bench.get("rows", []) if r.get("features") == feature_dim and r.get("classes", 0) >= n_classes]
+    if not rows:
+        raise ValueError(f"the benchmark has no row with {feature_dim} features and >= {n_classes} classes")
+    row = min(rows, key=lambda r: r["classes"])
+    batch = int(row.get("batch", bench.get("batch", 8)))
+    steps = int(np.ceil(n_samples / batch)) * int(epochs)
+    instr = steps * float(row["train_step_instructions"])
+    return {
+        "benchmark row": f"{row['features']} features x {row['classes']} classes, batch {batch}",
+        "training steps": steps,
+        "instructions": instr,
+        f"estimated ms at {mhz:g} MHz": instr / (mhz * 1e3),
+        "inference instructions (head)": float(row.get("inference_instructions", float("nan"))),
+        "extra SRAM for training (bytes)": float(row.get("sram_training_extra_bytes", float("nan"))),
+    }
