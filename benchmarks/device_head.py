@@ -78,6 +78,28 @@ def measure(fd: int, nc: int, build: Path) -> dict:
     }
 
 
+def measure_backbone(build: Path) -> dict:
+    """Instructions per backbone forward (the TrainHead example's committed header and real windows)."""
+    example = ROOT / "arduino_sketches" / "ODLEngine" / "examples" / "TrainHead"
+    elf = arm_build([HERE / "qemu" / "bench_backbone.cpp", *library_sources()], build / "backbone.elf",
+                    includes=[example])
+    res = qemu_run(elf)
+    if res.returncode != 0 or "done" not in res.stdout:
+        raise RuntimeError(f"qemu backbone run failed:\n{res.stdout}\n{res.stderr}")
+    line = next(x for x in res.stdout.splitlines() if x.startswith("backbone_ticks")).split()
+    ticks, reps, macs = int(line[1]), int(line[3]), int(line[5])
+    engine_bytes = int(next(x for x in res.stdout.splitlines() if x.startswith("engine_bytes")).split()[1])
+    calib = qemu_run(arm_build([HERE / "qemu" / "bench_head.cpp", *library_sources()], build / "calib.elf",
+                               flags=["-DFD=4", "-DNC=2", "-DBATCH=1", "-DSTEPS=1", "-DTRAIN=0"]))
+    ipt = CALIBRATION_INSTRUCTIONS / _values(calib.stdout)["calibration_ticks"]
+    size = arm_size(elf)
+    instr = ticks * ipt / reps
+    return {"backbone_instructions": round(instr), "backbone_macs": macs,
+            "backbone_instructions_per_mac": round(instr / macs, 3),
+            "engine_sram_bytes_replay16": engine_bytes,
+            "elf_flash_bytes": size["text"] + size["data"], "elf_sram_static_bytes": size["data"] + size["bss"]}
+
+
 def main() -> int:
     missing = missing_arm_tools()
     if missing:
@@ -90,6 +112,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for fd, nc in tqdm(SIZES, desc="head sizes"):
             rows.append(measure(fd, nc, Path(tmp)))
+        backbone = measure_backbone(Path(tmp))
     hdr = (f"{'head':>8} {'infer instr':>11} {'MACs':>6} {'step instr':>10} {'step MACs':>9} {'instr/MAC':>9} "
            f"{'bias step':>9} {'SRAM +train':>11} {'flash ELF':>9}")
     print(f"Cortex-M4F (qemu -icount), batch {BATCH}; SRAM of the nRF52840 {SRAM_BYTES}, flash {FLASH_BYTES}")
@@ -98,11 +121,15 @@ def main() -> int:
         print(f"{r['features']:>4}x{r['classes']:<3} {r['inference_instructions']:>11} {r['inference_macs']:>6} "
               f"{r['train_step_instructions']:>10} {r['train_step_macs']:>9} {r['train_step_instructions_per_mac']:>9} "
               f"{r['bias_only_step_instructions']:>9} {r['sram_training_extra_bytes']:>11} {r['flash_train_elf_bytes']:>9}")
+    print(f"backbone forward: {backbone['backbone_instructions']} instructions for {backbone['backbone_macs']} MACs "
+          f"({backbone['backbone_instructions_per_mac']} per MAC); ELF with backbone weights: flash "
+          f"{backbone['elf_flash_bytes']} B, static SRAM {backbone['elf_sram_static_bytes']} B")
     goal = all(r["train_step_instructions_per_mac"] <= 4 for r in rows)
     print(f"goal (training step <= 4 instructions per MAC): {'met' if goal else 'NOT met'}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"method": "qemu-system-arm mps2-an386 -icount shift=0, CMSDK timer, calibrated",
-                               "batch": BATCH, "steps_measured": STEPS, "goal_met": goal, "rows": rows}, indent=1) + "\n")
+                               "batch": BATCH, "steps_measured": STEPS, "goal_met": goal, "rows": rows,
+                               "backbone": backbone}, indent=1) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)}")
     return 0
 
