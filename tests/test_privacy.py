@@ -289,3 +289,17 @@ def test_secagg_bad_input():
     sa = secagg.SecureAggregator(3)
     with pytest.raises(ValueError, match="fewer than 2 survivors"):
         sa.aggregate(np.zeros((3, 4)), dropped=[0, 1])
+
+
+# ---------------------------------------------------------------- epsilon explorer widget
+def test_epsilon_explorer_text_mode(capsys):
+    from odlkit.widgets.epsilon import EpsilonExplorer
+
+    ex = EpsilonExplorer(sampling_rate=0.02, steps=300, utility=[(0.0, 0.9), (2.0, 0.5)])
+    r = ex.compute(1.0)
+    assert r["epsilon"] == accounting.compute_epsilon(1.0, 0.02, 300, 1e-5)
+    assert r["expected_accuracy"] == pytest.approx(0.7)
+    assert ex.show(force_text=True) is None
+    assert "epsilon" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="two"):
+        EpsilonExplorer(utility=[(1.0, 0.5)])
