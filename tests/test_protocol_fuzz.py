@@ -5,8 +5,8 @@ Properties checked after every fuzzed input:
 - every corrupted or random line gets an ERR reply and no OK (corruption is always detected);
 - rejected input never changes the head weights or the stored samples (GETW/INFO compared).
 
-Amounts: hypothesis 150 examples per strategy (60 in quick mode) over 3 strategies, plus a bulk
-run of 4000 single-byte mutations of valid frames (1000 in quick mode) checked one by one, and
+Amounts: hypothesis 500 examples per strategy (100 in quick mode) over 3 strategies, plus a bulk
+run of 20000 single-byte mutations of valid frames (2000 in quick mode) checked one by one, and
 a libFuzzer harness (tests/protocol/fuzz_protocol.cpp, ASan + UBSan, 100000 runs, 20000 in
 quick mode; needs clang) that also fuzzes frame bodies with correct CRCs.
 """
@@ -25,12 +25,12 @@ from hypothesis import strategies as st
 
 from odlkit.board import Board
 from odlkit.board.protocol import encode_frame, parse_frame
-from odlkit.config import quick
+from odlkit.config import QUICK, quick
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the virtual board needs g++")
 ROOT = Path(__file__).resolve().parents[1]
-N_HYP = quick(full=150, quick=60)
-N_BULK = quick(full=4000, quick=1000)
+N_HYP = quick(full=500, quick=100)
+N_BULK = quick(full=20000, quick=2000)
 COMMANDS = ["HELLO", "INFO", "RECORD", "ADDCLASS", "TRAIN", "PREDICT", "EVAL", "GETW", "SETW", "GETF",
             "SAVE", "LOAD", "RESET", "STREAM"]  # fmt: skip
 # Valid frames of every command: the seeds the mutations start from.
@@ -204,6 +204,11 @@ def _clang() -> str | None:
     return None
 
 
+# about 25 s in quick mode, 100 s in full mode (then marked slow)
+_slow_unless_quick = (lambda f: f) if QUICK else pytest.mark.slow
+
+
+@_slow_unless_quick
 @pytest.mark.skipif(_clang() is None, reason="libFuzzer needs clang (apt-get install clang)")
 def test_libfuzzer_harness(tmp_path):
     """Coverage-guided fuzzing of LineAssembler + parse_frame + the dispatcher with ASan/UBSan."""

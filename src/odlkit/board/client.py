@@ -43,6 +43,7 @@ from odlkit.board.protocol import (
 from odlkit.board.transport import ProcessTransport, SerialTransport, TransportClosed
 
 ARDUINO_VID = 0x2341  # Arduino SA USB vendor id (Nano 33 BLE / BLE Sense Rev1 and Rev2)
+BOOTLOADER_PIDS = {0x005A}  # Nano 33 BLE after a double reset (the sketch runs as 0x805A)
 RECORD_SECONDS_PER_WINDOW = 2.0  # 50 samples at 25 Hz on the real board
 READ_ONLY = {"HELLO", "INFO", "GETW", "GETF", "EVAL"}
 FRAMING_GRACE_S = 1.0  # after a seq-0 framing error, how long our own reply may still take
@@ -503,6 +504,13 @@ def find_serial_port() -> str:
     from serial.tools import list_ports
 
     ports = [p for p in list_ports.comports() if p.vid == ARDUINO_VID]
+    boot = [p for p in ports if p.pid in BOOTLOADER_PIDS]
+    if boot and len(boot) == len(ports):
+        raise BoardError(
+            f"the Arduino on {boot[0].device} is in bootloader mode (orange LED pulsing): upload "
+            "arduino_sketches/lab1_motion, or press the reset button once to start the sketch"
+        )
+    ports = [p for p in ports if p.pid not in BOOTLOADER_PIDS]
     if not ports:
         others = ", ".join(p.device for p in list_ports.comports()) or "none"
         raise BoardNotFoundError(

@@ -1,7 +1,8 @@
 """Byte transports for :class:`odlkit.board.Board`: a serial port, or a child process's pipes.
 
 Both give ``write(bytes)``, ``readline(timeout) -> bytes | None`` (None when no complete line
-arrived in time) and ``close()``. No threads: reads poll with deadlines.
+arrived in time) and ``close()``. Reads wait with deadlines (select on POSIX; a reader thread
+for pipes on Windows).
 """
 
 from __future__ import annotations
@@ -99,6 +100,21 @@ class ProcessTransport:
         self._stderr_path = None
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         self._fd = self.proc.stdout.fileno()
+        self._queue = None
+        if os.name == "nt":  # select() does not work on pipes on Windows: a reader thread instead
+            import queue
+            import threading
+
+            self._queue = queue.Queue()
+
+            def pump() -> None:
+                while True:
+                    chunk = self.proc.stdout.read1(65536) if hasattr(self.proc.stdout, "read1") else os.read(self._fd, 65536)
+                    self._queue.put(chunk)
+                    if not chunk:
+                        return
+
+            threading.Thread(target=pump, daemon=True).start()
 
     def _dead(self) -> TransportClosed:
         err = b""
@@ -127,10 +143,18 @@ class ProcessTransport:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            r, _, _ = select.select([self._fd], [], [], remaining)
-            if not r:
-                return None
-            chunk = os.read(self._fd, 65536)
+            if self._queue is not None:
+                import queue
+
+                try:
+                    chunk = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    return None
+            else:
+                r, _, _ = select.select([self._fd], [], [], remaining)
+                if not r:
+                    return None
+                chunk = os.read(self._fd, 65536)
             if not chunk:
                 self.proc.wait(timeout=5)
                 raise self._dead()

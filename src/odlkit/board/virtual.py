@@ -8,7 +8,6 @@ under ``build/virtual_board/<sketch>-<hash of sources and flags>/``.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -51,12 +50,15 @@ def build_virtual_board(sketch: str = "lab1_motion", extra_flags: list[str] | No
         h.update(p.name.encode())
         h.update(p.read_bytes())
     out_dir = BUILD_DIR / f"{sketch}-{h.hexdigest()[:12]}"
-    exe = out_dir / "virtual_board"
+    exe = out_dir / ("virtual_board.exe" if os.name == "nt" else "virtual_board")
     if exe.exists() and not force:
         return exe
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time (parallel tests)
+        if os.name != "nt":
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time (parallel tests)
         if exe.exists() and not force:
             return exe
         tmp = out_dir / f"virtual_board.tmp{os.getpid()}"
