@@ -472,6 +472,42 @@ static void test_storage_interrupted_everywhere() {
   CHECK(b.save(tiny) == odl::kErrStorageTooSmall);
 }
 
+// The same property at the storage layer with a realistic record (a 64-feature x 8-class
+// blob, 2,228 bytes, in 4 KB slots like the board's): every interruption point is tried.
+static void test_storage_realistic_size() {
+  static const uint32_t kBlob = odl::blob_size_for(8, 64);
+  static uint8_t recA[kBlob + odl::kSlotHeaderBytes], recB[kBlob + odl::kSlotHeaderBytes];
+  static uint8_t got[kBlob + odl::kSlotHeaderBytes];
+  uint32_t rng = 99;
+  for (uint32_t i = 0; i < kBlob; ++i) {
+    recA[odl::kSlotHeaderBytes + i] = (uint8_t)odl::xorshift32(&rng);
+    recB[odl::kSlotHeaderBytes + i] = (uint8_t)odl::xorshift32(&rng);
+  }
+  static uint8_t blobA[kBlob], blobB[kBlob];
+  memcpy(blobA, recA + odl::kSlotHeaderBytes, kBlob);
+  memcpy(blobB, recB + odl::kSlotHeaderBytes, kBlob);
+  const uint32_t total = 4096 + odl::kSlotHeaderBytes + kBlob;
+  uint32_t bad = 0, newer = 0;
+  for (uint32_t k = 0; k <= total; ++k) {
+    static odl::RamStorage<4096> f;
+    f = odl::RamStorage<4096>();
+    CHECK(odl::storage_save(f, recA, kBlob) == odl::kOk);
+    f.set_fail_after((long)k);
+    const odl::Status st = odl::storage_save(f, recB, kBlob);
+    f.set_fail_after(-1);
+    uint32_t n = 0;
+    const odl::Status ls = odl::storage_load(f, got, sizeof(got), &n);
+    const bool is_old = ls == odl::kOk && n == kBlob && memcmp(got + odl::kSlotHeaderBytes, blobA, kBlob) == 0;
+    const bool is_new = ls == odl::kOk && n == kBlob && memcmp(got + odl::kSlotHeaderBytes, blobB, kBlob) == 0;
+    if (!is_old && !is_new) ++bad;
+    if (is_new) ++newer;
+    if (k < total && st == odl::kOk) ++bad;
+  }
+  printf("storage 64x8 blob: %u interruption points, broken %u, completed %u\n", total + 1, bad, newer);
+  CHECK(bad == 0);
+  CHECK(newer == 1);
+}
+
 int main() {
   test_conv1d();
   test_depthwise();
@@ -482,6 +518,7 @@ int main() {
   test_engine_classes_and_replay();
   test_crc_and_blob();
   test_storage_interrupted_everywhere();
+  test_storage_realistic_size();
   printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }
