@@ -262,6 +262,8 @@ def test_serial_client_over_a_pty():
             b.set_weights(w)
             assert b.get_weights() == w
             assert b.stream(1).shape == (25, 6)
+            with pytest.raises(ConnectionError, match="busy"):  # a second program on the same port
+                Board.serial(port=os.ttyname(slave), timeout=2)
     finally:
         os.close(slave)
         proc.kill()
@@ -286,6 +288,21 @@ def test_wrong_firmware_is_reported():
     with pytest.raises(BoardError, match="ODLEngine sketch"):
         Board(t, "serial", timeout=1.0, connect_attempts=1)
     assert t.proc.poll() is not None  # closed on failure
+
+
+def test_virtual_board_from_a_dataset_object():
+    """Board.virtual with an odlkit.data.Dataset instead of a name (e.g. a student's own recordings)."""
+    from odlkit import data
+
+    ds = data.imu_windows("basic_motions")
+    two = ds.select_classes(["walking", "running"])
+    with Board.virtual(dataset=two, seed=3) as b:
+        b.record("walking", n=2)
+        p = b.predict("running")
+        assert p.truth == "running"
+        with pytest.raises(BoardError) as e:
+            b.record("standing")  # a class of the head, but not in this replay
+        assert e.value.code == 12 and "walking" in str(e.value)
 
 
 def test_closed_board_raises(board):

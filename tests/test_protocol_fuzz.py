@@ -116,7 +116,7 @@ def mutate(frame: bytes, rng: random.Random) -> bytes:
     return bytes(b)
 
 
-@settings(max_examples=N_HYP, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=N_HYP, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(min_size=1, max_size=1500).filter(lambda d: d.strip(b" \r\t\n")))
 def test_random_bytes_get_errors(harness, data):
     frames = harness.send(data)
@@ -124,7 +124,7 @@ def test_random_bytes_get_errors(harness, data):
     assert all(f.kind == "ERR" for f in frames), frames
 
 
-@settings(max_examples=N_HYP, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=N_HYP, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(idx=st.integers(0, len(SEED_FRAMES) - 1), seed=st.integers(0, 2**32 - 1), n_mut=st.integers(1, 4))
 def test_mutated_frames_are_rejected(harness, idx, seed, n_mut):
     rng = random.Random(seed)
@@ -142,7 +142,7 @@ def test_mutated_frames_are_rejected(harness, idx, seed, n_mut):
 token_chars = st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="$*")
 
 
-@settings(max_examples=N_HYP, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=N_HYP, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     cmd=st.sampled_from(COMMANDS + ["FOO", "hello", "OKAY"]),
     args=st.lists(
