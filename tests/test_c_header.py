@@ -74,3 +74,36 @@ def test_export_rejects_unsupported_layers(tmp_path):
         write_model_header(keras.Model(inp, out), None, tmp_path / "m.h", np.zeros(6), np.zeros(6), ["a"], 4)
     with pytest.raises(ValueError, match="15"):
         write_model_header(keras.Model(inp, out), None, tmp_path / "m.h", np.zeros(6), np.ones(6), ["x" * 16], 4)
+
+
+def _c_floats(text: str, name: str) -> np.ndarray:
+    body = text.split(f"static const float {name}[", 1)[1].split("{", 1)[1].split("};", 1)[0]
+    return np.array([float(v.strip().rstrip("f")) for v in body.replace("\n", " ").split(",") if v.strip()],
+                    np.float32)
+
+
+def test_keras_head_is_stored_class_major():
+    from odlkit.export.c_header import model_header_text
+    from odlkit.models import build_backbone, build_head
+
+    backbone, head = build_backbone(seed=0), build_head(64, 3, seed=2)
+    text = model_header_text(backbone, head, np.zeros(6), np.ones(6), ["a", "b", "c"], 4)
+    kernel, bias = head.layers[-1].get_weights()
+    assert np.array_equal(_c_floats(text, "kOdlHeadWeights"), kernel.T.reshape(-1).astype(np.float32))
+    assert np.array_equal(_c_floats(text, "kOdlHeadBias"), bias.astype(np.float32))
+    with pytest.raises(ValueError, match="do not match"):
+        model_header_text(backbone, head, np.zeros(6), np.ones(6), ["a", "b"], 4)
+
+
+def test_train_head_example_header_is_up_to_date():
+    """examples/TrainHead/odl_model_data.h must match the committed backbone
+    (regenerate with arduino_sketches/ODLEngine/extras/make_example_data.py)."""
+    from odlkit.data import imu_windows
+    from odlkit.export.c_header import model_header_text
+    from odlkit.pretrain import load_backbone
+
+    backbone, meta = load_backbone()
+    names = list(imu_windows("basic_motions").class_names)[:3]
+    want = model_header_text(backbone, None, meta["input_mean"], meta["input_std"], names, 8)
+    have = (HERE.parents[1] / "arduino_sketches" / "ODLEngine" / "examples" / "TrainHead" / "odl_model_data.h").read_text()
+    assert want == have, "stale: run .venv/bin/python arduino_sketches/ODLEngine/extras/make_example_data.py"
