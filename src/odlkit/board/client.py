@@ -160,8 +160,11 @@ class Board:
         windows RECORD plays back and held-out windows PREDICT plays back), or an
         ``odlkit.data.Dataset`` of (n, 50, 6) windows (then ``predict_dataset`` gives the
         held-out windows; default the same). storage: a file that keeps SAVE'd weights across
-        restarts (default: RAM only, lost on close). seed: engine seed (reservoir, shuffle)
-        and replay order.
+        restarts (default: RAM only, lost on close). seed: the replay order and the split;
+        the engine gets seed + 1 (its xorshift generators need a non-zero seed), so the
+        default ``seed=0`` trains exactly like a real board (engine seed 1): compare with
+        ``odlkit.head.Head.fit(..., order="shuffle", seed=1)``.
+        The first call compiles the C++ (a few seconds, cached under ``build/virtual_board``).
         """
         from odlkit.board.virtual import BUILD_DIR, build_virtual_board, dataset_replay, write_replay
 
