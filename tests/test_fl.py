@@ -313,3 +313,21 @@ def test_hundred_clients_fifty_rounds_is_fast():
     # generous bound (shared 2-core machine); it takes ~1-3 s when the machine is idle
     assert time.perf_counter() - t0 < 60
     assert h.federated_accuracy[-1] > 0.8
+
+
+def test_fl_viewer_prints_without_front_end(capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from odlkit.widgets.fl_viewer import FLViewer
+
+    model, data, (Xte, yte) = _setup(5)
+    viewer = FLViewer(5, every=2, live=False)
+    fl.run_fedavg(fl.ClientPool(model, data), model.init(0), rounds=4, callback=viewer.update,
+                  evaluate_fn=fl.central_accuracy(model, Xte, yte))
+    out = capsys.readouterr().out
+    assert out.count("round") == 2 and "MB so far" in out
+    fig = viewer.figure()
+    assert len(fig.axes) == 4  # three panels + colorbar
+    with pytest.raises(ValueError, match="n_clients"):
+        FLViewer(0, live=False)

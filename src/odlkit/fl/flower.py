@@ -127,7 +127,8 @@ def result_to_history(result, rounds: int, times=(), config=None) -> History:
 def run_flower_simulation(client_fn, n_clients: int, init_weights, rounds: int, *, local_epochs: int = 1,
                           lr: float = 0.1, batch_size: int | None = 32, seed: int = 0, evaluate_fn=None,
                           fraction_train: float = 1.0, fraction_evaluate: float = 0.0,
-                          num_cpus: float = 1.0, quiet: bool = True) -> tuple[np.ndarray, History]:
+                          num_cpus: float = 1.0, quiet: bool = True,
+                          retries: int = 1) -> tuple[np.ndarray, History]:
     """Run FedAvg in Flower's simulation engine (Ray backend) with ``n_clients`` virtual nodes.
 
     ``client_fn(partition_id)`` must return an odlkit client (e.g. ``NumpyClient``); it is
@@ -148,10 +149,21 @@ def run_flower_simulation(client_fn, n_clients: int, init_weights, rounds: int, 
     if quiet:
         flwr_logger.setLevel(logging.WARNING)
     try:
-        run_simulation(server_app=server, client_app=client, num_supernodes=n_clients,
-                       backend_config={"client_resources": {"num_cpus": num_cpus, "num_gpus": 0.0},
-                                       "init_args": {"num_cpus": 2, "include_dashboard": False,
-                                                     "logging_level": "error", "log_to_driver": False}})
+        for attempt in range(retries + 1):
+            try:
+                run_simulation(server_app=server, client_app=client, num_supernodes=n_clients,
+                               backend_config={"client_resources": {"num_cpus": num_cpus, "num_gpus": 0.0},
+                                               "init_args": {"num_cpus": 2, "include_dashboard": False,
+                                                             "logging_level": "error", "log_to_driver": False}})
+                break
+            except RuntimeError:
+                # Ray gives its raylet a fixed 30 s to start; on an overloaded machine that can
+                # time out before any round ran. Retry the whole (deterministic) run once.
+                import ray
+
+                ray.shutdown()
+                if attempt == retries or "weights" in sink:
+                    raise
     finally:
         flwr_logger.setLevel(old)
     if "weights" not in sink:
