@@ -14,6 +14,9 @@ from enginebuild import HERE, gxx, library_sources, model_header, run  # noqa: E
 
 pytest.importorskip("keras")
 
+# one worker builds this module's programs once (pytest -n with --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("c_header")
+
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):

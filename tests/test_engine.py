@@ -14,6 +14,9 @@ from enginebuild import HERE, SANITIZE_FLAGS, gxx, library_sources, model_header
 
 from odlkit.weights import decode  # noqa: E402
 
+# one worker builds this module's programs once (pytest -n with --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("engine")
+
 
 def test_cpp_unit_tests(tmp_path):
     exe = gxx([HERE / "test_unit.cpp", *library_sources()], tmp_path / "test_unit")

@@ -24,11 +24,11 @@ from enginebuild import (  # noqa: E402
 )
 
 MISSING = missing_arm_tools()
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.xdist_group("qemu"), pytest.mark.skipif(
     bool(MISSING),
     reason=f"{', '.join(MISSING)} not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
     "libstdc++-arm-none-eabi-newlib qemu-system-arm)",
-)
+)]
 FLASH_BYTES, SRAM_BYTES = 1024 * 1024, 256 * 1024  # nRF52840 (Nano 33 BLE Sense)
 
 

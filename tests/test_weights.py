@@ -17,6 +17,9 @@ from odlkit.weights import HeadWeights, WeightsFormatError, blob_size, decode, e
 
 FD, MC = 64, 8
 
+# one worker builds this module's programs once (pytest -n with --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("weights")
+
 
 def _xorshift32(x):
     x ^= (x << 13) & 0xFFFFFFFF
