@@ -137,3 +137,11 @@ def test_device_training_estimate_scales_instructions():
     assert est["estimated ms at 50 MHz"] == pytest.approx(1.2)
     with pytest.raises(ValueError, match="no row"):
         lab1.device_training_estimate(bench, 8, 1, n_classes=9)
+
+
+def test_time_split_keeps_overlapping_windows_apart():
+    y = np.array([0] * 10 + [1] * 6)
+    tr, te = lab1.time_split(y, 0.5)
+    assert tr.tolist() == [0, 1, 2, 3, 4, 10, 11, 12]
+    assert te.tolist() == [6, 7, 8, 9, 14, 15]  # windows 5 and 13 overlap the last training ones
+    assert not set(tr) & set(te)

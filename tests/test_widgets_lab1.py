@@ -103,3 +103,21 @@ def test_dashboard_drives_the_virtual_board():
     assert dash.confusion.shape == (3, 3) and dash.confusion.sum() == 18
     assert dash.class_names == ["standing", "walking", "running"]
     assert "confusion matrix" in out.getvalue()
+
+
+def test_recorder_widget_button_records_on_the_virtual_board():
+    """The ipywidgets UI itself (no front end needed to build and click it)."""
+    from odlkit.board import Board
+    from odlkit.widgets.recorder import Recorder
+
+    with Board.virtual(dataset="basic_motions") as board:
+        rec = Recorder(board, n=3, live=False)
+        ui = rec.widget()
+        assert rec.live and ui.children
+        rec._ui["name"].value = "running"
+        rec._ui["button"].click()
+        assert rec._ui["progress"].value == 3 and "running 3" in rec._ui["status"].value
+        rec._ui["name"].value = "bad name"
+        rec._ui["button"].click()
+        assert rec._ui["status"].value.startswith("error:") and not rec._ui["button"].disabled
+        assert board.info()["stored"] == 3

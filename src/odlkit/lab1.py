@@ -32,7 +32,9 @@ from odlkit.head import EngineShuffle, Head
 
 __all__ = [
     "window_statistics",
+    "time_split",
     "generic_vs_personal",
+    "plot_generic_vs_personal",
     "normalize",
     "embed",
     "open_board",
@@ -63,9 +65,10 @@ def window_statistics(X) -> np.ndarray:
     return np.concatenate([X.mean(1), X.std(1), X.min(1), X.max(1), d], axis=1)
 
 
-def _time_split(y, frac: float):
-    """Per class, the first ``frac`` of a subject's windows (in time order) for training and the
-    rest for testing: neighbouring (overlapping) windows stay on the same side except at the cut."""
+def time_split(y, frac: float):
+    """Indices ``(train, test)`` into ``y``: per class, the first ``frac`` of the windows (in time
+    order) for training and the rest for testing, skipping the one window that overlaps the cut
+    (windows overlap by 50 %), so no sample is on both sides."""
     tr, te = [], []
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
@@ -104,7 +107,7 @@ def generic_vs_personal(ds=None, personal_fraction: float = 0.5, seed: int = SEE
     for s in subs:
         mine = np.flatnonzero(ds.groups == s)
         others = np.flatnonzero(ds.groups != s)
-        tr, te = _time_split(ds.y[mine], personal_fraction)
+        tr, te = time_split(ds.y[mine], personal_fraction)
         tr, te = mine[tr], mine[te]
         if len(np.unique(ds.y[tr])) < 2 or len(te) == 0:
             continue
@@ -114,7 +117,6 @@ def generic_vs_personal(ds=None, personal_fraction: float = 0.5, seed: int = SEE
         com = model().fit(F[both], ds.y[both])
         out["subjects"].append(int(s))
         out["generic"].append(float((gen.predict(F[te]) == ds.y[te]).mean()))
-        # a personal model only knows the classes this subject recorded
         out["personal"].append(float((per.predict(F[te]) == ds.y[te]).mean()))
         out["combined"].append(float((com.predict(F[te]) == ds.y[te]).mean()))
         out["n_test"].append(len(te))
