@@ -303,3 +303,21 @@ def test_epsilon_explorer_text_mode(capsys):
     assert "epsilon" in capsys.readouterr().out
     with pytest.raises(ValueError, match="two"):
         EpsilonExplorer(utility=[(1.0, 0.5)])
+
+
+def test_dense_head_closed_form_matches_autodiff():
+    from odlkit.models import build_head
+    from odlkit.privacy import DPSGD
+
+    head = build_head(16, 4, seed=1)
+    head(np.zeros((1, 16), np.float32))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(9, 16)).astype(np.float32)
+    y = rng.integers(0, 4, 9)
+    fast = DPSGD(head, 1.0, 0.0)
+    slow = DPSGD(head, 1.0, 0.0, fast_dense=False)
+    assert fast._dense is not None and slow._dense is None
+    gf, lf = fast.per_example_gradients(X, y)
+    gs, ls = slow.per_example_gradients(X, y)
+    np.testing.assert_allclose(gf, gs, rtol=1e-4, atol=1e-6)  # float32, different op order
+    np.testing.assert_allclose(lf, ls, rtol=1e-5)

@@ -77,6 +77,7 @@ class DPSGD:
         learning_rate: float = 0.1,
         seed: int = 0,
         from_logits: bool | None = None,
+        fast_dense: bool = True,
     ):
         import tensorflow as tf
 
@@ -125,13 +126,36 @@ class DPSGD:
 
         self._per_example = per_example
         self._apply = apply
+        d = _single_dense(model) if fast_dense else None
+        self._dense = d if d is not None and d[1] == (not from_logits) else None
         self._tf = tf
 
     def per_example_gradients(self, X, y):
-        """(B, n_params) flattened per-example gradients and (B,) per-example losses, as numpy."""
+        """(B, n_params) flattened per-example gradients and (B,) per-example losses, as numpy.
+
+        A model that is one Dense layer (a head on frozen features) uses the closed form
+        ``dL/dW_i = x_i (p_i - onehot(y_i))^T``, ``dL/db_i = p_i - onehot(y_i)`` (the Jacobian trick):
+        no autodiff, one matrix product. Anything else goes through ``tf.vectorized_map``.
+        """
+        if self._dense is not None:
+            return self._dense_head_gradients(np.asarray(X, np.float32), np.asarray(y))
         tf = self._tf
         g, loss = self._per_example(tf.convert_to_tensor(X, tf.float32), tf.convert_to_tensor(y, tf.int64))
         return g.numpy(), loss.numpy()
+
+    def _dense_head_gradients(self, X, y):
+        layer, softmax_out = self._dense
+        W, b = layer.kernel.numpy(), layer.bias.numpy()
+        z = X @ W + b
+        z = z - z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        rows = np.arange(len(y))
+        loss = -np.log(np.maximum(p[rows, y], 1e-12)) if softmax_out else np.log(np.exp(z).sum(1)) - z[rows, y]
+        d = p
+        d[rows, y] -= 1.0
+        gW = (X[:, :, None] * d[:, None, :]).reshape(len(y), -1)
+        return np.concatenate([gW, d], axis=1).astype(np.float32), loss.astype(np.float32)
 
     def step(self, X, y, batch_size=None) -> float:
         """One DP-SGD step on the batch ``(X, y)``; returns its mean (pre-update) loss."""
@@ -165,6 +189,24 @@ class DPSGD:
 
             batches = tqdm(batches, total=steps, desc="DP-SGD")
         return [self.step(X[idx], y[idx], batch_size=batch_size) for idx in batches]
+
+
+def _single_dense(model):
+    """``(dense_layer, softmax)`` if the model's only trainable weights are one Dense(kernel, bias)
+    applied to the input, with a linear or softmax activation; else None."""
+    import keras
+
+    dense = [lyr for lyr in model.layers if lyr.trainable_weights]
+    if len(dense) != 1 or not isinstance(dense[0], keras.layers.Dense) or not dense[0].use_bias:
+        return None
+    lyr = dense[0]
+    act = getattr(lyr.activation, "__name__", "")
+    if act not in ("softmax", "linear"):
+        return None
+    others = [x for x in model.layers if x is not lyr and not isinstance(x, keras.layers.InputLayer)]
+    if others or [v.path for v in model.trainable_variables] != [lyr.kernel.path, lyr.bias.path]:
+        return None
+    return lyr, act == "softmax"
 
 
 def _ends_with_softmax(model) -> bool:
