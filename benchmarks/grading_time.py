@@ -103,7 +103,11 @@ def main() -> None:
     print(f"{'per student':<12}{res['autograde_seconds_per_student']:>10}")
     print(f"scores as expected: {res['scores_as_expected']} {wrong or ''}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1) + "\n")
+    runs = {}
+    if args.out.is_file():  # keep the other assignments' runs
+        runs = json.loads(args.out.read_text()).get("runs", {})
+    runs[f"{args.assignment}/{args.students}"] = res
+    args.out.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

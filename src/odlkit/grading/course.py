@@ -304,15 +304,22 @@ def autograde(assignment: str, course_dir: Path = COURSE_DIR, students=None, for
                 results[s].findings += [f"{nb_path.name}: {f}" for f in
                                         nbs.audit_submission(nbformat.read(str(rel_nb), 4), sub)]
     args = ["autograde", assignment] + (["--force"] if force else [])
-    if students:
-        args += ["--student", ",".join(students) if len(students) > 1 else students[0]]
     log = course_dir / "autograded" / f"autograde_{assignment}.log"
-    proc = nbgrader(args, course_dir, env=env, log=log, check=False)
-    output = proc.stdout + proc.stderr
-    failed = set(re.findall(rf"error processing assignment '{re.escape(assignment)}' for student '([^']+)'", output))
-    if proc.returncode != 0 and not failed:
-        tail = "\n".join(output.splitlines()[-25:])
-        raise GradingError(f"nbgrader autograde failed as a whole (exit {proc.returncode}); log {log}:\n{tail}")
+    runs = [args + ["--student", s] for s in who] if students else [args]  # one batch, or one run per student
+    failed, output = set(), ""
+    for run in runs:
+        proc = nbgrader(run, course_dir, env=env, check=False)
+        out = proc.stdout + proc.stderr
+        output += out
+        bad = set(re.findall(rf"error processing assignment '{re.escape(assignment)}' for student '([^']+)'", out))
+        if proc.returncode != 0 and not bad:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(output)
+            tail = "\n".join(out.splitlines()[-25:])
+            raise GradingError(f"nbgrader autograde failed as a whole (exit {proc.returncode}); log {log}:\n{tail}")
+        failed |= bad
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(output)
     for s in failed & set(results):
         if not results[s].errors:
             results[s].errors.append(f"nbgrader could not grade this submission (scored 0); see {log}")
