@@ -191,6 +191,10 @@ class Board:
                 break
             except BoardTimeout as e:  # board still booting, or not our firmware
                 last = e
+            except BoardError as e:  # noise on the line damaged the HELLO: try again
+                if e.code not in (1, 2, 3):
+                    raise
+                last = e
         else:
             lines = list(self.log)[-3:]
             raise BoardError(
