@@ -337,3 +337,67 @@ def test_sketch_compiles_for_the_nano33ble():
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     assert "compile-check: ok" in res.stdout
+
+
+class LossyTransport:
+    """Wraps a transport and corrupts bytes in both directions (flip or drop), like a bad cable."""
+
+    def __init__(self, inner, rate: float, seed: int = 0) -> None:
+        self.inner, self.rate = inner, rate
+        self.rng = np.random.default_rng(seed)
+        self.damaged = 0
+
+    def _damage(self, data: bytes) -> bytes:
+        b = bytearray(data)
+        hits = np.flatnonzero(self.rng.random(len(b)) < self.rate)
+        for i in sorted(hits, reverse=True):
+            self.damaged += 1
+            if self.rng.random() < 0.5:
+                b[i] ^= 1 << int(self.rng.integers(8))
+            else:
+                del b[i]
+        return bytes(b)
+
+    def write(self, data: bytes) -> None:
+        self.inner.write(self._damage(data))
+
+    def readline(self, timeout: float):
+        line = self.inner.readline(timeout)
+        return None if line is None else self._damage(line)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_noisy_line_never_returns_wrong_data():
+    """Random byte damage in both directions: every call returns correct data or raises a
+    BoardError / WeightsFormatError; the connection recovers at the next frame."""
+    exe = build_virtual_board("lab1_motion")
+    replay = dataset_replay("basic_motions")
+    inner = ProcessTransport([str(exe), "--replay", str(replay)])
+    lossy = LossyTransport(inner, rate=0.0, seed=1)
+    b = Board(lossy, "virtual", timeout=0.5)
+    try:
+        b.add_class("badminton")
+        for c in CLASSES:
+            b.record(c, n=2)
+        b.train(epochs=3, lr=0.001)
+        truth_w, truth_names = b.get_weights(), b.info()["names"]
+        lossy.rate = 3e-4  # ~10 % of INFO replies and ~50 % of GETW transfers hit
+        ok = failed = 0
+        for k in range(120):
+            try:
+                if k % 4 == 0:
+                    assert b.get_weights() == truth_w
+                else:
+                    assert b.info()["names"] == truth_names
+                ok += 1
+            except (BoardError, weights.WeightsFormatError):
+                failed += 1
+        print(f"noisy line: {lossy.damaged} damaged bytes, {ok} calls ok, {failed} raised")
+        assert lossy.damaged > 20, lossy.damaged  # the line really was noisy
+        assert ok >= 80, (ok, failed)  # retries of read-only commands recover most calls
+        lossy.rate = 0.0
+        assert b.get_weights() == truth_w and b.info()["stored"] == 8  # state intact
+    finally:
+        b.close()
