@@ -128,7 +128,7 @@ def run_flower_simulation(client_fn, n_clients: int, init_weights, rounds: int, 
                           lr: float = 0.1, batch_size: int | None = 32, seed: int = 0, evaluate_fn=None,
                           fraction_train: float = 1.0, fraction_evaluate: float = 0.0,
                           num_cpus: float = 1.0, quiet: bool = True,
-                          retries: int = 1) -> tuple[np.ndarray, History]:
+                          retries: int = 2) -> tuple[np.ndarray, History]:
     """Run FedAvg in Flower's simulation engine (Ray backend) with ``n_clients`` virtual nodes.
 
     ``client_fn(partition_id)`` must return an odlkit client (e.g. ``NumpyClient``); it is
