@@ -7,7 +7,7 @@ notebook's folder as working directory, like ``tests/test_notebooks.py`` but wit
 full mode on 2 cores; a notebook over budget or failing makes the exit status 1.
 
     .venv/bin/python benchmarks/chapter_times.py                      # all chapters, full mode
-    .venv/bin/python benchmarks/chapter_times.py --only ch02_on_device_adaptation --quick
+    .venv/bin/python benchmarks/chapter_times.py --only ch02_on_device_adaptation --quick --keep /tmp/out
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def chapter_notebooks(only: list[str] | None = None) -> list[Path]:
     return paths
 
 
-def time_notebook(path: Path, quick: bool, cell_timeout: int) -> dict:
+def time_notebook(path: Path, quick: bool, cell_timeout: int, keep: Path | None = None) -> dict:
     nb = nbformat.read(path, as_version=4)
     env = {**os.environ, "ODL_QUICK": "1" if quick else "0", "MPLBACKEND": "agg"}
     client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3",
@@ -56,6 +56,9 @@ def time_notebook(path: Path, quick: bool, cell_timeout: int) -> dict:
     except Exception as e:  # a timeout or a dead kernel: record it, keep timing the others
         error = f"{type(e).__name__}: {e}"[:500]
     seconds = time.perf_counter() - t0
+    if keep is not None:  # the executed copy, to read the numbers (never over the source)
+        keep.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, keep / path.name)
     cells = [c for c in nb.cells if c.cell_type == "code"]
     return {"chapter": path.parent.name, "seconds": round(seconds, 1), "ok": error is None, "error": error,
             "code_cells": len(cells)}
@@ -66,12 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="chapter folder names (default: all)")
     ap.add_argument("--quick", action="store_true", help="ODL_QUICK=1 instead of full mode")
     ap.add_argument("--cell-timeout", type=int, default=1200)
+    ap.add_argument("--keep", type=Path, help="folder to write the executed notebooks to")
     args = ap.parse_args(argv)
     mode = "quick" if args.quick else "full"
     rows = []
     for path in chapter_notebooks(args.only):
         print(f"running {path.parent.name} ({mode}) ...", flush=True)
-        r = time_notebook(path, args.quick, args.cell_timeout)
+        r = time_notebook(path, args.quick, args.cell_timeout, args.keep)
         r["within_budget"] = r["ok"] and r["seconds"] <= BUDGET_S[mode]
         rows.append(r)
     print(f"\n{'chapter':32s} {'seconds':>8s}  status")

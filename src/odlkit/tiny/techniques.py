@@ -421,12 +421,13 @@ def select_under_budget(model, contributions, budget_bytes: int, optimizer: str 
 
 
 def layerwise_train(model, X, y, X_val, y_val, epochs_per_stage: int = 5, batch_size: int = 32,
-                    lr: float = 0.01, optimizer: str = "momentum", progress: bool = True):
+                    lr: float = 0.01, optimizer: str = "momentum", max_stages: int | None = None,
+                    progress: bool = True):
     """Train one layer at a time, from the top down: stage k updates layer k (kernel + bias) and
     the last layer. Peak training memory is the largest stage, not the sum.
 
     Returns a DataFrame: stage, layer, val accuracy after the stage, that stage's RAM bytes,
-    cumulative epochs.
+    cumulative epochs. ``max_stages`` stops after that many stages (the top layers first).
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -435,6 +436,10 @@ def layerwise_train(model, X, y, X_val, y_val, epochs_per_stage: int = 5, batch_
     last = layers[-1]
     rows = []
     stages = [last] + layers[:-1][::-1]
+    if max_stages is not None:
+        if max_stages < 1:
+            raise ValueError(f"max_stages must be >= 1, got {max_stages}")
+        stages = stages[:max_stages]
     for k, name in enumerate(tqdm(stages, desc="layer-wise", disable=not progress)):
         plan = {last: ("kernel", "bias"), name: ("kernel", "bias")}
         train(model, X, y, plan, epochs=epochs_per_stage, batch_size=batch_size, lr=lr,
@@ -462,9 +467,12 @@ def _status_kib(key: str) -> int:
     raise RuntimeError(f"{key} not in /proc/self/status")  # pragma: no cover
 
 
-def _recompute_child(n_blocks, channels, length, batch, segments, mode, repeats, seed):
-    """Run in a fresh process: one mode of :func:`recompute_benchmark`; prints a JSON line."""
+def _recompute_child(n_blocks, channels, length, batch, segments, mode, repeats, seed, wait=False):
+    """Run in a fresh process: one mode of :func:`recompute_benchmark`; prints a JSON line.
+
+    (Two modes in one process would not do: memory the first one freed hides the second's peak.)"""
     import json
+    import sys
 
     import tensorflow as tf
 
@@ -496,6 +504,9 @@ def _recompute_child(n_blocks, channels, length, batch, segments, mode, repeats,
 
     step.get_concrete_function(x)  # trace without running
     _ = tf.reduce_sum(x)  # initialise the runtime outside the measurement
+    if wait:  # the parent starts both processes together, then lets them measure one at a time
+        print("READY", flush=True)
+        sys.stdin.readline()
     base = _status_kib("VmRSS")
     _peak_rss_reset()
     g = step(x)
@@ -507,7 +518,8 @@ def _recompute_child(n_blocks, channels, length, batch, segments, mode, repeats,
         g = step(x)
         _ = float(tf.reduce_sum(g[0]))
         times.append(time.perf_counter() - t0)
-    print("RESULT " + json.dumps({"peak_bytes": int(peak), "seconds": float(np.median(times))}))
+    print("RESULT " + json.dumps({"mode": mode, "peak_bytes": int(peak), "seconds": float(np.median(times))}),
+          flush=True)
 
 
 def recompute_benchmark(n_blocks: int = 8, channels: int = 32, length: int = 1024, batch: int = 32,
@@ -517,9 +529,10 @@ def recompute_benchmark(n_blocks: int = 8, channels: int = 32, length: int = 102
 
     ``segments`` groups of blocks are each wrapped in ``tf.recompute_grad`` (default
     ``sqrt(n_blocks)``, the classic choice): only the segment boundaries are kept, the inside
-    of a segment is recomputed during the backward pass. Each mode runs in a fresh Python
+    of a segment is recomputed during the backward pass. Each mode runs in its own fresh Python
     process (so memory freed by one cannot hide the other's peak, and glibc returns large
-    blocks to the OS: ``MALLOC_MMAP_THRESHOLD_``); it measures the growth of the peak resident
+    blocks to the OS: ``MALLOC_MMAP_THRESHOLD_``); the two start together and take turns to
+    measure, so their timings do not compete for the CPU. Each measures the growth of the peak resident
     memory during the first step (Linux ``/proc/self/clear_refs`` resets the high-water mark)
     and the median step time over ``repeats``. Also gives the analytic stored-activation count.
     """
@@ -537,17 +550,47 @@ def recompute_benchmark(n_blocks: int = 8, channels: int = 32, length: int = 102
     longest = max(len(b) for b in np.array_split(np.arange(n_blocks), segments))
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", TF_CPP_MIN_LOG_LEVEL="3",
                OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
-    out = {}
+    # both processes import TensorFlow and trace in parallel (the slow part), then measure in turn
+    import tempfile
+
+    procs, errs = {}, {}
     for mode in ("plain", "recompute"):
+        errs[mode] = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty child cannot block
         code = ("from odlkit.tiny.techniques import _recompute_child as f; "
-                f"f({n_blocks}, {channels}, {length}, {batch}, {segments}, {mode!r}, {repeats}, {seed})")
-        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
-        lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
-        if res.returncode != 0 or not lines:
-            raise RuntimeError(f"recompute benchmark ({mode}) failed:\n{res.stderr[-2000:]}")
-        r = json.loads(lines[-1][len("RESULT "):])
-        r["stored_activation_bytes_model"] = int((n_blocks + 1) * act if mode == "plain"
-                                                 else (segments + 1 + longest) * act)
-        r["segments"] = segments if mode == "recompute" else 0
-        out[mode] = r
+                f"f({n_blocks}, {channels}, {length}, {batch}, {segments}, {mode!r}, {repeats}, {seed}, wait=True)")
+        procs[mode] = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=errs[mode], text=True)
+
+    def read_until(mode, prefix):
+        for line in procs[mode].stdout:
+            if line.startswith(prefix):
+                return line
+        procs[mode].wait(timeout=60)
+        errs[mode].seek(0)
+        raise RuntimeError(f"recompute benchmark ({mode}) failed with exit code {procs[mode].returncode}:\n"
+                           f"{errs[mode].read()[-2000:]}")
+
+    out = {}
+    try:
+        for mode in procs:
+            read_until(mode, "READY")
+        for mode, proc in procs.items():
+            proc.stdin.write("GO\n")
+            proc.stdin.flush()
+            r = json.loads(read_until(mode, "RESULT ")[len("RESULT "):])
+            r.pop("mode")
+            r["stored_activation_bytes_model"] = int((n_blocks + 1) * act if mode == "plain"
+                                                     else (segments + 1 + longest) * act)
+            r["segments"] = segments if mode == "recompute" else 0
+            out[mode] = r
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.stdin.close()
+                try:
+                    proc.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        for f in errs.values():
+            f.close()
     return out
