@@ -45,7 +45,7 @@ def test_kernel_layers_and_set_trainable_last(backbone):
     assert transfer.set_trainable_last(bb, 0) == []
     assert transfer.n_trainable_params(bb) == 0
     assert transfer.set_trainable_last(bb, 2) == ["conv3", "features"]
-    expected = int(np.prod(bb.get_layer("conv3").kernel.shape)) + 8 * 64 // 8 * 8 + 8
+    expected = int(np.prod(bb.get_layer("conv3").kernel.shape)) + 64 * 8 + 8  # conv3 (no bias) + Dense(64 -> 8)
     assert transfer.n_trainable_params(bb) == expected
     assert not bb.get_layer("conv3_bn").trainable  # BN frozen by default
     assert transfer.set_trainable_last(bb, -1) == names
@@ -256,3 +256,23 @@ def test_match_input_shape_interpolates_and_maps_channels():
     np.testing.assert_array_equal(transfer.match_input_shape(np.zeros((2, 5, 12)), 5, 6).shape, (2, 5, 6))
     with pytest.raises(ValueError, match="\\(n, T, C\\)"):
         transfer.match_input_shape(np.zeros((5, 6)), 50, 6)
+
+
+def test_real_data_batchnorm_reestimation_repairs_the_near_target():
+    """On the real near target (basic_motions windows standardized with the watch statistics), a head on
+    5 labelled windows per class does better after AdaBN on the unlabelled training windows. Measured:
+    0.72-0.76 -> 0.89-0.90 test accuracy; we require a gain of at least 5 points."""
+    from odlkit import data, pretrain
+
+    bb, meta = pretrain.load_backbone()
+    mu, sd = np.asarray(meta["input_mean"], "float32"), np.asarray(meta["input_std"], "float32")
+    tr, te = data.train_test_split(data.imu_windows("basic_motions"), by_group=True)
+    Xtr, Xte = (tr.X - mu) / sd, (te.X - mu) / sd
+    idx = transfer.per_class_indices(tr.y, 5, seed=0)
+    accs = []
+    for b in (bb, transfer.copy_model(bb)):
+        if b is not bb:
+            transfer.reestimate_batchnorm(b, Xtr)  # labels not used
+        head = transfer.train_head_on_features(transfer.extract_features(b, Xtr[idx]), tr.y[idx], 4, steps=100)
+        accs.append(transfer.accuracy(head, transfer.extract_features(b, Xte), te.y))
+    assert accs[1] >= accs[0] + 0.05, accs
