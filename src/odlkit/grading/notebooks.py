@@ -189,13 +189,30 @@ def has_outputs(nb) -> bool:
 
 # --------------------------------------------------------------------------------- integrity audit
 SUSPICIOUS = [
-    (re.compile(r"^\s*(np|numpy|builtins|__builtins__|odlkit|math|sys|os)\.[\w.]+\s*=[^=]", re.M),
-     "assigns to a library attribute (monkeypatching)"),
+    (re.compile(r"\bsetattr\s*\(|\bdelattr\s*\("), "uses setattr/delattr (monkeypatching?)"),
     (re.compile(r"__builtins__|\bbuiltins\b"), "touches builtins"),
     (re.compile(r"sys\.modules"), "touches sys.modules"),
     (re.compile(r"\bsubprocess\b|os\.system|os\.popen|\bsocket\b|shutil\.rmtree"), "runs processes / network / deletes files"),
     (re.compile(r"gradebook|nbgrader|NBGRADER_EXECUTION"), "mentions the grader"),
 ]
+
+
+_IMPORT = re.compile(r"^\s*(?:from\s+[\w.]+\s+)?import\s+(.+)$", re.M)
+ALWAYS_MODULES = {"np", "numpy", "builtins", "__builtins__", "odlkit", "math", "sys", "os"}
+
+
+def imported_names(nb) -> set[str]:
+    """Names bound by import statements in the notebook (``import numpy as np`` -> ``np``)."""
+    names = set(ALWAYS_MODULES)
+    for c in nb.cells:
+        if c["cell_type"] != "code":
+            continue
+        for m in _IMPORT.finditer(c.source):
+            for part in m.group(1).strip("() ").split(","):
+                words = part.split()
+                if words:
+                    names.add(words[-1] if "as" in words else words[0].split(".")[0])
+    return names
 
 
 def audit_submission(release_nb, submitted_nb) -> list[str]:
@@ -220,15 +237,23 @@ def audit_submission(release_nb, submitted_nb) -> list[str]:
         elif sub[gid].source != c.source:
             findings.append(f"locked cell {gid!r} was edited (original restored for grading)")
     locked_ids = {grade_id(c) for c in release_nb.cells if nbmeta(c).get("locked")}
+    modules = imported_names(release_nb)
+    released_sources = {c.source for c in release_nb.cells}
     for c in submitted_nb.cells:
-        if c["cell_type"] != "code" or grade_id(c) in locked_ids:
+        # only code the student wrote or changed
+        if c["cell_type"] != "code" or grade_id(c) in locked_ids or c.source in released_sources:
             continue
         for rx, why in SUSPICIOUS:
             if rx.search(c.source):
                 findings.append(f"cell {grade_id(c) or '(unlabelled)'}: {why}")
-        for name in sorted(locked_names):
-            if re.search(rf"^\s*(def\s+{name}\b|{name}\s*=[^=])", c.source, re.M):
-                findings.append(f"cell {grade_id(c) or '(unlabelled)'}: redefines {name!r} from a locked cell")
+        for m in re.finditer(r"^\s*(\w+)\.[\w.]+\s*=[^=]", c.source, re.M):
+            if m.group(1) in modules:
+                findings.append(f"cell {grade_id(c) or '(unlabelled)'}: assigns to an attribute of module "
+                                f"{m.group(1)!r} (monkeypatching)")
+        for name in sorted(locked_names | modules):
+            if re.search(rf"^(def\s+{name}\b|{name}\s*=[^=])", c.source, re.M):  # top level only
+                where = "a locked cell" if name in locked_names else "an import"
+                findings.append(f"cell {grade_id(c) or '(unlabelled)'}: redefines {name!r} from {where}")
     return findings
 
 
