@@ -30,7 +30,7 @@ env: $(VENV)/.synced
 
 # --- the two commands --------------------------------------------------------------------------
 lab: env
-	$(VENV)/bin/jupyter lab --notebook-dir=. --port=$(PORT) --ServerApp.default_url=/lab/tree/README.md $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(VENV)/bin/jupyter lab --notebook-dir=. --port=$(PORT) --ServerApp.default_url=/lab/tree/README.md $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: env
 	ODL_QUICK=1 $(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)

@@ -189,3 +189,33 @@ def test_lab_notebook_renders_widgets(browser, jupyterlab) -> None:
         page.screenshot(path=str(ARTIFACTS / f"{lab.parent.name}_widget.png"))
     finally:
         page.close()
+
+
+@pytest.mark.xdist_group("browser")
+def test_make_lab_serves_the_course() -> None:
+    """`make lab` (the README's command) starts JupyterLab on the repository, with ch00 in it."""
+    port, token = _free_port(), secrets.token_hex(16)
+    proc = subprocess.Popen(
+        ["make", "lab", f"PORT={port}", f"LAB_ARGS=--no-browser --ip=127.0.0.1 --IdentityProvider.token={token}"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                url = f"http://127.0.0.1:{port}/api/contents/chapters/ch00_getting_started?token={token}"
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    listing = r.read().decode()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    out = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else ""
+                    pytest.fail(f"make lab did not serve the course on port {port}:\n{out[-3000:]}")
+                time.sleep(0.5)
+        assert "ch00_getting_started.ipynb" in listing
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
