@@ -40,9 +40,10 @@ SKETCH = "lab3_federated"
 BOARD_FAILURES = (BoardError, WeightsFormatError, ConnectionError, OSError)
 
 __all__ = [
-    "BOARD_FAILURES", "BoardClient", "BoardHistory", "ClientResult", "SKETCH", "accuracy", "fedavg_heads",
+    "BOARD_FAILURES", "BoardClient", "BoardHistory", "ClientResult", "SKETCH", "accuracy", "connect_boards",
+    "fedavg_heads",
     "flatten_head", "heldout_features", "local_round", "open_virtual_boards", "poison_labels", "record_dataset",
-    "run_board_fedavg", "simulate_unplug", "split_for_boards", "train_round", "unflatten_head",
+    "plot_history", "run_board_fedavg", "simulate_unplug", "split_for_boards", "train_round", "unflatten_head",
 ]
 
 
@@ -158,6 +159,46 @@ def open_virtual_boards(datasets, sketch: str = SKETCH, seed: int = 0, timeout: 
     return boards
 
 
+def connect_boards(datasets, ports: Sequence[str] | str | None = None, sketch: str = SKETCH, seed: int = 0,
+                   timeout: float = 10.0, log: Callable[[str], None] = print) -> list[Board]:
+    """Boards for a federated session: real boards on ``ports`` first, virtual ones for the rest.
+
+    ``ports``: serial ports of Nano 33 BLE boards flashed with ``arduino_sketches/lab3_federated``
+    (a list, or a comma-separated string; default: the ``ODL_BOARD_PORTS`` environment variable,
+    e.g. ``/dev/ttyACM0,/dev/ttyACM1`` or ``COM5,COM6``). Board k uses ``datasets[k]``: a real
+    board's user records those classes live; a virtual board replays them. A real board that
+    cannot be opened is reported and replaced by a virtual one, so the session always runs.
+    """
+    import os
+
+    if ports is None:
+        ports = os.environ.get("ODL_BOARD_PORTS", "")
+    if isinstance(ports, str):
+        ports = [p.strip() for p in ports.split(",") if p.strip()]
+    if len(ports) > len(datasets):
+        raise ValueError(f"{len(ports)} serial ports for {len(datasets)} boards: pass one dataset per board")
+    boards: list[Board] = []
+    try:
+        for k, ds in enumerate(datasets):
+            if k < len(ports):
+                try:
+                    b = Board.serial(ports[k], timeout=timeout)
+                    if b.hello.get("fw", "").split("-")[0] != sketch:
+                        log(f"board on {ports[k]} runs {b.hello.get('fw')!r}, not {sketch}: flash "
+                            f"arduino_sketches/{sketch} for federated rounds with the same classes")
+                    boards.append(b)
+                    log(f"board {k}: real board on {ports[k]} ({b.hello.get('board')})")
+                    continue
+                except BoardError as e:
+                    log(f"board {k}: cannot use {ports[k]} ({e}); a virtual board takes its place")
+            boards.append(Board.virtual(dataset=ds, sketch=sketch, seed=seed + k, timeout=timeout))
+    except BaseException:
+        for b in boards:
+            b.close()
+        raise
+    return boards
+
+
 def record_dataset(board: Board, ds, per_class: int | None = None) -> int:
     """Record the windows of ``ds`` on ``board``: for each class present, ``RECORD <class> n=...``.
 
@@ -172,7 +213,11 @@ def record_dataset(board: Board, ds, per_class: int | None = None) -> int:
         n = int(counts[c]) if per_class is None else min(int(counts[c]), int(per_class))
         n = min(n, cap - stored)
         if n > 0:
-            stored = board.record(name, n=n)
+            prompt = None
+            if board.kind == "serial":  # a person performs each window on a real board
+                def prompt(i, total, cls):
+                    print(f"  perform '{cls}' now ({i + 1}/{total}, 2 s)")
+            stored = board.record(name, n=n, on_window=prompt)
     return stored
 
 
@@ -309,6 +354,7 @@ class BoardHistory:
     bytes_up: list = field(default_factory=list)          # board -> host, all boards, this round
     bytes_down: list = field(default_factory=list)        # host -> board
     board_bytes: list = field(default_factory=list)       # (N,) up + down per board this round
+    update_norm: list = field(default_factory=list)       # (N,) L2 norm of each board's update as received, NaN if none
     seconds: list = field(default_factory=list)
     names: list = field(default_factory=list)
     config: dict = field(default_factory=dict)
@@ -379,7 +425,7 @@ def run_board_fedavg(clients: Sequence[BoardClient], init_head: HeadWeights, rou
     def score(head):
         return accuracy(head, Xh, yh) if heldout is not None else float("nan")
 
-    def record(t, sel, results, dropped, secs):
+    def record(t, sel, results, dropped, secs, norms=None):
         hist.round.append(t)
         hist.global_accuracy.append(score(unflatten_head(w, init_head)))
         ba, la, bb = np.full(N, np.nan), np.full(N, np.nan), np.zeros(N, dtype=np.int64)
@@ -390,6 +436,7 @@ def run_board_fedavg(clients: Sequence[BoardClient], init_head: HeadWeights, rou
         hist.board_accuracy.append(ba)
         hist.local_accuracy.append(la)
         hist.board_bytes.append(bb)
+        hist.update_norm.append(np.full(N, np.nan) if norms is None else norms)
         hist.bytes_up.append(int(sum(r.bytes_up for _, r in results)))
         hist.bytes_down.append(int(sum(r.bytes_down for _, r in results)))
         hist.train_loss.append(float(np.mean([r.train_loss for _, r in results])) if results else float("nan"))
@@ -426,10 +473,13 @@ def run_board_fedavg(clients: Sequence[BoardClient], init_head: HeadWeights, rou
 
                     U[row] = malicious_update(U[row], c.attack, c.boost, rng)
             n = np.array([r.n for _, r in results], dtype=np.float64)
+            norms = np.full(N, np.nan)
+            norms[[i for i, _ in results]] = np.linalg.norm(U, axis=1)
             w = opt.step(w, np.asarray(aggregator(U, n), dtype=np.float32))
         else:
+            norms = None
             log(f"round {t}: no board reported; the global head stays as it is")
-        record(t, ids, results, dropped, time.perf_counter() - t0)
+        record(t, ids, results, dropped, time.perf_counter() - t0, norms)
         if callback is not None:
             callback(t, hist)
     return unflatten_head(w, init_head), hist
