@@ -132,6 +132,10 @@ def test_calculator_errors_are_clear():
     odd = keras.Model(inp, keras.layers.Dense(3)(keras.layers.LSTM(4)(inp)))
     with pytest.raises(ValueError, match="LSTM"):
         training_memory(odd, "full")
+    inp = keras.Input((10, 2))
+    nested = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(small_cnn()(inp))))
+    with pytest.raises(ValueError, match="flat_classifier"):
+        training_memory(nested, "full")
 
 
 # --- techniques -------------------------------------------------------------------------------
@@ -292,3 +296,17 @@ def test_recompute_saves_measured_memory():
     r = recompute_benchmark(n_blocks=8, channels=32, length=512, batch=32, repeats=1)
     assert r["recompute"]["stored_activation_bytes_model"] < r["plain"]["stored_activation_bytes_model"]
     assert r["recompute"]["peak_bytes"] + 2 * 2**20 < r["plain"]["peak_bytes"]
+
+
+def test_flat_classifier_copies_the_backbone_and_counts_its_layers():
+    from odlkit.models import build_backbone
+    from odlkit.tiny import flat_classifier
+
+    bb = build_backbone(seed=1)
+    flat = flat_classifier(bb, 4, seed=0)
+    X = np.random.default_rng(0).normal(size=(5, 50, 6)).astype(np.float32)
+    feats = keras.Model(flat.inputs, flat.get_layer(bb.layers[-1].name).output)
+    np.testing.assert_allclose(feats(X, training=False), bb(X, training=False), atol=1e-5)
+    assert flat.layers[-1].name == "head" and flat.output_shape == (None, 4)
+    r = training_memory(flat, "last", "momentum", batch_size=1)
+    assert r.updated_params == 64 * 4 + 4 and r.total_params == bb.count_params() + 260

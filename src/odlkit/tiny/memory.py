@@ -368,6 +368,9 @@ def training_memory(model, strategy="full", optimizer: str = "sgd", batch_size: 
                 window = int(math.prod(layer.pool_size))
                 a += _bits_to_bytes(out_el * max(1, math.ceil(math.log2(window))))
                 notes.append("argmax bits")
+        elif hasattr(layer, "layers"):
+            raise ValueError(f"layer {layer.name!r} is a nested model; the calculator needs a flat model: "
+                             "build it with odlkit.tiny.flat_classifier(backbone, n_classes)")
         elif kind not in _PASSTHROUGH:
             raise ValueError(f"layer {layer.name!r} of type {kind} is not supported by the memory "
                              f"calculator; supported: {sorted(_PARAM_LAYERS | _PASSTHROUGH)} plus "
