@@ -187,3 +187,30 @@ def test_dp_aggregate_runs_on_boards(fed):
     assert len(dp.history) == 6
     assert max(d["frac_clipped"] for d in dp.history) > 0  # the clip bites at C=1 (median update norm ~1.2)
     assert h.accuracy[-1] > 0.4
+
+
+def test_connect_boards_replaces_a_missing_serial_board(fed):
+    msgs = []
+    boards = fb.connect_boards(fed["parts"][:2], ports="/dev/odl-no-such-port", seed=3, log=msgs.append)
+    try:
+        assert [b.kind for b in boards] == ["virtual", "virtual"]
+        assert "board 0: cannot use /dev/odl-no-such-port" in msgs[0] and "virtual board takes its place" in msgs[0]
+        with pytest.raises(ValueError, match="3 serial ports for 2 boards"):
+            fb.connect_boards(fed["parts"][:2], ports=["a", "b", "c"])
+    finally:
+        for b in boards:
+            b.close()
+
+
+def test_history_records_updates_and_bytes_per_board(fed):
+    _, h = fb.run_board_fedavg(_clients(fed), fed["init"], rounds=2, clients_per_round=2, heldout=fed["heldout"],
+                               seed=1, **TRAIN)
+    for t in (1, 2):
+        sel = [h.names.index(n) for n in h.selected[t]]
+        assert len(sel) == 2 and h.reported[t] == h.selected[t]
+        assert np.isfinite(h.update_norm[t][sel]).all() and (h.update_norm[t][sel] > 0).all()
+        others = [i for i in range(3) if i not in sel]
+        assert np.isnan(h.update_norm[t][others]).all() and (h.board_bytes[t][others] == 0).all()
+        assert h.board_bytes[t][sel].sum() == h.bytes_up[t] + h.bytes_down[t]
+    d = h.to_dict()
+    assert d["round"] == [0, 1, 2] and len(d["board_accuracy"]) == 3

@@ -189,7 +189,7 @@ def connect_boards(datasets, ports: Sequence[str] | str | None = None, sketch: s
                     boards.append(b)
                     log(f"board {k}: real board on {ports[k]} ({b.hello.get('board')})")
                     continue
-                except BoardError as e:
+                except (BoardError, OSError) as e:  # no such port, port busy, no protocol reply
                     log(f"board {k}: cannot use {ports[k]} ({e}); a virtual board takes its place")
             boards.append(Board.virtual(dataset=ds, sketch=sketch, seed=seed + k, timeout=timeout))
     except BaseException:
