@@ -214,3 +214,17 @@ def test_history_records_updates_and_bytes_per_board(fed):
         assert h.board_bytes[t][sel].sum() == h.bytes_up[t] + h.bytes_down[t]
     d = h.to_dict()
     assert d["round"] == [0, 1, 2] and len(d["board_accuracy"]) == 3
+
+
+@pytest.mark.slow
+def test_lab3_model_header_is_up_to_date():
+    """arduino_sketches/lab3_federated/odl_model_data.h matches the committed backbone (needs TensorFlow)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "odlkit.board.build_header", "lab3_federated", "--check",
+         "--classes", "standing", "walking", "running", "badminton"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr[-2000:]
