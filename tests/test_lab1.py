@@ -145,3 +145,12 @@ def test_time_split_keeps_overlapping_windows_apart():
     assert tr.tolist() == [0, 1, 2, 3, 4, 10, 11, 12]
     assert te.tolist() == [6, 7, 8, 9, 14, 15]  # windows 5 and 13 overlap the last training ones
     assert not set(tr) & set(te)
+
+
+def test_personalization_run_end_to_end_on_the_virtual_board():
+    r = lab1.personalization_run(n_per_class=10, lr=2e-4, epochs=30)
+    assert r["twin_max_abs_diff"] < 1e-4 and r["twin_accuracy_gap"] <= 0.01
+    # three activities, 45 held-out windows each, chance 1/3
+    assert r["heldout_accuracy"] >= 0.8, r
+    assert r["with_new_class_accuracy"] >= 0.6, r
+    assert set(r["with_new_class_per_class"]) == {"standing", "walking", "running", "badminton"}
