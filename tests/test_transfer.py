@@ -102,6 +102,18 @@ def test_strategies_update_exactly_the_intended_weights(backbone):
         transfer.make_transfer_model(backbone, 2, "linear_probe")
 
 
+def test_trainable_batchnorm_gets_short_training_momentum(backbone):
+    bn = [la for la in backbone.layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert bn and all(la.momentum == 0.99 for la in bn)
+    _, bb, _ = transfer.make_transfer_model(backbone, 2, "scratch", bn_momentum=0.8)
+    assert all(la.momentum == 0.8 for la in transfer.flat_layers(bb) if isinstance(la, keras.layers.BatchNormalization))
+    _, bb, _ = transfer.make_transfer_model(backbone, 2, "fine_tune", k=2)  # frozen BN keeps its statistics
+    assert all(la.momentum == 0.99 for la in transfer.flat_layers(bb) if isinstance(la, keras.layers.BatchNormalization))
+    assert all(la.momentum == 0.99 for la in bn)  # the pretrained backbone is untouched
+    with pytest.raises(ValueError, match="bn_momentum"):
+        transfer.make_transfer_model(backbone, 2, "scratch", bn_momentum=1.0)
+
+
 def test_train_learns_and_generalises(backbone):
     X, y = toy_task(120, seed=1)
     Xt, yt = toy_task(200, seed=2)
