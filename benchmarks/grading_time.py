@@ -48,6 +48,7 @@ def main() -> None:
     args = ap.parse_args()
 
     src_dir = find_source(args.assignment)
+    load_before = os.getloadavg()
     env = {} if args.full else {"ODL_QUICK": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -93,7 +94,8 @@ def main() -> None:
         "wrong_scores": wrong,
         "kinds": {k: sum(1 for v in kinds.values() if v == k) for k in ("solution", "blank", "partial")},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "note": "shared 2-core machine, other jobs running"},
+                    "loadavg_1min_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
+                    "note": "times scale with the machine's load: compare runs at similar load"},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     print(f"Autograding {args.assignment} for {args.students} students ({'quick' if res['quick'] else 'full'} mode)")
@@ -102,6 +104,7 @@ def main() -> None:
         print(f"{k:<12}{v:>10}")
     print(f"{'per student':<12}{res['autograde_seconds_per_student']:>10}")
     print(f"scores as expected: {res['scores_as_expected']} {wrong or ''}")
+    print(f"load average (1 min) before/after: {res['machine']['loadavg_1min_before_after']} on {os.cpu_count()} cpus")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     runs = {}
     if args.out.is_file():  # keep the other assignments' runs

@@ -297,6 +297,8 @@ def course_e2e_assignments() -> list[str]:
     return ["ch00_getting_started", second or "(second assignment not written yet)"]
 
 
+@pytest.mark.slow  # each submission runs the whole notebook (ch00 trains a small network): minutes in CI
+@pytest.mark.notebook
 @pytest.mark.parametrize("assignment", course_e2e_assignments())
 def test_course_assignment_end_to_end(assignment, tmp_path):
     if not (COURSE / "source" / assignment).is_dir():
