@@ -3,6 +3,7 @@
     .venv/bin/python slides/build.py                    # figures, then every deck
     .venv/bin/python slides/build.py --deck ch00_getting_started
     .venv/bin/python slides/build.py --no-figures       # reuse slides/figures/*.png
+    .venv/bin/python slides/build.py --full-figures     # figures with full settings (slow)
     .venv/bin/python slides/build.py --out /tmp/decks --formats pdf
 
 Needs Node.js (``node``, ``npm``) for the Marp CLI, which is installed into
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--deck", action="append", help="build only this deck (repeatable); default: all")
     p.add_argument("--no-figures", action="store_true", help="do not regenerate slides/figures first")
+    p.add_argument("--full-figures", action="store_true",
+                   help="regenerate figures with full settings (default: ODL_QUICK=1 unless already set, "
+                        "as the committed figures were made)")
     p.add_argument("--out", type=Path, default=OUT_DIR, help=f"output folder (default {OUT_DIR})")
     p.add_argument("--formats", default="html,pdf", help="comma-separated subset of html,pdf")
     args = p.parse_args(argv)
@@ -156,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     try:
         if not args.no_figures:
+            os.environ.setdefault("ODL_QUICK", "0" if args.full_figures else "1")
+            if args.full_figures:
+                os.environ["ODL_QUICK"] = "0"
             sys.path.insert(0, str(SLIDES_DIR))
             import make_figures
 

@@ -348,7 +348,7 @@ def ch04_differential_privacy(out_dir: Path = OUT_DIR) -> list[Path]:
     clients = [(X_all[pool[p]], y_all[pool[p]]) for p in iid_partition(len(pool), 20, seed=SEED)]
 
     def fl_run(aggregator):
-        _, h = run_fedavg(ClientPool(model, clients), model.init(SEED), rounds=quick(full=40, quick=20), lr=0.5,
+        _, h = run_fedavg(ClientPool(model, clients), model.init(SEED), rounds=40, lr=0.5,
                           aggregator=aggregator, eval_clients=False, seed=SEED,
                           evaluate_fn=lambda w: model.accuracy(w, X_all[test_idx], y_all[test_idx]))
         return h
@@ -365,7 +365,7 @@ def ch04_differential_privacy(out_dir: Path = OUT_DIR) -> list[Path]:
     axes[0].legend(fontsize=7, frameon=False)
     axes[1].plot([r["clip_norm"] for r in adaptive.history], label="adaptive C")
     axes[1].plot([r["median_norm"] for r in adaptive.history], label="median update norm")
-    axes[1].set(xlabel="round", title="adaptive clipping tracks the median")
+    axes[1].set(xlabel="round", title="adaptive clipping: C moves towards the median norm")
     axes[1].legend(fontsize=8, frameon=False)
     fig.tight_layout()
     out.append(_save(fig, out_dir, "ch04_differential_privacy_dp_fedavg"))
