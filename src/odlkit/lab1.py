@@ -441,8 +441,11 @@ def heldout_accuracy(board, classes: Sequence[str], per_class: int = 10) -> dict
     """
     names = list(board.class_names())
     cm = np.zeros((len(classes), len(names)), dtype=np.int64)
+    real = getattr(board, "kind", "serial") != "virtual"
     for i, c in enumerate(classes):
-        for _ in range(int(per_class)):
+        for k in range(int(per_class)):
+            if real:
+                print(f"perform '{c}' now ({k + 1}/{per_class})", flush=True)
             p = board.predict(c)
             cm[i, p.label] += 1
     truth_cols = [names.index(c) if c in names else -1 for c in classes]
