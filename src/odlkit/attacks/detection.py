@@ -35,24 +35,23 @@ def pca_flags(updates, n_components: int = 2, threshold: float = 3.0) -> np.ndar
     return pca_scores(updates, n_components) > threshold * np.sqrt(n_components)
 
 
-def cluster_flags(updates, seed: int = 0, min_separation: float = 2.0) -> np.ndarray:
-    """2-means on direction-normalised rows; flag the *smaller* cluster if it is clearly separated.
+def cluster_flags(updates, seed: int = 0, min_silhouette: float = 0.2) -> np.ndarray:
+    """2-means on direction-normalised rows (plus log norm); flag the *smaller* cluster if the split is real.
 
-    Separation = centroid distance / mean within-cluster spread; below ``min_separation`` nothing is flagged
-    (a single honest population splits arbitrarily).
+    A split is real when its silhouette score exceeds ``min_silhouette``: a single honest
+    population splits arbitrarily with a silhouette near 0 (~0.01-0.02 for Gaussian clouds),
+    while 20% sign-flipped updates give ~0.4. Below the threshold nothing is flagged.
     """
     from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
 
     U = np.asarray(updates, dtype=np.float64)
-    if len(U) < 3:
-        raise ValueError("need at least 3 rows to cluster")
-    V = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-12)
-    V = np.column_stack([V, np.log(np.linalg.norm(U, axis=1) + 1e-12)[:, None] / 3])  # norm matters too
-    km = KMeans(2, n_init=10, random_state=seed).fit(V)
-    lab = km.labels_
-    spread = np.mean(np.linalg.norm(V - km.cluster_centers_[lab], axis=1)) + 1e-12
-    sep = np.linalg.norm(km.cluster_centers_[0] - km.cluster_centers_[1]) / spread
-    if sep < min_separation:
+    if U.ndim != 2 or len(U) < 3:
+        raise ValueError(f"need a (n >= 3, D) array to cluster, got shape {U.shape}")
+    norms = np.linalg.norm(U, axis=1, keepdims=True)
+    V = np.column_stack([U / np.maximum(norms, 1e-12), np.log(norms + 1e-12) / 3])  # direction and size
+    lab = KMeans(2, n_init=10, random_state=seed).fit(V).labels_
+    if len(np.unique(lab)) < 2 or silhouette_score(V, lab) < min_silhouette:
         return np.zeros(len(U), bool)
     small = np.argmin(np.bincount(lab, minlength=2))
     return lab == small
