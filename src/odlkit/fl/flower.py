@@ -16,9 +16,7 @@ ClientApps are stateless: use full sharing here (personal layers would have to l
 from __future__ import annotations
 
 import logging
-import os
 import time
-from contextlib import contextmanager
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -126,57 +124,23 @@ def result_to_history(result, rounds: int, times=(), config=None) -> History:
     return h
 
 
-@contextmanager
-def _patient_ray_start(timeout_s: float):
-    """Stretch Ray's hard-coded 30 s wait for its raylet to ``timeout_s`` seconds.
-
-    ``ray._private.node.Node`` waits ``raylet_start_wait_time_s = 30`` (not configurable) for the
-    raylet to register; on a loaded shared machine start-up can take longer and the whole
-    simulation fails before round 1. That wait is the only use of ``time.monotonic`` in that
-    module, so we hand the module a clock running ``30 / timeout_s`` times slower while Ray starts.
-    """
-    try:
-        import ray._private.node as ray_node
-    except ImportError:  # pragma: no cover - Ray layout changed: run without the patch
-        yield
-        return
-    real = ray_node.time
-    factor = 30.0 / max(float(timeout_s), 30.0)
-
-    class _SlowClock:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        @staticmethod
-        def monotonic():
-            return real.monotonic() * factor
-
-    ray_node.time = _SlowClock()
-    try:
-        yield
-    finally:
-        ray_node.time = real
-
-
 def run_flower_simulation(client_fn, n_clients: int, init_weights, rounds: int, *, local_epochs: int = 1,
                           lr: float = 0.1, batch_size: int | None = 32, seed: int = 0, evaluate_fn=None,
                           fraction_train: float = 1.0, fraction_evaluate: float = 0.0,
                           num_cpus: float = 1.0, quiet: bool = True,
-                          retries: int = 0, ray_start_timeout_s: float = 240.0) -> tuple[np.ndarray, History]:
+                          retries: int = 0) -> tuple[np.ndarray, History]:
     """Run FedAvg in Flower's simulation engine (Ray backend) with ``n_clients`` virtual nodes.
 
     ``client_fn(partition_id)`` must return an odlkit client (e.g. ``NumpyClient``); it is
     shipped to Ray worker processes, so keep the data it closes over small.
-    ``ray_start_timeout_s`` replaces Ray's fixed 30 s raylet start-up wait (see ``_patient_ray_start``).
+    ``retries`` re-runs the whole (deterministic) simulation if Ray fails to start: on a heavily
+    loaded machine its raylet can crash waiting for its agents before round 1.
     Returns the final weights and a :class:`History`.
     """
     from flwr.simulation import run_simulation
 
     if n_clients < 1:
         raise ValueError(f"n_clients must be >= 1, got {n_clients}")
-    # The raylet also waits for its Python agents to report their ports (30 s by default) and
-    # crashes if they are late, which happens on an overloaded machine: allow it more time.
-    os.environ.setdefault("RAY_agent_register_timeout_ms", str(int(ray_start_timeout_s * 1000)))
     sink: dict = {}
     server = make_server_app(init_weights, rounds, n_clients, fraction_train=fraction_train,
                              fraction_evaluate=fraction_evaluate, local_epochs=local_epochs, lr=lr,
@@ -189,11 +153,10 @@ def run_flower_simulation(client_fn, n_clients: int, init_weights, rounds: int, 
     try:
         for attempt in range(retries + 1):
             try:
-                with _patient_ray_start(ray_start_timeout_s):
-                    run_simulation(server_app=server, client_app=client, num_supernodes=n_clients,
-                                   backend_config={"client_resources": {"num_cpus": num_cpus, "num_gpus": 0.0},
-                                                   "init_args": {"num_cpus": 2, "include_dashboard": False,
-                                                                 "logging_level": "error", "log_to_driver": False}})
+                run_simulation(server_app=server, client_app=client, num_supernodes=n_clients,
+                               backend_config={"client_resources": {"num_cpus": num_cpus, "num_gpus": 0.0},
+                                               "init_args": {"num_cpus": 2, "include_dashboard": False,
+                                                             "logging_level": "error", "log_to_driver": False}})
                 break
             except RuntimeError:
                 # Ray start-up can still fail on an overloaded machine before any round ran:
