@@ -12,7 +12,8 @@ Sources (all shipped inside installed packages or in ``datasets/``, nothing is d
 * ``watch``: 6-axis smartwatch IMU, 7 shoulder-rehabilitation exercises by 10 subjects at
   50 Hz (Burns et al. 2018, bundled in the ``seglearn`` wheel, BSD). The backbone's SOURCE task.
 * ``basic_motions``: smartwatch accelerometer + gyroscope, 4 activities, 10 Hz, 80 recordings
-  (UEA archive, bundled in ``aeon``). The near TARGET task and the lab's "user".
+  (UEA archive, bundled in ``aeon``), converted to the board's units (g, deg/s). The near
+  TARGET task and the lab's "user".
 * ``japanese_vowels``: 12 LPC cepstrum channels of 9 male speakers saying /ae/ (UCI/UEA,
   bundled in ``aeon``); the class is the speaker, so one speaker per client is a natural
   non-IID federated partition.
@@ -42,6 +43,8 @@ IMU_RATE_HZ = 25.0
 """Sample rate of the backbone's input windows (the board samples its IMU at this rate)."""
 IMU_WINDOW = 50
 """Samples per window (2 s at 25 Hz)."""
+STANDARD_GRAVITY = 9.80665
+"""m/s^2 per g."""
 
 
 class DatasetError(ValueError):
@@ -182,15 +185,21 @@ def _load_basic_motions() -> Dataset:
     for part in ("train", "test"):
         names.extend(str(v) for v in load_classification("BasicMotions", split=part)[1])
     y = np.array([classes.index(v) for v in names])
+    X = np.stack(X)
+    # The archive stores m/s^2 (gravity removed) and rad/s; convert to the board's units, g and
+    # deg/s, so the board's input normalization (from the source task, in g and deg/s) fits.
+    X[..., :3] /= np.float32(STANDARD_GRAVITY)
+    X[..., 3:] *= np.float32(180.0 / np.pi)
     return Dataset(
         name="basic_motions",
-        X=np.stack(X),
+        X=X,
         y=y,
         class_names=classes,
         groups=np.arange(len(X)),
         channels=IMU_CHANNELS,
         sample_rate_hz=10.0,
-        source="UEA BasicMotions (smartwatch accelerometer + gyroscope, 10 s at 10 Hz), bundled in aeon",
+        source="UEA BasicMotions (smartwatch accelerometer + gyroscope, 10 s at 10 Hz), bundled in aeon; "
+        "converted from m/s^2 and rad/s to g and deg/s",
         meta={"split": split},
     )
 

@@ -106,10 +106,12 @@ def dataset_replay(dataset: str = "basic_motions", test_size: float = 0.25, seed
     """Replay file (cached) of an IMU dataset: recordings split by group into RECORD / PREDICT pools."""
     from odlkit import data
 
-    out = BUILD_DIR / "replay" / f"{dataset}-t{test_size}-s{seed}.txt"
+    ds = data.imu_windows(dataset)
+    # Key the cache by the data itself, so a changed loader or recording never replays stale windows.
+    digest = hashlib.sha256(ds.X.tobytes() + ds.y.tobytes()).hexdigest()[:12]
+    out = BUILD_DIR / "replay" / f"{dataset}-t{test_size}-s{seed}-{digest}.txt"
     if out.exists():
         return out
-    ds = data.imu_windows(dataset)
     by_group = ds.groups is not None and len(np.unique(ds.groups)) > 1
     train, test = data.train_test_split(ds, test_size=test_size, seed=seed, by_group=by_group)
     return write_replay(out, train, test, seed=seed)
