@@ -4,6 +4,10 @@
   or the host head trains, then the confusion matrix.
 - :class:`Recorder` (``odlkit.widgets.recorder``): class name, Record button, progress and a
   live IMU plot; saves raw recordings in the ``datasets/`` format.
+- :class:`FLViewer` (``odlkit.widgets.fl_viewer``): federated rounds, per-client and global
+  accuracy, bytes sent.
+- :class:`EpsilonExplorer` (``odlkit.widgets.epsilon``): noise, sampling rate and steps ->
+  epsilon and the expected accuracy.
 
 Every widget degrades to printed output without a notebook front end (tests, nbconvert).
 Imports are lazy so ``import odlkit.widgets`` stays cheap.
@@ -17,6 +21,8 @@ _LAZY = {
     "TrainingDashboard": "dashboard",
     "frontend_available": "dashboard",
     "Recorder": "recorder",
+    "FLViewer": "fl_viewer",
+    "EpsilonExplorer": "epsilon",
 }
 
 __all__ = list(_LAZY)
