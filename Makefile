@@ -10,13 +10,14 @@ PORT ?= 8888
 # Tests may use both cores; each pytest worker runs one notebook or test module at a time.
 WORKERS ?= 2
 
-.PHONY: help env lab test test-fast release pretrain benchmarks slides lint clean
+.PHONY: help env lab test test-fast release pretrain headers benchmarks slides lint clean
 
 help:
 	@echo "make lab         set up (first time) and open JupyterLab on the course"
 	@echo "make test        set up (first time) and run the whole test suite (quick mode)"
 	@echo "make release     regenerate the student notebooks in chapters/ and labs/ with nbgrader"
 	@echo "make pretrain    retrain the committed backbone (deterministic)"
+	@echo "make headers     regenerate the sketches' odl_model_data.h from the backbone"
 	@echo "make benchmarks  run every benchmark in full mode (tables + benchmarks/results/*.json)"
 	@echo "make slides      build HTML and PDF of every deck in slides/"
 
@@ -44,6 +45,10 @@ release: env
 
 pretrain: env
 	$(PY) -m odlkit.pretrain
+
+headers: env
+	$(PY) -m odlkit.board.build_header lab1_motion
+	$(PY) -m odlkit.board.build_header lab3_federated
 
 benchmarks: env
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
