@@ -39,7 +39,8 @@ def main():
         if attack == "backdoor":
             print(f"\n{attack}: attack success rate (triggered non-target test digits classified as 0)")
             print(format_table(rows, "asr"))
-        out[attack] = rows
+        # JSON has no NaN: "asr" is null where it does not apply
+        out[attack] = [{**r, "asr": None if r["asr"] != r["asr"] else r["asr"]} for r in rows]
     path = write_results("privacy_robust", {"rounds": rounds, "n_clients": 20, "tables": out})
     print(f"\nwrote {path}")
 
