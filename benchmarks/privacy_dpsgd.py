@@ -92,8 +92,7 @@ def main():
             acc_rows.append({"noise": sigma, "q": q, "steps": steps, "accountant": name, "epsilon_odlkit": ours,
                              "epsilon_direct": direct, "equal": bool(ours == direct)})
     print_table(acc_rows, "epsilon (delta=1e-5): odlkit wrapper vs direct dp_accounting")
-    path = write_results("privacy_dpsgd", {"step_time": rows, "accounting": acc_rows})
-    print(f"\nwrote {path}")
+    write_results("privacy_dpsgd", {"step_time": rows, "accounting": acc_rows})
 
 
 if __name__ == "__main__":

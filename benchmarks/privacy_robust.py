@@ -41,8 +41,7 @@ def main():
             print(format_table(rows, "asr"))
         # JSON has no NaN: "asr" is null where it does not apply
         out[attack] = [{**r, "asr": None if r["asr"] != r["asr"] else r["asr"]} for r in rows]
-    path = write_results("privacy_robust", {"rounds": rounds, "n_clients": 20, "tables": out})
-    print(f"\nwrote {path}")
+    write_results("privacy_robust", {"rounds": rounds, "n_clients": 20, "tables": out})
 
 
 if __name__ == "__main__":
