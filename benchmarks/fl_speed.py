@@ -59,14 +59,14 @@ def main():
                      "steady_updates_per_s": n_clients * (rounds - 1) / steady if steady > 0 else float("nan"),
                      "final_accuracy": float(hf.accuracy[-1])})
     except Exception as err:  # Ray may fail to start on an overloaded machine: record it, do not hide it
-        rows.append({"engine": "Flower simulation (Ray)", "wall_s": float("nan"), "updates_per_s": float("nan"),
-                     "steady_updates_per_s": float("nan"), "final_accuracy": float("nan"),
+        rows.append({"engine": "Flower simulation (Ray)", "wall_s": None, "updates_per_s": None,
+                     "steady_updates_per_s": None, "final_accuracy": None,
                      "error": f"{type(err).__name__}: {err}"[:300]})
 
     print_table([{k: v for k, v in r.items() if k != "error"} for r in rows],
                 f"FedAvg, {n_clients} clients x {rounds} rounds, digits, softmax regression")
     flower = rows[-1]
-    ratio = rows[0]["updates_per_s"] / flower["updates_per_s"] if np.isfinite(flower["updates_per_s"]) else None
+    ratio = rows[0]["updates_per_s"] / flower["updates_per_s"] if flower["updates_per_s"] else None
     if ratio is not None:
         print(f"\nodlkit vectorized / Flower simulation, client updates per second (wall): {ratio:.0f}x; "
               f"accuracy odlkit {rows[0]['final_accuracy']:.3f} vs Flower {flower['final_accuracy']:.3f}")
