@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PORT ?= 8888
-# Tests may use both cores; each pytest worker runs one notebook or test module at a time.
+# Tests use both cores; each test file runs on one worker (module fixtures such as a virtual
+# board carry state from test to test).
 WORKERS ?= 2
 
 .PHONY: help env lab test test-fast release pretrain headers benchmarks slides lint clean
@@ -34,10 +35,10 @@ lab: env
 	$(VENV)/bin/jupyter lab --notebook-dir=. --port=$(PORT) --ServerApp.default_url=/lab/tree/README.md $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: env
-	ODL_QUICK=1 $(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	ODL_QUICK=1 $(VENV)/bin/pytest -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: env
-	ODL_QUICK=1 $(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup -m "not notebook and not slow" $(PYTEST_ARGS)
+	ODL_QUICK=1 $(VENV)/bin/pytest -n $(WORKERS) --dist loadfile -m "not notebook and not slow" $(PYTEST_ARGS)
 
 # --- course maintenance ------------------------------------------------------------------------
 release: env

@@ -41,13 +41,3 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         total += seconds
     tr.write_line(f"{'total':<45} {total:8.1f} s")
 
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """Keep each test module on one xdist worker (module fixtures such as a virtual board carry
-    state from test to test), except the notebooks, which spread over the workers one by one."""
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        module = item.nodeid.split("::", 1)[0]
-        group = item.nodeid if module.endswith("test_notebooks.py") else module
-        item.add_marker(pytest.mark.xdist_group(group))

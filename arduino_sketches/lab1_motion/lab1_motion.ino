@@ -11,9 +11,9 @@
 #include <Arduino_LSM9DS1.h>        // Rev1 IMU (Library Manager: Arduino_LSM9DS1)
 #include <ODLEngine.h>
 #include <mbed_stats.h>
+#include <odl_imu_nano33.h>
 #include <odl_protocol.h>
 
-#include "imu_nano33.h"
 #include "odl_model_data.h"
 #include "sketch_config.h"
 

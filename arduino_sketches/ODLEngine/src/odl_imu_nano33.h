@@ -1,8 +1,9 @@
-// imu_nano33.h - the IMU of the Arduino Nano 33 BLE Sense, Rev1 (LSM9DS1) or Rev2
+// odl_imu_nano33.h - the IMU of the Arduino Nano 33 BLE Sense, Rev1 (LSM9DS1) or Rev2
 // (BMI270 + BMM150), detected at run time, as an odl::Sensor: fixed-rate sampling at
 // 25 Hz into 50-sample windows, accel in g and gyro in deg/s (ax ay az gx gy gz).
-#ifndef LAB1_IMU_NANO33_H
-#define LAB1_IMU_NANO33_H
+// Board-only: include it from a sketch, never from host code (it needs <Arduino.h>).
+#ifndef ODL_IMU_NANO33_H
+#define ODL_IMU_NANO33_H
 
 #include <Arduino.h>
 #include <odl_protocol.h>
@@ -32,4 +33,4 @@ class Nano33Imu : public odl::Sensor {
   bool scheduled_ = false;
 };
 
-#endif  // LAB1_IMU_NANO33_H
+#endif  // ODL_IMU_NANO33_H

@@ -1,6 +1,8 @@
-// imu_nano33.cpp - see imu_nano33.h. Both IMU libraries are compiled in; only the one
-// whose chip answers on the bus is used.
-#include "imu_nano33.h"
+// odl_imu_nano33.cpp - see odl_imu_nano33.h. Both IMU libraries are compiled in; only the
+// one whose chip answers on the bus is used. Compiled only for the Nano's mbed core: the
+// host, qemu and virtual-board builds take every library source and get an empty unit here.
+#if defined(ARDUINO_ARCH_MBED)
+#include "odl_imu_nano33.h"
 
 #include <Arduino_BMI270_BMM150.h>
 #include <Arduino_LSM9DS1.h>
@@ -81,3 +83,5 @@ const char* Nano33Imu::read_window(const char* /*class_hint*/, bool /*for_predic
   digitalWrite(LED_BUILTIN, LOW);
   return nullptr;
 }
+
+#endif  // ARDUINO_ARCH_MBED
