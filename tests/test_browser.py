@@ -144,7 +144,15 @@ def _run_all_and_wait(page, name: str) -> None:
             break
         time.sleep(2)
     else:
-        pytest.fail(f"{name}: cells still running after {RUN_TIMEOUT_S} s: {state}")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{Path(name).stem}_timeout.png"), full_page=False)
+        last = page.evaluate(
+            """() => [...document.querySelectorAll('.jp-CodeCell')].filter(c => !/\\[\\d+\\]/.test(
+                   c.querySelector('.jp-InputPrompt')?.textContent || '')).slice(0, 1).map(c => ({
+                   source: c.querySelector('.jp-InputArea-editor')?.innerText.slice(0, 500),
+                   output: c.querySelector('.jp-OutputArea')?.innerText.slice(-1500)}))"""
+        )
+        pytest.fail(f"{name}: cells still running after {RUN_TIMEOUT_S} s: {state}; first unfinished cell: {last}")
     page.wait_for_timeout(1500)  # let the last outputs (and widget views) render
 
 
