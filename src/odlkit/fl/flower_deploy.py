@@ -215,7 +215,7 @@ class Deployment:
     def check_alive(self) -> None:
         """Raise :class:`DeploymentError` if a SuperLink or SuperNode process has exited."""
         for name, p, _ in self.procs:
-            if p.poll() is not None:
+            if name.startswith(("superlink", "supernode")) and p.poll() is not None:
                 raise DeploymentError(f"{name} exited with code {p.returncode}" + self.log_tails())
 
     def wait_http(self, url: str, what: str) -> None:
@@ -241,6 +241,10 @@ class Deployment:
                 txt = ""
             out.append(f"\n--- {name} ({log}) ---\n{txt[-n_chars:]}")
         return "".join(out)
+
+    def live_pids(self) -> list[int]:
+        """Pids of this deployment's processes still alive (children and detached grandchildren)."""
+        return sorted(set(_marked_pids(self.marker)) - {os.getpid()})
 
     def close(self) -> None:
         """Terminate every process of this deployment (SIGTERM, then SIGKILL after 10 s)."""
