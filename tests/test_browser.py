@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def browser():
 def _run_all_and_wait(page, name: str) -> None:
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
     # Wait for the kernel, then Run > Run All Cells, as a student would.
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=240_000)
     prompts_js = "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent)"
     for _attempt in range(3):
         # Right after start-up the kernel session may not take the request yet: retry until
@@ -159,7 +160,10 @@ def _run_all_and_wait(page, name: str) -> None:
 def _open(browser, jupyterlab, rel: str, shot: str):
     base, token, _ = jupyterlab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{base}/lab/tree/{rel}?token={token}", wait_until="domcontentloaded", timeout=60_000)
+    # A workspace of its own per page: JupyterLab would otherwise reopen the previous test's
+    # notebook beside this one (two kernels, two execution indicators).
+    page.goto(f"{base}/lab/workspaces/{shot}/tree/{rel}?reset&token={token}", wait_until="domcontentloaded",
+              timeout=60_000)
     _run_all_and_wait(page, rel)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     errors = page.evaluate(
@@ -199,26 +203,28 @@ def test_lab_notebook_renders_widgets(browser, jupyterlab) -> None:
         page.close()
 
 
-@pytest.mark.xdist_group("browser")
-def test_make_lab_serves_the_course() -> None:
+def test_make_lab_serves_the_course(tmp_path) -> None:
     """`make lab` (the README's command) starts JupyterLab on the repository, with ch00 in it."""
     port, token = _free_port(), secrets.token_hex(16)
-    proc = subprocess.Popen(
-        ["make", "lab", f"PORT={port}", f"LAB_ARGS=--no-browser --ip=127.0.0.1 --IdentityProvider.token={token}"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    log_path = tmp_path / "make_lab.log"
+    with open(log_path, "w") as log:  # a file, not a pipe: a full pipe would block the server
+        proc = subprocess.Popen(
+            ["make", "lab", f"PORT={port}", f"LAB_ARGS=--no-browser --ip=127.0.0.1 --IdentityProvider.token={token}"],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
     try:
-        deadline = time.time() + 120
+        url = f"http://127.0.0.1:{port}/api/contents/chapters/ch00_getting_started?token={token}"
+        deadline = time.time() + 180
         while True:
             try:
-                url = f"http://127.0.0.1:{port}/api/contents/chapters/ch00_getting_started?token={token}"
-                with urllib.request.urlopen(url, timeout=2) as r:
+                with urllib.request.urlopen(url, timeout=5) as r:
                     listing = r.read().decode()
                 break
+            except urllib.error.HTTPError as e:  # the server answers, but not with the course
+                pytest.fail(f"make lab serves {url} with HTTP {e.code}: is chapters/ch00_getting_started released?")
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    out = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else ""
-                    pytest.fail(f"make lab did not serve the course on port {port}:\n{out[-3000:]}")
+                    pytest.fail(f"make lab did not serve the course on port {port}:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.5)
         assert "ch00_getting_started.ipynb" in listing
     finally:
