@@ -207,8 +207,13 @@ class Recorder:
         out = self._ui["plot"]
         out.clear_output(wait=True)
         with out:
-            fig, ax = plt.subplots(figsize=(7, 2.6))
-            imu_window(x, channels=list(IMU_CHANNELS), sample_rate_hz=25, ax=ax, title=f"last take: {label}")
+            # Accelerometer (g) and gyroscope (deg/s) differ by ~100x: one axis each.
+            x = np.asarray(x)
+            fig, (ax_a, ax_g) = plt.subplots(1, 2, figsize=(10, 2.6))
+            imu_window(x[:, :3], channels=list(IMU_CHANNELS[:3]), sample_rate_hz=25, ax=ax_a,
+                       title=f"last take: {label}, accelerometer (g)")
+            imu_window(x[:, 3:], channels=list(IMU_CHANNELS[3:]), sample_rate_hz=25, ax=ax_g,
+                       title="gyroscope (deg/s)")
             plt.show()
 
     # widget ---------------------------------------------------------------------------------
