@@ -86,11 +86,13 @@ def test_split_keeps_each_recording_on_one_side():
     assert (counts == 0).any() or counts.max() > 3 * max(counts.min(), 1), f"alpha=0.3 should skew labels: {counts}"
 
 
-def test_sketches_share_the_library_imu_driver():
-    """Both lab sketches use the one IMU driver in the ODLEngine library (no copy in a sketch)."""
+def test_sketches_share_the_library_board_runtime():
+    """Both lab sketches run the one board runtime (IMU driver, storage, protocol loop) of the
+    ODLEngine library, not a copy of it."""
     for sketch in ("lab1_motion", "lab3_federated"):
         folder = REPO / "arduino_sketches" / sketch
-        assert "#include <odl_imu_nano33.h>" in (folder / f"{sketch}.ino").read_text()
+        ino = (folder / f"{sketch}.ino").read_text()
+        assert "#include <odl_nano33_app.h>" in ino and "app.loop()" in ino
         assert not list(folder.glob("*imu*")), f"{sketch} keeps its own IMU driver; use ODLEngine's"
 
 

@@ -14,77 +14,14 @@
 #include <Arduino_BMI270_BMM150.h>  // Rev2 IMU (Library Manager: Arduino_BMI270_BMM150)
 #include <Arduino_LSM9DS1.h>        // Rev1 IMU (Library Manager: Arduino_LSM9DS1)
 #include <ODLEngine.h>
-#include <mbed_stats.h>
-#include <odl_imu_nano33.h>
-#include <odl_protocol.h>
+#include <odl_nano33_app.h>         // engine + IMU + flash + serial protocol for the Nano 33 BLE
 
 #include "odl_model_data.h"
 #include "sketch_config.h"
 
 typedef odl::Engine<ODL_ARENA_FLOATS, ODL_FEATURE_DIM, ODL_MAX_CLASSES, ODL_REPLAY_CAPACITY> EngineT;
+static odl::Nano33App<EngineT, ODL_INPUT_LEN * ODL_INPUT_CHANNELS> app(ODL_STORAGE_SLOT_BYTES);
 
-static EngineT engine;
-static Nano33Imu imu;
-static odl::FlashIAPStorage flash(ODL_STORAGE_SLOT_BYTES);
-static odl::EngineAdapter<EngineT, ODL_INPUT_LEN * ODL_INPUT_CHANNELS> adapter(engine, &flash);
+void setup() { app.setup(kOdlModel, ODL_FIRMWARE_VERSION, ODL_STREAM_AT_BOOT != 0); }
 
-class SerialIo : public odl::Io {
- public:
-  int read() override { return Serial.available() > 0 ? Serial.read() : -1; }
-  void write(const char* data, size_t n) override { Serial.write(reinterpret_cast<const uint8_t*>(data), n); }
-};
-static SerialIo io;
-
-static uint32_t clock_us() { return static_cast<uint32_t>(micros()); }
-
-static int32_t free_ram() {
-  mbed_stats_heap_t h;
-  mbed_stats_heap_get(&h);
-  if (h.reserved_size == 0) return -1;  // heap statistics not enabled in this core build
-  return static_cast<int32_t>(h.reserved_size - h.current_size);
-}
-
-static odl::Protocol* proto = nullptr;
-
-void setup() {
-  Serial.begin(115200);
-  pinMode(LED_BUILTIN, OUTPUT);
-  imu.begin();  // if no IMU answers, RECORD / PREDICT / STREAM reply with error 12 (SENSOR)
-  engine.begin(kOdlModel);  // if it fails, HELLO replies with error 9 (ENGINE)
-  engine.set_clock(clock_us);
-  if (!flash.begin()) adapter.set_storage(nullptr);  // SAVE / LOAD then reply error 11 (STORAGE)
-  odl::BoardHooks hooks;
-  hooks.micros = clock_us;
-  hooks.free_ram = free_ram;
-  static odl::Protocol p(adapter, imu, io, ODL_FIRMWARE_VERSION, hooks);
-  proto = &p;
-  proto->boot();
-}
-
-static bool streaming = ODL_STREAM_AT_BOOT != 0;
-
-static void stream_one_sample() {
-  float s[6];
-  if (!imu.read_sample(s)) {
-    streaming = false;
-    return;
-  }
-  char line[6 * 20 + 4];
-  size_t n = 0;
-  for (int k = 0; k < 6; ++k) {
-    if (k) line[n++] = ',';
-    n += odl::format_float(s[k], line + n);
-  }
-  line[n++] = '\r';
-  line[n++] = '\n';
-  io.write(line, n);
-}
-
-void loop() {
-  if (streaming && Serial.available() == 0) {
-    stream_one_sample();
-    return;
-  }
-  streaming = false;
-  proto->poll();
-}
+void loop() { app.loop(); }
