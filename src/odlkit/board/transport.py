@@ -29,6 +29,19 @@ class _LineBuffer:
         del self.buf[: i + 1]
         return line
 
+    def read_line(self, timeout: float, read_chunk) -> bytes | None:
+        """The next complete line, reading with ``read_chunk(remaining_seconds) -> bytes`` (b"" when
+        nothing arrived yet) until ``timeout`` seconds have passed; None on timeout."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            line = self.pop_line()
+            if line is not None:
+                return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.buf += read_chunk(remaining)
+
 
 class SerialTransport:
     """A pyserial port (USB CDC of the Nano 33 BLE, or a pty)."""
@@ -65,24 +78,18 @@ class SerialTransport:
             raise TransportClosed(f"serial port {self.port} failed while writing ({e}): was the board unplugged?") from None
 
     def readline(self, timeout: float) -> bytes | None:
+        return self._lines.read_line(timeout, self._read_chunk)
+
+    def _read_chunk(self, remaining: float) -> bytes:
         import serial
 
-        deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            line = self._lines.pop_line()
-            if line is not None:
-                return line
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            try:
-                chunk = self._ser.read(self._ser.in_waiting or 1)
-            except serial.SerialException as e:
-                raise TransportClosed(f"serial port {self.port} failed while reading ({e}): was the board unplugged?") from None
-            if chunk:
-                self._lines.buf += chunk
-            else:
-                time.sleep(min(0.002, remaining))
+        try:
+            chunk = self._ser.read(self._ser.in_waiting or 1)
+        except serial.SerialException as e:
+            raise TransportClosed(f"serial port {self.port} failed while reading ({e}): was the board unplugged?") from None
+        if not chunk:
+            time.sleep(min(0.002, remaining))
+        return chunk
 
     def close(self) -> None:
         try:
@@ -135,30 +142,25 @@ class ProcessTransport:
             raise self._dead() from None
 
     def readline(self, timeout: float) -> bytes | None:
-        deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            line = self._lines.pop_line()
-            if line is not None:
-                return line
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            if self._queue is not None:
-                import queue
+        return self._lines.read_line(timeout, self._read_chunk)
 
-                try:
-                    chunk = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    return None
-            else:
-                r, _, _ = select.select([self._fd], [], [], remaining)
-                if not r:
-                    return None
-                chunk = os.read(self._fd, 65536)
-            if not chunk:
-                self.proc.wait(timeout=5)
-                raise self._dead()
-            self._lines.buf += chunk
+    def _read_chunk(self, remaining: float) -> bytes:
+        if self._queue is not None:
+            import queue
+
+            try:
+                chunk = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return b""  # the deadline has passed: read_line returns None
+        else:
+            r, _, _ = select.select([self._fd], [], [], remaining)
+            if not r:
+                return b""
+            chunk = os.read(self._fd, 65536)
+        if not chunk:  # end of file: the process is gone
+            self.proc.wait(timeout=5)
+            raise self._dead()
+        return chunk
 
     def close(self) -> None:
         if self.proc.poll() is None:
