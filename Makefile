@@ -18,7 +18,7 @@ help:
 	@echo "make test        set up (first time) and run the whole test suite (quick mode)"
 	@echo "make release     regenerate the student notebooks in chapters/ and labs/ with nbgrader"
 	@echo "make pretrain    retrain the committed backbone (deterministic)"
-	@echo "make headers     regenerate the sketches' odl_model_data.h from the backbone"
+	@echo "make headers     regenerate every sketch's headers (odlkit.sketches) and the ODLEngine example's"
 	@echo "make benchmarks  run every benchmark in full mode (tables + benchmarks/results/*.json)"
 	@echo "make slides      build HTML and PDF of every deck in slides/"
 
@@ -47,9 +47,11 @@ release: env
 pretrain: env
 	$(PY) -m odlkit.pretrain
 
+# Every sketch of the registry (odlkit.sketches): sketch_config.h + odl_model_data.h; then the
+# ODLEngine library example's headers.
 headers: env
-	$(PY) -m odlkit.board.build_header lab1_motion
-	$(PY) -m odlkit.board.build_header lab3_federated
+	$(PY) -m odlkit.export.sketch_headers --all
+	$(PY) arduino_sketches/ODLEngine/extras/make_example_data.py
 
 benchmarks: env
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -184,8 +184,9 @@ def ch00_getting_started(out_dir: Path = OUT_DIR) -> list[Path]:
 
 def lab1_motion(out_dir: Path = OUT_DIR) -> list[Path]:
     """Lab 1: generic vs personal per subject; the backbone's embedding of the user's data; few-shot."""
-    from odlkit import data, lab1, plots
+    from odlkit import data, plots
     from odlkit.config import SEED, quick, seed_everything
+    from odlkit.labs import lab1
 
     seed_everything(SEED)
     out = []
@@ -219,7 +220,9 @@ def lab3_federated(out_dir: Path = OUT_DIR) -> list[Path]:
     """Lab 3: FedAvg over virtual boards: honest, with a malicious board, with the median, with DP."""
     from odlkit import data
     from odlkit.attacks import coordinate_median
-    from odlkit.fl import boards as fb
+    from odlkit.fl import run_fedavg
+    from odlkit.fl.plots import accuracy_per_round
+    from odlkit.labs import lab3 as fb
     from odlkit.privacy import DPFedAvg
 
     out = []
@@ -233,33 +236,32 @@ def lab3_federated(out_dir: Path = OUT_DIR) -> list[Path]:
         for b, p in zip(boards, parts, strict=True):
             fb.record_dataset(b, p)
         init = boards[0].get_weights()
-        train = dict(epochs=5, lr=0.001)
+        kw = dict(evaluate_fn=fb.head_accuracy_fn(heldout, init), evaluate_local=True,
+                  **fb.server_kwargs(dict(epochs=5, lr=0.001)))
 
-        def clients(n, attack=None):
-            return [fb.BoardClient(b, f"board{k}", attack=attack if k == 3 else None, boost=5.0)
-                    for k, b in enumerate(boards[:n])]
+        def pool(n, attack=None):
+            return fb.BoardPool([fb.BoardClient(b, f"board{k}", attack=attack if k == 3 else None, boost=5.0)
+                                 for k, b in enumerate(boards[:n])], init)
 
+        w0 = fb.flatten_head(init)
         runs = {}
-        _, runs["3 honest boards, FedAvg"] = fb.run_board_fedavg(clients(3), init, rounds, heldout=heldout, **train)
-        _, runs["+ malicious board (x5), FedAvg"] = fb.run_board_fedavg(clients(4, "scaled"), init, rounds,
-                                                                         heldout=heldout, **train)
-        _, runs["+ malicious board, median"] = fb.run_board_fedavg(clients(4, "scaled"), init, rounds,
-                                                                    heldout=heldout, aggregator=coordinate_median,
-                                                                    **train)
+        _, runs["3 honest boards, FedAvg"] = run_fedavg(pool(3), w0, rounds, **kw)
+        _, runs["+ malicious board (x5), FedAvg"] = run_fedavg(pool(4, "scaled"), w0, rounds, **kw)
+        _, runs["+ malicious board, median"] = run_fedavg(pool(4, "scaled"), w0, rounds, aggregator=coordinate_median,
+                                                          **kw)
         dp = DPFedAvg(clip_norm=1.0, noise_multiplier=0.3, seed=0)
-        _, runs["3 honest boards, DP-FedAvg z=0.3"] = fb.run_board_fedavg(clients(3), init, rounds, heldout=heldout,
-                                                                           aggregator=dp, **train)
+        _, runs["3 honest boards, DP-FedAvg z=0.3"] = run_fedavg(pool(3), w0, rounds, aggregator=dp, **kw)
     finally:
         for b in boards:
             b.close()
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    fb.plot_history(runs, ax=ax, title="global head on held-out recordings (virtual boards)")
+    accuracy_per_round(runs, ax=ax, title="global head on held-out recordings (virtual boards)", ylim=(0, 1.02))
     ax.axhline(0.25, color="k", ls=":", lw=0.8)
     out.append(_save(fig, out_dir, "lab3_federated_rounds"))
 
     h = runs["3 honest boards, FedAvg"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
-    axes[0].plot(h.kilobytes, h.accuracy, "o-")
+    axes[0].plot(h.megabytes * 1e3, h.accuracy, "o-")
     axes[0].set(xlabel="cumulative kB over serial (both directions)", ylabel="accuracy", title="accuracy vs bytes")
     axes[0].grid(alpha=0.3)
     norms = np.array(runs["+ malicious board (x5), FedAvg"].update_norm[1:], dtype=float)

@@ -135,8 +135,8 @@ def test_malicious_pool_rewrites_only_attackers(digits):
     make = lambda: ClientPool(model, [(X[p], y[p]) for p in parts])  # noqa: E731
     w0 = model.init(0)
     cfg = {"round": 1, "local_epochs": 1, "lr": 0.5, "batch_size": 32, "seed": 0}
-    honest, _, _ = make().fit_many(np.arange(6), w0, cfg)
-    bad, _, _ = MaliciousPool(make(), [1, 4], kind="sign_flip", boost=3.0).fit_many(np.arange(6), w0, cfg)
+    honest = make().fit_many(np.arange(6), w0, cfg)[0].weights
+    bad = MaliciousPool(make(), [1, 4], kind="sign_flip", boost=3.0).fit_many(np.arange(6), w0, cfg)[0].weights
     np.testing.assert_allclose(bad[[0, 2, 3, 5]], honest[[0, 2, 3, 5]])
     np.testing.assert_allclose(bad[[1, 4]] - w0, -3.0 * (honest[[1, 4]] - w0), rtol=1e-4, atol=1e-6)
 

@@ -317,7 +317,7 @@ def test_closed_board_raises(board):
 def test_committed_model_header_is_up_to_date():
     """arduino_sketches/lab1_motion/odl_model_data.h matches the committed backbone (needs TensorFlow)."""
     res = subprocess.run(
-        [sys.executable, "-m", "odlkit.board.build_header", "lab1_motion", "--check"],
+        [sys.executable, "-m", "odlkit.export.sketch_headers", "lab1_motion", "--check"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr[-2000:]

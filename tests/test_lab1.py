@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from odlkit import lab1
 from odlkit.board import Board
 from odlkit.head import Head
+from odlkit.labs import lab1
 
 CLASSES = ["standing", "walking", "running"]
 

@@ -1,4 +1,4 @@
-"""Lab 3: federated averaging over (virtual) boards with odlkit.fl.boards.
+"""Lab 3: federated averaging over (virtual) boards: odlkit.labs.lab3's BoardPool in odlkit.fl.run_fedavg.
 
 Every virtual board runs the lab3_federated sketch's C++ and replays a DIFFERENT share of
 the basic_motions recordings (split by recording). Thresholds below were measured on this
@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from odlkit import fl
 from odlkit.attacks import coordinate_median
 from odlkit.board import BoardError
-from odlkit.fl import boards as fb
 from odlkit.fl import weighted_mean
+from odlkit.labs import lab3 as fb
 from odlkit.weights import HeadWeights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +43,15 @@ def fed():
 def _clients(fed, n=3, attack=None, boost=1.0):
     return [fb.BoardClient(b, f"board{k}", attack=attack if k == 3 else None, boost=boost)
             for k, b in enumerate(fed["boards"][:n])]
+
+
+def _run(fed, clients, rounds, clients_per_round=None, *, train=None, max_failures=2, before_train=None, **kw):
+    """FedAvg over the boards with odlkit.fl's one server loop; returns the final head and the History."""
+    pool = fb.BoardPool(clients, fed["init"], max_failures=max_failures, before_train=before_train)
+    w, h = fl.run_fedavg(pool, fb.flatten_head(fed["init"]), rounds, clients_per_round,
+                         evaluate_fn=fb.head_accuracy_fn(fed["heldout"], fed["init"]), evaluate_local=True,
+                         **fb.server_kwargs(train), **kw)
+    return pool.head(w), h
 
 
 # ------------------------------------------------------------------ numpy parts
@@ -108,18 +118,18 @@ def test_each_board_replays_its_own_user(fed):
 
 def test_three_boards_converge(fed):
     """Measured: 0.25 at round 0 (zero head), 0.86 at round 8 (mean of rounds 6-8: 0.83, best 0.88)."""
-    head, h = fb.run_board_fedavg(_clients(fed), fed["init"], rounds=8, heldout=fed["heldout"], **TRAIN)
+    head, h = _run(fed, _clients(fed), rounds=8, train=TRAIN)
     acc = h.accuracy
     print(np.round(acc, 3), h.summary())
     assert acc[0] == pytest.approx(0.25)  # the zero head predicts class 0 on a balanced 4-class test set
     assert acc[-3:].mean() >= 0.75
     assert acc[-1] >= 0.75
-    assert h.reported[-1] == ["board0", "board1", "board2"] and not any(h.dropped)
+    assert h.names_of(h.reported_ids[-1]) == ["board0", "board1", "board2"] and not any(h.dropped)
     # bytes come from the boards' counters: a 4x64 head is a 1.1 KB blob, base64 in frames both ways
     assert all(3 * 1500 < up < 3 * 6000 for up in h.bytes_up[1:]), h.bytes_up
     assert all(3 * 1500 < down < 3 * 6000 for down in h.bytes_down[1:]), h.bytes_down
     # federated evaluation: every board scored the global head on its own data
-    assert np.isfinite(h.board_accuracy[-1][:3]).all()
+    assert np.isfinite(h.client_accuracy[-1][:3]).all()
     # the final head really is what the boards hold after a SETW: EVAL on board = host accuracy on its features
     b = fed["boards"][0]
     b.set_weights(head)
@@ -144,21 +154,20 @@ def test_dropped_board_round_completes(fed, capsys):
         fed["boards"][2].timeout = 10.0
 
     try:
-        head, h = fb.run_board_fedavg(clients, fed["init"], rounds=4, heldout=fed["heldout"], max_failures=2,
-                                      before_train=fault, callback=restore, **TRAIN)
+        head, h = _run(fed, clients, rounds=4, max_failures=2, before_train=fault, callback=restore, train=TRAIN)
     finally:
         extra.close()
         fed["boards"][2].timeout = 10.0
     out = capsys.readouterr().out
     assert [n for n, _ in h.dropped[1]] == ["board2"] and "BoardTimeout" in h.dropped[1][0][1]
-    assert h.reported[1] == ["board0", "board1", "unplugged"]
+    assert h.names_of(h.reported_ids[1]) == ["board0", "board1", "unplugged"]
     assert [n for n, _ in h.dropped[2]] == ["unplugged"]
-    assert h.reported[2] == ["board0", "board1", "board2"]
+    assert h.names_of(h.reported_ids[2]) == ["board0", "board1", "board2"]
     assert "round 2: dropped board unplugged" in out
     assert "unplugged failed 2 rounds in a row; it is offline now" in out
-    assert "unplugged" not in h.selected[4]  # offline boards are not selected any more
-    assert h.reported[4] == ["board0", "board1", "board2"]
-    assert np.isnan(h.local_accuracy[2][3]) and h.board_bytes[2][3] == 0
+    assert "unplugged" not in h.names_of(h.selected[4])  # offline boards are not selected any more
+    assert h.names_of(h.reported_ids[4]) == ["board0", "board1", "board2"]
+    assert np.isnan(h.local_accuracy[2][3]) and h.client_bytes[2][3] == 0
     assert h.accuracy[-1] >= 0.6  # measured 0.84: the rounds went on and the model still learned
     with pytest.raises(BoardError):
         extra.info()
@@ -170,10 +179,9 @@ def test_malicious_board_hurts_fedavg_and_median_limits_it(fed):
     Measured (8 rounds, mean of the last 3): honest FedAvg 0.83 (test above); with the
     attacker FedAvg 0.31 (chance is 0.25); coordinate median 0.83.
     """
-    _, attacked = fb.run_board_fedavg(_clients(fed, 4, attack="scaled", boost=5.0), fed["init"], rounds=8,
-                                      heldout=fed["heldout"], **TRAIN)
-    _, robust = fb.run_board_fedavg(_clients(fed, 4, attack="scaled", boost=5.0), fed["init"], rounds=8,
-                                    heldout=fed["heldout"], aggregator=coordinate_median, **TRAIN)
+    _, attacked = _run(fed, _clients(fed, 4, attack="scaled", boost=5.0), rounds=8, train=TRAIN)
+    _, robust = _run(fed, _clients(fed, 4, attack="scaled", boost=5.0), rounds=8, aggregator=coordinate_median,
+                     train=TRAIN)
     print("fedavg", np.round(attacked.accuracy, 2), "median", np.round(robust.accuracy, 2))
     assert attacked.accuracy[-3:].mean() <= 0.45
     assert robust.accuracy[-3:].mean() >= 0.7
@@ -185,7 +193,7 @@ def test_dp_aggregate_runs_on_boards(fed):
     from odlkit.privacy import DPFedAvg
 
     dp = DPFedAvg(clip_norm=0.1, noise_multiplier=0.3, seed=0)
-    _, h = fb.run_board_fedavg(_clients(fed), fed["init"], rounds=6, heldout=fed["heldout"], aggregator=dp, **TRAIN)
+    _, h = _run(fed, _clients(fed), rounds=6, aggregator=dp, train=TRAIN)
     print(np.round(h.accuracy, 2), dp.history[-1])
     assert len(dp.history) == 6
     assert max(d["frac_clipped"] for d in dp.history) > 0  # the clip bites at C=0.1 (median update norm ~0.23)
@@ -206,17 +214,16 @@ def test_connect_boards_replaces_a_missing_serial_board(fed):
 
 
 def test_history_records_updates_and_bytes_per_board(fed):
-    _, h = fb.run_board_fedavg(_clients(fed), fed["init"], rounds=2, clients_per_round=2, heldout=fed["heldout"],
-                               seed=1, **TRAIN)
+    _, h = _run(fed, _clients(fed), rounds=2, clients_per_round=2, seed=1, train=TRAIN)
     for t in (1, 2):
-        sel = [h.names.index(n) for n in h.selected[t]]
-        assert len(sel) == 2 and h.reported[t] == h.selected[t]
+        sel = [h.names.index(n) for n in h.names_of(h.selected[t])]
+        assert len(sel) == 2 and h.names_of(h.reported_ids[t]) == h.names_of(h.selected[t])
         assert np.isfinite(h.update_norm[t][sel]).all() and (h.update_norm[t][sel] > 0).all()
         others = [i for i in range(3) if i not in sel]
-        assert np.isnan(h.update_norm[t][others]).all() and (h.board_bytes[t][others] == 0).all()
-        assert h.board_bytes[t][sel].sum() == h.bytes_up[t] + h.bytes_down[t]
+        assert np.isnan(h.update_norm[t][others]).all() and (h.client_bytes[t][others] == 0).all()
+        assert h.client_bytes[t][sel].sum() == h.bytes_up[t] + h.bytes_down[t]
     d = h.to_dict()
-    assert d["round"] == [0, 1, 2] and len(d["board_accuracy"]) == 3
+    assert d["round"] == [0, 1, 2] and len(d["client_accuracy"]) == 3
 
 
 @pytest.mark.slow
@@ -226,7 +233,7 @@ def test_lab3_model_header_is_up_to_date():
     import sys
 
     res = subprocess.run(
-        [sys.executable, "-m", "odlkit.board.build_header", "lab3_federated", "--check",
+        [sys.executable, "-m", "odlkit.export.sketch_headers", "lab3_federated", "--check",
          "--classes", "standing", "walking", "running", "badminton"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip

@@ -65,8 +65,9 @@ def test_dashboard_live_mode_redraws_without_ipython(digits):
 
 
 def test_recorder_on_the_virtual_board_saves_what_the_board_learned(tmp_path):
-    from odlkit import data, lab1
+    from odlkit import data
     from odlkit.board import Board
+    from odlkit.labs import lab1
     from odlkit.widgets.recorder import Recorder
 
     out = io.StringIO()

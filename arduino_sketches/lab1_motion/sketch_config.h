@@ -1,11 +1,15 @@
-// sketch_config.h - build-time settings of the lab1_motion sketch, shared with the
-// virtual board (arduino_sketches/virtual_board/main.cpp includes this same file).
-#ifndef LAB1_SKETCH_CONFIG_H
-#define LAB1_SKETCH_CONFIG_H
+// sketch_config.h - GENERATED from odlkit.sketches by `python -m odlkit.export.sketch_headers lab1_motion`;
+// do not edit (change the registry and run `make headers`). Build-time settings of the
+// lab1_motion sketch, shared with the virtual board (arduino_sketches/virtual_board/main.cpp
+// includes this same file).
+// Lab 1: personalise a motion classifier on the board; the lab adds 'badminton' with ADDCLASS.
+#ifndef LAB1_MOTION_SKETCH_CONFIG_H
+#define LAB1_MOTION_SKETCH_CONFIG_H
 
 #define ODL_SKETCH_NAME "lab1_motion"
 #define ODL_FIRMWARE_VERSION "lab1_motion-0.1.0"
-// Feature vectors kept in the on-device training store (64 floats each: 256 B).
+// Feature vectors kept in the on-device training store (64 floats each: 256 B); the
+// board's private data set: it never leaves the board, only head weights do.
 #define ODL_REPLAY_CAPACITY 200
 // Bytes per storage slot for SAVE / LOAD (a record is the weights blob + 16 bytes).
 #define ODL_STORAGE_SLOT_BYTES 4096
@@ -16,4 +20,4 @@
 #define ODL_STREAM_AT_BOOT 0
 #endif
 
-#endif  // LAB1_SKETCH_CONFIG_H
+#endif  // LAB1_MOTION_SKETCH_CONFIG_H

@@ -1,4 +1,4 @@
-"""Run-wide settings: quick mode, seeds and the repository's folders.
+"""Run-wide settings: quick mode, seeds and where the kit's files are (checkout or installed wheel).
 
 ``ODL_QUICK=1`` (set by the test suite) shrinks epochs and sample counts while keeping the
 same code paths, so every notebook runs in CI in a couple of minutes. Users and benchmarks
@@ -23,10 +23,35 @@ SEED: int = 0
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ASSETS_DIR = PACKAGE_DIR / "assets"
-REPO_ROOT = PACKAGE_DIR.parent.parent
-"""The repository root (odlkit is installed in editable mode from ``src/``)."""
-DATASETS_DIR = Path(os.environ.get("ODL_DATASETS_DIR", REPO_ROOT / "datasets"))
+PACKAGED_DIR = PACKAGE_DIR / "_packaged"
+"""What a wheel carries besides the code (the build copies it in, see ``setup.py``): the
+ODLEngine sources and sketch folders the virtual board compiles, the datasets it replays and
+the benchmark results Lab 1 reads. Absent in a repository checkout, which is used instead."""
+
+
+def _find_checkout() -> Path | None:
+    """The repository checkout odlkit runs from (an editable install from ``src/``), if any.
+
+    Recognised by its files, not assumed: an installed wheel lives in ``site-packages``, whose
+    parent is no checkout, and then the packaged copies are used.
+    """
+    root = PACKAGE_DIR.parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "arduino_sketches" / "ODLEngine" / "src").is_dir():
+        return root
+    return None
+
+
+CHECKOUT: Path | None = _find_checkout()
+"""The repository root when running from a checkout, else None (an installed package)."""
+_BASE = CHECKOUT if CHECKOUT is not None else PACKAGED_DIR
 CACHE_DIR = Path(os.environ.get("ODL_CACHE_DIR", Path.home() / ".cache" / "odlkit"))
+DATASETS_DIR = Path(os.environ.get("ODL_DATASETS_DIR", _BASE / "datasets"))
+SKETCHES_DIR = Path(os.environ.get("ODL_SKETCHES_DIR", _BASE / "arduino_sketches"))
+"""``arduino_sketches/``: the ODLEngine library, the virtual board's main.cpp and every sketch folder."""
+RESULTS_DIR = _BASE / "benchmarks" / "results"
+"""Measured results the labs show (e.g. ``device_head.json``, the board's training-time benchmark)."""
+BUILD_DIR = Path(os.environ.get("ODL_BUILD_DIR", CHECKOUT / "build" if CHECKOUT is not None else CACHE_DIR / "build"))
+"""Compiled virtual boards and replay files (``build/`` in a checkout, the user cache otherwise)."""
 
 
 def quick(full: T, quick: T) -> T:

@@ -56,13 +56,14 @@ class MaliciousPool:
         return self.pool.sizes
 
     def fit_many(self, ids, weights, config):
-        W, n, loss = self.pool.fit_many(ids, weights, config)
-        W = np.array(W, dtype=np.float32, copy=True)
-        mal = np.isin(np.asarray(ids), self.malicious)
+        res, failures = self.pool.fit_many(ids, weights, config)
+        W = np.array(res.weights, dtype=np.float32, copy=True)
+        mal = np.isin(res.ids, self.malicious)
         if mal.any():
             W[mal] = weights[None, :] + malicious_update(W[mal] - weights[None, :], self.kind, self.boost, self.rng)
-        self.sent.append((np.asarray(ids).copy(), mal))
-        return W, n, loss
+        self.sent.append((res.ids.copy(), mal))
+        res.weights = W
+        return res, failures
 
     def evaluate_many(self, ids, weights):
         return self.pool.evaluate_many(ids, weights)

@@ -41,6 +41,7 @@ from odlkit.board.protocol import (
     valid_class_name,
 )
 from odlkit.board.transport import ProcessTransport, SerialTransport, TransportClosed
+from odlkit.sketches import DEFAULT_SKETCH, get_sketch
 
 ARDUINO_VID = 0x2341  # Arduino SA USB vendor id (Nano 33 BLE / BLE Sense Rev1 and Rev2)
 BOOTLOADER_PIDS = {0x005A}  # Nano 33 BLE after a double reset (the sketch runs as 0x805A)
@@ -146,8 +147,8 @@ class Board:
     @classmethod
     def virtual(
         cls,
-        dataset="basic_motions",
-        sketch: str = "lab1_motion",
+        dataset=None,
+        sketch: str = DEFAULT_SKETCH,
         seed: int = 0,
         test_size: float = 0.25,
         predict_dataset=None,
@@ -156,7 +157,8 @@ class Board:
     ) -> Board:
         """Start the virtual board: the sketch's own C++ compiled for this computer.
 
-        dataset: name of an IMU dataset of ``odlkit.data`` (split by recording into the
+        sketch: a registered sketch (:mod:`odlkit.sketches`). dataset (default: the sketch's,
+        ``basic_motions``): name of an IMU dataset of ``odlkit.data`` (split by recording into the
         windows RECORD plays back and held-out windows PREDICT plays back), or an
         ``odlkit.data.Dataset`` of (n, 50, 6) windows (then ``predict_dataset`` gives the
         held-out windows; default the same). storage: a file that keeps SAVE'd weights across
@@ -169,6 +171,8 @@ class Board:
         from odlkit.board.virtual import BUILD_DIR, build_virtual_board, dataset_replay, write_replay
 
         exe = build_virtual_board(sketch)
+        if dataset is None:
+            dataset = get_sketch(sketch).dataset
         if isinstance(dataset, str):
             replay = dataset_replay(dataset, test_size=test_size, seed=seed)
         else:
@@ -198,7 +202,7 @@ class Board:
         else:
             lines = list(self.log)[-3:]
             raise BoardError(
-                "no protocol reply to HELLO: is an ODLEngine sketch (e.g. arduino_sketches/lab1_motion) flashed "
+                f"no protocol reply to HELLO: is an ODLEngine sketch (e.g. {get_sketch(DEFAULT_SKETCH).folder}) flashed "
                 f"on this board? Last lines received: {lines or 'nothing'}",
                 command="HELLO",
             ) from last
@@ -206,7 +210,7 @@ class Board:
         if self.hello.get("proto") != PROTOCOL_VERSION:
             raise BoardError(
                 f"board speaks protocol version {self.hello.get('proto')}, this odlkit speaks {PROTOCOL_VERSION}: "
-                "flash the sketch from this repository (arduino_sketches/lab1_motion) or update odlkit",
+                f"flash the sketch from this repository ({get_sketch(DEFAULT_SKETCH).folder}) or update odlkit",
                 command="HELLO",
             )
 
@@ -515,7 +519,7 @@ def find_serial_port() -> str:
     if boot and len(boot) == len(ports):
         raise BoardError(
             f"the Arduino on {boot[0].device} is in bootloader mode (orange LED pulsing): upload "
-            "arduino_sketches/lab1_motion, or press the reset button once to start the sketch"
+            f"{get_sketch(DEFAULT_SKETCH).folder}, or press the reset button once to start the sketch"
         )
     ports = [p for p in ports if p.pid not in BOOTLOADER_PIDS]
     if not ports:

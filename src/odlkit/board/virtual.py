@@ -16,28 +16,30 @@ from pathlib import Path
 
 import numpy as np
 
-from odlkit.config import REPO_ROOT
+from odlkit import config
+from odlkit.sketches import DEFAULT_SKETCH, get_sketch
 
-SKETCHES_DIR = Path(REPO_ROOT) / "arduino_sketches"
+SKETCHES_DIR = config.SKETCHES_DIR  # a checkout's arduino_sketches/, or the copy inside the wheel
 LIBRARY_SRC = SKETCHES_DIR / "ODLEngine" / "src"
 VIRTUAL_MAIN = SKETCHES_DIR / "virtual_board" / "main.cpp"
-BUILD_DIR = Path(os.environ.get("ODL_BUILD_DIR", Path(REPO_ROOT) / "build")) / "virtual_board"
+BUILD_DIR = config.BUILD_DIR / "virtual_board"
 CXXFLAGS = ["-std=gnu++14", "-O2", "-fno-rtti", "-fno-exceptions", "-Wall", "-Wextra"]
 
 
 def _sources(sketch: str) -> tuple[list[Path], list[Path]]:
+    get_sketch(sketch)  # a registered sketch (odlkit.sketches), or a clear error
     sketch_dir = SKETCHES_DIR / sketch
-    if not (sketch_dir / "odl_model_data.h").exists():
+    if not (sketch_dir / "odl_model_data.h").exists() or not (sketch_dir / "sketch_config.h").exists():
         raise FileNotFoundError(
-            f"{sketch_dir}/odl_model_data.h is missing; generate it with "
-            f"`python -m odlkit.board.build_header {sketch}`"
+            f"{sketch_dir} lacks its generated odl_model_data.h / sketch_config.h; generate them with "
+            f"`python -m odlkit.export.sketch_headers {sketch}` (or `make headers`)"
         )
     cpp = [VIRTUAL_MAIN, *sorted(LIBRARY_SRC.glob("*.cpp"))]
     headers = sorted(LIBRARY_SRC.glob("*.h")) + sorted(sketch_dir.glob("*.h"))
     return cpp, headers
 
 
-def build_virtual_board(sketch: str = "lab1_motion", extra_flags: list[str] | None = None, force: bool = False) -> Path:
+def build_virtual_board(sketch: str = DEFAULT_SKETCH, extra_flags: list[str] | None = None, force: bool = False) -> Path:
     """Compile (or reuse) the virtual board executable of ``sketch`` and return its path."""
     cxx = os.environ.get("CXX", "g++")
     if shutil.which(cxx) is None:

@@ -6,8 +6,7 @@ training samples ``n_k``. FedAvg is :func:`weighted_mean`::
 
     w^{t+1} = w^t + sum_k (n_k / n) (w_k^{t+1} - w^t) = sum_k (n_k / n) w_k^{t+1}
 
-Anything with that signature plugs into :func:`odlkit.fl.run_fedavg` and
-:class:`odlkit.fl.VectorizedFedAvg`: robust aggregators (median, trimmed mean, Krum) and
+Anything with that signature plugs into :func:`odlkit.fl.run_fedavg`: robust aggregators (median, trimmed mean, Krum) and
 DP-FedAvg (clip + noise) from the privacy and attacks chapters are written the same way.
 """
 

@@ -13,11 +13,19 @@ keeps a personal layer, see ``shared``). ``config`` carries ``round``, ``local_e
 Local training is :func:`local_sgd`, written for K clients at once: :class:`NumpyClient` calls it
 with K = 1 and :class:`ClientPool` (the vectorized simulator) with all clients of a round, so the
 two run the same arithmetic and give the same models.
+
+The server (:func:`odlkit.fl.run_fedavg`) talks to every kind of client through one written-down
+interface, :class:`Pool`: simulated clients in arrays (:class:`ClientPool`), Flower-style client
+objects (:class:`LoopPool`), boards over serial (:class:`odlkit.labs.lab3.BoardPool`). As in
+Flower's ``Strategy.aggregate_fit(server_round, results, failures)``, a client that drops out is
+not an exception that ends the round but a :class:`Failure` the server records and goes on.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -147,6 +155,88 @@ class NumpyClient:
         return float(loss), len(y), {"accuracy": self.model.accuracy(theta, X, y)}
 
 
+# ------------------------------------------------------------------ the pool protocol
+@dataclass
+class FitResults:
+    """What the clients that finished a round's local training sent back (row k = ``ids[k]``)."""
+
+    ids: np.ndarray                      # (K,) client ids, a subset of the requested ids, in their order
+    weights: np.ndarray                  # (K, D) each client's trained shared weights
+    n: np.ndarray                        # (K,) training samples (the FedAvg weights)
+    loss: np.ndarray                     # (K,) final local training loss (NaN if not reported)
+    bytes_up: np.ndarray | None = None   # (K,) bytes client -> server as measured on the link, if measured
+    bytes_down: np.ndarray | None = None  # (K,) bytes server -> client as measured on the link
+
+    def __post_init__(self):
+        self.ids = np.asarray(self.ids, dtype=np.int64).reshape(-1)
+        self.weights = np.asarray(self.weights, dtype=np.float32)
+        if self.weights.ndim != 2 or len(self.weights) != len(self.ids):
+            raise ValueError(f"FitResults for {len(self.ids)} clients need weights (K, D), got {self.weights.shape}")
+        self.n = np.asarray(self.n, dtype=np.int64).reshape(-1)
+        self.loss = np.asarray(self.loss, dtype=float).reshape(-1)
+        if not len(self.n) == len(self.loss) == len(self.ids):
+            raise ValueError(f"FitResults for {len(self.ids)} clients got {len(self.n)} sizes and {len(self.loss)} losses")
+        for name in ("bytes_up", "bytes_down"):
+            v = getattr(self, name)
+            if v is not None:
+                v = np.asarray(v, dtype=np.int64).reshape(-1)
+                if len(v) != len(self.ids):
+                    raise ValueError(f"FitResults for {len(self.ids)} clients got {len(v)} {name} counts")
+                setattr(self, name, v)
+
+    @classmethod
+    def empty(cls, dim: int) -> FitResults:
+        return cls(np.zeros(0, np.int64), np.zeros((0, dim), np.float32), np.zeros(0, np.int64), np.zeros(0))
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A selected client whose update did not arrive this round, and why (for the history)."""
+
+    id: int
+    reason: str
+
+
+@runtime_checkable
+class Pool(Protocol):
+    """The N clients of a federation, as :func:`odlkit.fl.run_fedavg` sees them.
+
+    ``fit_many(ids, weights, config)`` sends the shared ``weights`` (D,) and the round's
+    ``config`` (``round``, ``local_epochs``, ``lr``, ``batch_size``, ``seed`` and any extra keys
+    the server was given) to the clients ``ids``; each trains locally. It returns
+    ``(results, failures)``: a :class:`FitResults` for the clients that finished and one
+    :class:`Failure` for each client that did not (timed out, disconnected). It must not raise
+    for a client dropping out; it raises only for a mistake of the caller.
+    ``evaluate_many(ids, weights)`` returns the accuracy (K,) of ``weights`` on each client's own
+    data and the number of samples (K,) behind it; NaN accuracy for a client that could not answer.
+    """
+
+    def __len__(self) -> int: ...
+
+    @property
+    def sizes(self) -> np.ndarray: ...
+
+    def fit_many(self, ids, weights, config) -> tuple[FitResults, list[Failure]]: ...
+
+    def evaluate_many(self, ids, weights) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@runtime_checkable
+class ManagedPool(Pool, Protocol):
+    """A :class:`Pool` whose clients have names, can be offline, and describe themselves.
+
+    ``available()`` is each client's probability of being online this round (1/0 for a board
+    that is connected / was taken offline); :func:`~odlkit.fl.select_clients` picks only online
+    clients. ``describe()`` is merged into ``History.config``.
+    """
+
+    names: list[str]
+
+    def available(self) -> np.ndarray: ...
+
+    def describe(self) -> dict: ...
+
+
 class ClientPool:
     """All clients of a simulation in padded arrays: trains the K clients of a round in one batch.
 
@@ -176,7 +266,7 @@ class ClientPool:
         theta[:, self.shared_mask] = weights
         new, loss = local_sgd(self.model, theta, self.X[ids], self.y[ids], self.n[ids], ids, config)
         self.theta[ids] = new
-        return new[:, self.shared_mask], self.n[ids].copy(), loss
+        return FitResults(ids, new[:, self.shared_mask], self.n[ids].copy(), loss), []
 
     def evaluate_many(self, ids, weights):
         """Accuracy (K,) and number of test samples (K,) of the global weights on each client."""
@@ -195,12 +285,15 @@ class LoopPool:
 
     Calls ``fit``/``evaluate`` one client at a time -- the readable reference the vectorized
     pool is tested against, and the way to plug in any object with Flower's client API.
+    ``dropouts``: exception types that mean "this client dropped out" (reported as a
+    :class:`Failure`, the round goes on); any other exception is a bug and propagates.
     """
 
-    def __init__(self, clients):
+    def __init__(self, clients, dropouts: tuple[type[BaseException], ...] = ()):
         self.clients = list(clients)
         if not self.clients:
             raise ValueError("no clients given")
+        self.dropouts = tuple(dropouts)
 
     def __len__(self) -> int:
         return len(self.clients)
@@ -210,11 +303,20 @@ class LoopPool:
         return np.array([len(c.y) if hasattr(c, "y") else 1 for c in self.clients])
 
     def fit_many(self, ids, weights, config):
-        results = [self.clients[i].fit(weights, config) for i in ids]
+        done, results, failures = [], [], []
+        for i in ids:
+            try:
+                results.append(self.clients[int(i)].fit(weights, config))
+            except self.dropouts as e:
+                failures.append(Failure(int(i), f"{type(e).__name__}: {e}"))
+                continue
+            done.append(int(i))
+        if not results:
+            return FitResults.empty(np.asarray(weights).size), failures
         W = np.stack([np.asarray(w, dtype=np.float32) for w, _, _ in results])
         n = np.array([m for _, m, _ in results], dtype=np.int64)
         loss = np.array([met.get("train_loss", np.nan) for _, _, met in results])
-        return W, n, loss
+        return FitResults(done, W, n, loss), failures
 
     def evaluate_many(self, ids, weights):
         res = [self.clients[i].evaluate(weights, {}) for i in ids]

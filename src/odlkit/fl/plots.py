@@ -1,4 +1,4 @@
-"""Plots for federated runs (matplotlib): accuracy per round, client label mix, accuracy vs megabytes."""
+"""Plots for federated runs (matplotlib): accuracy per round, client label mix, per-client accuracy."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ def _ax(ax, figsize=(6.0, 4.0)):
     return ax
 
 
-def accuracy_per_round(histories: dict, ax=None, title: str | None = None, metric: str = "accuracy"):
+def accuracy_per_round(histories: dict, ax=None, title: str | None = None, metric: str = "accuracy",
+                       ylim: tuple[float, float] | None = None):
     """One line per run: accuracy (global if available, else federated) against the round."""
     ax = _ax(ax)
     for label, h in histories.items():
@@ -21,21 +22,8 @@ def accuracy_per_round(histories: dict, ax=None, title: str | None = None, metri
         ax.plot(h.round, y, marker=".", label=label)
     ax.set_xlabel("round")
     ax.set_ylabel(metric.replace("_", " "))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    return ax
-
-
-def accuracy_vs_megabytes(histories: dict, ax=None, title: str | None = None):
-    """Accuracy against cumulative megabytes sent (up + down): the communication trade-off."""
-    ax = _ax(ax)
-    for label, h in histories.items():
-        ax.plot(h.megabytes, h.accuracy, marker=".", label=label)
-    ax.set_xscale("symlog", linthresh=0.01)
-    ax.set_xlabel("megabytes sent (cumulative, up + down)")
-    ax.set_ylabel("accuracy")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     if title:

@@ -10,8 +10,11 @@ One round of :func:`run_fedavg`::
     6. aggregate                 delta = aggregator(U, n)   (FedAvg: sum_k n_k/n u_k)
     7. server step               w^{t+1} = w^t + lr * delta  (+ momentum = FedAvgM)
 
-``clients`` is a list of objects with Flower's client API (``fit``/``evaluate``), run one by
-one, or a :class:`~odlkit.fl.client.ClientPool`, which trains the round's clients as one batch.
+``clients`` is any :class:`~odlkit.fl.client.Pool`: a :class:`~odlkit.fl.client.ClientPool`
+(trains the round's clients as one batch), boards (:class:`odlkit.labs.lab3.BoardPool`), or a
+list of objects with Flower's client API (``fit``/``evaluate``), run one by one. A selected
+client that fails (a board unplugged or timed out) is a :class:`~odlkit.fl.client.Failure` in
+the history, not the end of the round. This is the only FedAvg loop of the kit.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from odlkit.fl.aggregators import Aggregator, ServerOptimizer, weighted_mean
-from odlkit.fl.client import ClientPool, LoopPool
+from odlkit.fl.client import Failure, FitResults, LoopPool, ManagedPool, Pool
 from odlkit.fl.compression import ErrorFeedback, get_codec
 
 SELECTION = ("uniform", "size", "all")
@@ -60,18 +63,29 @@ def select_clients(rng, n_clients: int, k: int, method: str = "uniform", sizes=N
 
 @dataclass
 class History:
-    """What happened in each round (lists indexed by round, round 0 = the initial model)."""
+    """What happened in each round (lists indexed by round, round 0 = the initial model).
+
+    Per-client entries are arrays over all N clients (NaN / 0 for a client not involved that
+    round); ``names`` names the clients (``"0"``, ``"1"``, ... unless the pool names them).
+    """
 
     round: list = field(default_factory=list)
     global_accuracy: list = field(default_factory=list)   # centralized test set (if given)
     federated_accuracy: list = field(default_factory=list)  # sample-weighted mean of client accuracies
     client_accuracy: list = field(default_factory=list)   # (n_clients,) per round, NaN if not evaluated
+    local_accuracy: list = field(default_factory=list)    # (n_clients,) each reporter's own model on the test set
     train_loss: list = field(default_factory=list)
-    selected: list = field(default_factory=list)
-    reported: list = field(default_factory=list)
-    bytes_up: list = field(default_factory=list)
-    bytes_down: list = field(default_factory=list)
+    selected: list = field(default_factory=list)          # ids picked this round
+    reported: list = field(default_factory=list)          # how many of them sent an update
+    reported_ids: list = field(default_factory=list)      # which
+    failures: list = field(default_factory=list)          # [(id, reason)] of the selected that did not report
+    bytes_up: list = field(default_factory=list)          # clients -> server (measured on the link if the pool can)
+    bytes_down: list = field(default_factory=list)        # server -> clients
+    update_bytes: list = field(default_factory=list)      # the updates' size after the codec (what C(u) costs)
+    client_bytes: list = field(default_factory=list)      # (n_clients,) up + down per client
+    update_norm: list = field(default_factory=list)       # (n_clients,) L2 norm of each update as received, NaN if none
     seconds: list = field(default_factory=list)
+    names: list = field(default_factory=list)
     config: dict = field(default_factory=dict)
 
     @property
@@ -85,42 +99,60 @@ class History:
         """Cumulative megabytes (10^6 bytes) sent up + down after each round."""
         return np.cumsum(np.array(self.bytes_up) + np.array(self.bytes_down)) / 1e6
 
+    @property
+    def dropped(self) -> list[list[tuple[str, str]]]:
+        """Per round, ``(name, reason)`` of every selected client whose update did not arrive."""
+        return [[(self.name(i), why) for i, why in f] for f in self.failures]
+
+    def name(self, client_id) -> str:
+        return self.names[int(client_id)] if self.names else str(int(client_id))
+
+    def names_of(self, ids) -> list[str]:
+        """The names of client ids, e.g. ``h.names_of(h.reported_ids[t])``."""
+        return [self.name(i) for i in ids]
+
     def rounds_to(self, target: float) -> int | None:
         """First round whose accuracy reaches ``target`` (None if never)."""
         hit = np.flatnonzero(self.accuracy >= target)
         return int(self.round[hit[0]]) if len(hit) else None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["client_accuracy"] = [np.asarray(a).tolist() for a in self.client_accuracy]
-        d["selected"] = [np.asarray(a).tolist() for a in self.selected]
-        return json.loads(json.dumps(d, default=float))
+        return json.loads(json.dumps(asdict(self), default=lambda o: np.asarray(o).tolist()))
 
     def summary(self) -> str:
         acc = self.accuracy
+        drops = sum(len(f) for f in self.failures)
         return (f"{len(self.round) - 1} rounds, final accuracy {acc[-1]:.3f} (best {np.nanmax(acc):.3f}), "
-                f"{self.megabytes[-1]:.3f} MB sent")
+                f"{self.megabytes[-1]:.3f} MB sent" + (f", {drops} dropped update(s)" if drops else ""))
 
 
-def _pool(clients):
-    if isinstance(clients, ClientPool) or hasattr(clients, "fit_many"):
+def _pool(clients) -> Pool:
+    if isinstance(clients, Pool):
         return clients
     return LoopPool(clients)
 
 
+STRAGGLER = "straggler: no update before the round's deadline"
+
+
 def run_fedavg(clients, init_weights, rounds: int, clients_per_round: int | None = None, *,
-               local_epochs: int = 1, lr: float = 0.1, batch_size: int | None = 32,
+               local_epochs: int = 1, lr: float = 0.1, batch_size: int | None = 32, fit_config: dict | None = None,
                aggregator: Aggregator = weighted_mean, server_lr: float = 1.0, server_momentum: float = 0.0,
                selection: str = "uniform", availability=None, dropout=0.0,
                codec=None, error_feedback: bool = False,
-               evaluate_fn=None, eval_clients: bool = True, eval_every: int = 1,
+               evaluate_fn=None, eval_clients: bool = True, eval_every: int = 1, evaluate_local: bool = False,
                seed: int = 0, progress: bool = False, callback=None) -> tuple[np.ndarray, History]:
     """Federated Averaging. Returns the final shared weights and a :class:`History`.
 
-    ``init_weights`` is the flat vector of shared parameters. ``evaluate_fn(weights) -> accuracy``
-    (optional) scores the global model on a central test set; ``eval_clients`` also scores it on
-    every client's own data (federated evaluation). ``dropout`` (scalar or per client) is the
-    probability that a selected client never reports back (a straggler past the deadline).
+    ``clients``: a :class:`~odlkit.fl.client.Pool` (simulated clients, boards, ...) or a list
+    of objects with Flower's client API. ``init_weights`` is the flat vector of shared
+    parameters. ``fit_config``: extra keys sent to every client with the round's config (e.g.
+    the boards' ``momentum``). ``evaluate_fn(weights) -> accuracy`` (optional) scores the global
+    model on a central test set; ``evaluate_local`` also scores each reporting client's own
+    trained model with it; ``eval_clients`` scores the global model on every client's own data
+    (federated evaluation). ``dropout`` (scalar or per client) is the probability that a
+    selected client never reports back (a straggler past the deadline). A client the pool
+    reports as failed is recorded in ``History.failures`` and the round goes on with the others.
     ``callback(round, history)`` is called after every round (live plots, widgets).
     """
     pool = _pool(clients)
@@ -138,31 +170,47 @@ def run_fedavg(clients, init_weights, rounds: int, clients_per_round: int | None
     rng = np.random.default_rng([seed, 7919])
     p_drop = np.broadcast_to(np.asarray(dropout, dtype=float), (N,))
     sizes = pool.sizes
-    hist = History(config=dict(rounds=rounds, clients=N, clients_per_round=K, local_epochs=local_epochs, lr=lr,
-                               batch_size=batch_size, aggregator=getattr(aggregator, "__name__", str(aggregator)),
+    managed = isinstance(pool, ManagedPool)
+    hist = History(names=list(pool.names) if managed else [str(i) for i in range(N)],
+                   config=dict(rounds=rounds, clients=N, clients_per_round=K, local_epochs=local_epochs, lr=lr,
+                               batch_size=batch_size, aggregator=getattr(aggregator, "__name__", type(aggregator).__name__),
                                server_lr=server_lr, server_momentum=server_momentum, selection=selection,
                                codec=getattr(codec, "name", type(codec).__name__), error_feedback=error_feedback,
-                               seed=seed))
+                               seed=seed, **(fit_config or {}), **(pool.describe() if managed else {})))
     all_ids = np.arange(N)
 
-    def evaluate(t, sel, rep, up, down, loss, secs):
+    def evaluate(t, sel, res, failures, up, down, upd, cbytes, norms, loss, secs):
         hist.round.append(t)
         hist.global_accuracy.append(float(evaluate_fn(w)) if evaluate_fn is not None else float("nan"))
         if eval_clients and (t % eval_every == 0 or t == rounds):
             acc, n = pool.evaluate_many(all_ids, w)
-            hist.client_accuracy.append(np.asarray(acc, dtype=float))
-            hist.federated_accuracy.append(float(np.average(acc, weights=n)))
+            acc, n = np.asarray(acc, dtype=float), np.asarray(n, dtype=float)
+            ok = np.isfinite(acc) & (n > 0)  # a client that could not answer does not count
+            hist.client_accuracy.append(acc)
+            hist.federated_accuracy.append(float(np.average(acc[ok], weights=n[ok])) if ok.any() else float("nan"))
         else:
             hist.client_accuracy.append(np.full(N, np.nan))
             hist.federated_accuracy.append(float("nan"))
+        local = np.full(N, np.nan)
+        if evaluate_local and evaluate_fn is not None:
+            for i, wk in zip(res.ids, res.weights, strict=True):
+                local[i] = float(evaluate_fn(wk))
+        hist.local_accuracy.append(local)
         hist.selected.append(sel)
-        hist.reported.append(rep)
+        hist.reported.append(len(res.ids))
+        hist.reported_ids.append(res.ids.copy())
+        hist.failures.append([(f.id, f.reason) for f in failures])
         hist.bytes_up.append(int(up))
         hist.bytes_down.append(int(down))
+        hist.update_bytes.append(int(upd))
+        hist.client_bytes.append(cbytes)
+        hist.update_norm.append(norms)
         hist.train_loss.append(loss)
         hist.seconds.append(secs)
 
-    evaluate(0, np.array([], dtype=int), 0, 0, 0, float("nan"), 0.0)
+    none = FitResults.empty(D)
+    evaluate(0, np.array([], dtype=int), none, [], 0, 0, 0, np.zeros(N, np.int64), np.full(N, np.nan),
+             float("nan"), 0.0)
     iterator = range(1, rounds + 1)
     if progress:
         from tqdm.auto import tqdm
@@ -170,19 +218,35 @@ def run_fedavg(clients, init_weights, rounds: int, clients_per_round: int | None
         iterator = tqdm(iterator, desc="FedAvg rounds")
     for t in iterator:
         t0 = time.perf_counter()
-        ids = select_clients(rng, N, K, selection, sizes, availability)
-        down = len(ids) * 4 * D
-        reported = ids[rng.random(len(ids)) >= p_drop[ids]] if len(ids) else ids
-        up, loss = 0, float("nan")
-        if len(reported):
-            config = {"round": t, "local_epochs": local_epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
-            W, n, losses = pool.fit_many(reported, w, config)
-            U = W - w[None, :]
-            U = ef.compress(reported, U) if ef is not None else codec.roundtrip(U)
-            up = len(reported) * codec.nbytes(D)
-            w = opt.step(w, np.asarray(aggregator(U, n), dtype=np.float32))
-            loss = float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan")
-        evaluate(t, ids, len(reported), up, down, loss, time.perf_counter() - t0)
+        online = availability
+        if managed:  # only connected clients can be picked
+            online = pool.available() if availability is None else pool.available() * np.asarray(availability)
+        ids = select_clients(rng, N, K, selection, sizes, online)
+        straggle = rng.random(len(ids)) < p_drop[ids] if len(ids) else np.zeros(0, bool)
+        failures = [Failure(int(i), STRAGGLER) for i in ids[straggle]]
+        res, loss = none, float("nan")
+        if (~straggle).any():
+            config = {"round": t, "local_epochs": local_epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+                      **(fit_config or {})}
+            res, failed = pool.fit_many(ids[~straggle], w, config)
+            failures += failed
+        norms, cbytes = np.full(N, np.nan), np.zeros(N, np.int64)
+        upd = len(res.ids) * codec.nbytes(D)
+        if res.bytes_up is not None and res.bytes_down is not None:  # measured on the link
+            up, down = int(res.bytes_up.sum()), int(res.bytes_down.sum())
+            cbytes[res.ids] = res.bytes_up + res.bytes_down
+        else:  # every selected client downloads w^t (4 D bytes); the reporters upload C(u)
+            up, down = upd, len(ids) * 4 * D
+            cbytes[ids] = 4 * D
+            cbytes[res.ids] += codec.nbytes(D)
+        if len(res.ids):
+            U = res.weights - w[None, :]
+            U = ef.compress(res.ids, U) if ef is not None else codec.roundtrip(U)
+            norms[res.ids] = np.linalg.norm(U, axis=1)
+            w = opt.step(w, np.asarray(aggregator(U, res.n), dtype=np.float32))
+            loss = float(np.nanmean(res.loss)) if np.isfinite(res.loss).any() else float("nan")
+        evaluate(t, ids, res, sorted(failures, key=lambda f: f.id), up, down, upd, cbytes, norms, loss,
+                 time.perf_counter() - t0)
         if callback is not None:
             callback(t, hist)
     return w, hist

@@ -22,9 +22,13 @@ from pathlib import Path
 
 import nbformat
 
+from odlkit.config import CHECKOUT
+
 from . import notebooks as nbs
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+# The course (autograder/) lives in a repository checkout; an installed odlkit works on the
+# course in the current directory.
+REPO_ROOT = CHECKOUT if CHECKOUT is not None else Path.cwd()
 COURSE_DIR = REPO_ROOT / "autograder"
 
 

@@ -8,7 +8,7 @@ gets raw windows from ``raw_source(label, n) -> (n, 50, 6)`` after a take and wr
 with ``odlkit.data.write_csv`` / ``write_edge_impulse`` into ``save_dir`` (never the
 repository by default: pass a folder you own). The default raw source of a real board is
 ``board.stream(seconds)`` (the user keeps moving for a moment); for the virtual board pass
-:func:`odlkit.lab1.virtual_raw_source` (the exact windows it replayed), because its STREAM
+:func:`odlkit.labs.lab1.virtual_raw_source` (the exact windows it replayed), because its STREAM
 is not class-specific.
 
 In a notebook front end, :meth:`Recorder.widget` returns the ipywidgets UI; everywhere

@@ -27,8 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from odlkit.config import REPO_ROOT, SEED
+from odlkit.config import RESULTS_DIR, SEED
 from odlkit.head import EngineShuffle, Head
+from odlkit.sketches import get_sketch
+
+SKETCH = get_sketch("lab1_motion")  # the firmware of this lab (registry: odlkit.sketches)
 
 __all__ = [
     "window_statistics",
@@ -166,7 +169,7 @@ def embed(backbone, meta: Mapping, X) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 # 3-5. the board and its host-side twin
 # ------------------------------------------------------------------------------------------
-def open_board(prefer_real: bool = True, dataset: str = "basic_motions", verbose: bool = True, **virtual_kwargs):
+def open_board(prefer_real: bool = True, dataset: str = SKETCH.dataset, verbose: bool = True, **virtual_kwargs):
     """A connected board: the real Nano 33 BLE Sense if one is plugged in, else the virtual board.
 
     The virtual board replays held-out real recordings of ``dataset`` as "the user".
@@ -199,7 +202,7 @@ class VirtualRawSource:
     the same ``dataset``, ``test_size`` and ``seed`` as ``Board.virtual``.
     """
 
-    def __init__(self, dataset: str = "basic_motions", test_size: float = 0.25, seed: int = 0):
+    def __init__(self, dataset: str = SKETCH.dataset, test_size: float = 0.25, seed: int = 0):
         from odlkit.board.virtual import dataset_replay
 
         self.path = Path(dataset_replay(dataset, test_size=test_size, seed=seed))
@@ -223,26 +226,14 @@ class VirtualRawSource:
         return np.stack(out)
 
 
-def virtual_raw_source(dataset: str = "basic_motions", test_size: float = 0.25, seed: int = 0) -> VirtualRawSource:
+def virtual_raw_source(dataset: str = SKETCH.dataset, test_size: float = 0.25, seed: int = 0) -> VirtualRawSource:
     """A ``raw_source`` for :class:`odlkit.widgets.recorder.Recorder` on a fresh virtual board."""
     return VirtualRawSource(dataset, test_size, seed)
 
 
 def board_features(board):
     """The board's stored training set as numpy: ``(features (n, 64), labels (n,), sessions (n,))``."""
-    got = board.get_features(with_sessions=True)
-    if isinstance(got, tuple):
-        F, y = got[0], got[1]
-        sess = got[2] if len(got) > 2 else np.zeros(len(y), dtype=np.int64)
-    else:
-        def get(k):
-            return got[k] if isinstance(got, Mapping) else getattr(got, k)
-
-        F, y = get("features"), get("labels")
-        try:
-            sess = get("sessions")
-        except (KeyError, AttributeError):
-            sess = np.zeros(len(y), dtype=np.int64)
+    F, y, sess = board.get_features(with_sessions=True)
     return np.asarray(F, dtype=np.float32), np.asarray(y, dtype=np.int64), np.asarray(sess, dtype=np.int64)
 
 
@@ -461,7 +452,7 @@ def heldout_accuracy(board, classes: Sequence[str], per_class: int = 10) -> dict
 
 def device_benchmark(path: str | Path | None = None) -> dict | None:
     """``benchmarks/results/device_head.json`` if it exists (measured on qemu or a real board)."""
-    p = Path(path) if path is not None else REPO_ROOT / "benchmarks" / "results" / "device_head.json"
+    p = Path(path) if path is not None else RESULTS_DIR / "device_head.json"
     if not p.exists():
         return None
     return json.loads(p.read_text())
@@ -505,7 +496,7 @@ def personalization_run(n_per_class: int = 40, lr: float = 2e-4, epochs: int = 3
     """
     from odlkit.board import Board
 
-    with Board.virtual(dataset="basic_motions", seed=seed) as board:
+    with Board.virtual(dataset=SKETCH.dataset, sketch=SKETCH.name, seed=seed) as board:
         classes = board.class_names()
         for c in classes:
             board.record(c, n=n_per_class)
@@ -529,19 +520,19 @@ def personalization_run(n_per_class: int = 40, lr: float = 2e-4, epochs: int = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m odlkit.lab1``: the board part of Lab 1 on the virtual board, in full or quick mode."""
+    """``python -m odlkit.labs.lab1``: the board part of Lab 1 on the virtual board, in full or quick mode."""
     import argparse
 
     from odlkit.config import quick
 
-    p = argparse.ArgumentParser(prog="python -m odlkit.lab1", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m odlkit.labs.lab1", description=main.__doc__)
     p.add_argument("--n-per-class", type=int, default=quick(full=40, quick=10))
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     r = personalization_run(a.n_per_class, a.lr, a.epochs, seed=a.seed)
-    print(f"virtual user (basic_motions, seed {a.seed}), {a.n_per_class} windows per class, lr={a.lr}, {a.epochs} epochs")
+    print(f"virtual user ({SKETCH.dataset}, seed {a.seed}), {a.n_per_class} windows per class, lr={a.lr}, {a.epochs} epochs")
     print(f"  training loss {r['train_loss']:.3f}, training accuracy {r['train_accuracy']:.3f}")
     print(f"  personalized head, held-out accuracy {r['heldout_accuracy']:.3f}  "
           + ", ".join(f"{k} {v:.2f}" for k, v in r["heldout_per_class"].items()))

@@ -1,0 +1,75 @@
+"""The registry of Arduino sketches: one place for what each sketch is (stdlib only).
+
+Everything that needs to know a sketch reads it from here: the header generator
+(:mod:`odlkit.export.sketch_headers` writes each sketch's ``sketch_config.h`` and
+``odl_model_data.h`` from it), ``make headers`` (it loops over :data:`SKETCHES`),
+``Board.virtual`` (its default sketch and dataset, the folder it compiles), the labs
+(:mod:`odlkit.labs.lab3` federates the ``lab3_federated`` sketch) and error messages that
+tell you which firmware to flash.
+
+Adding a sketch: add a :class:`Sketch` to :data:`SKETCHES`, create the folder
+``arduino_sketches/<name>/`` with its ``<name>.ino`` (and a README), then ``make headers``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ODLEngine's build-time limits the generated headers use unless a sketch says otherwise.
+DEFAULT_MAX_CLASSES = 8
+DEFAULT_STORAGE_SLOT_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Sketch:
+    """One Arduino sketch of the course (a folder ``arduino_sketches/<name>/``)."""
+
+    name: str                       # folder and .ino name; also ODL_SKETCH_NAME and the firmware prefix
+    classes: tuple[str, ...]        # the initial head's classes, in order (zero weights: learned on the board)
+    capacity: int                   # feature vectors in the on-device training store (ODL_REPLAY_CAPACITY)
+    dataset: str = "basic_motions"  # the odlkit.data IMU dataset the virtual board replays by default
+    version: str = "0.1.0"          # firmware version (HELLO reports "<name>-<version>")
+    max_classes: int = DEFAULT_MAX_CLASSES        # head rows, for classes added on the board (ADDCLASS)
+    storage_slot_bytes: int = DEFAULT_STORAGE_SLOT_BYTES  # bytes per SAVE/LOAD slot (weights blob + 16)
+    purpose: str = ""               # one line for the generated header's comment
+
+    def __post_init__(self):
+        if not self.name.isidentifier():
+            raise ValueError(f"sketch name {self.name!r} must be a C/Python identifier (it names the .ino file)")
+        if not 1 <= len(self.classes) <= self.max_classes:
+            raise ValueError(f"sketch {self.name}: {len(self.classes)} classes, room for 1..{self.max_classes}")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"sketch {self.name}: class names must be unique, got {self.classes}")
+        if self.capacity < 1:
+            raise ValueError(f"sketch {self.name}: capacity must be >= 1, got {self.capacity}")
+
+    @property
+    def firmware(self) -> str:
+        """What the board reports in HELLO (``fw``) and ``INFO``: ``<name>-<version>``."""
+        return f"{self.name}-{self.version}"
+
+    @property
+    def folder(self) -> str:
+        """The sketch folder, relative to the repository (what to open in the Arduino IDE)."""
+        return f"arduino_sketches/{self.name}"
+
+
+SKETCHES: dict[str, Sketch] = {s.name: s for s in (
+    Sketch("lab1_motion", ("standing", "walking", "running"), capacity=200,
+           purpose="Lab 1: personalise a motion classifier on the board; the lab adds 'badminton' with ADDCLASS"),
+    # Every board of Lab 3 holds all four classes, so FedAvg averages the same rows on every board.
+    Sketch("lab3_federated", ("standing", "walking", "running", "badminton"), capacity=200,
+           purpose="Lab 3: one client of federated averaging; its training store never leaves the board"),
+)}
+
+DEFAULT_SKETCH = "lab1_motion"
+"""The sketch ``Board.virtual()`` runs when none is named, and the one to flash first."""
+
+
+def get_sketch(name: str) -> Sketch:
+    """The registered sketch ``name``; a clear error listing the known ones otherwise."""
+    try:
+        return SKETCHES[name]
+    except KeyError:
+        raise ValueError(f"unknown sketch {name!r}; registered sketches: {sorted(SKETCHES)} "
+                         "(add one to odlkit.sketches.SKETCHES)") from None
