@@ -80,3 +80,17 @@ def test_bad_registry_entries_and_unknown_sketches_fail_clearly():
 
     with pytest.raises(ValueError, match="unknown sketch"):
         build_virtual_board("nope")
+
+
+def test_every_sketch_carries_the_same_backbone():
+    """Each sketch folder keeps its own odl_model_data.h (so it compiles alone in the Arduino IDE);
+    what may differ between them is only the head: its classes, their number and the head arrays."""
+    def backbone_part(name):
+        text = (REPO / "arduino_sketches" / name / "odl_model_data.h").read_text()
+        text = text[: text.index("static const char* const kOdlClassNames")]
+        return re.sub(r"^#define ODL_NUM_CLASSES \d+$", "", text, flags=re.M)
+
+    parts = {name: backbone_part(name) for name in sketches.SKETCHES}
+    first = next(iter(parts.values()))
+    assert len(first) > 100_000  # the weights really are in this part
+    assert all(p == first for p in parts.values()), "sketches disagree on the backbone: run `make headers`"

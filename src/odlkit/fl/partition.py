@@ -49,7 +49,7 @@ def dirichlet_partition(y, n_clients: int, alpha: float, seed: int = 0, min_size
     rng = np.random.default_rng(seed)
     classes = np.unique(y)
     for _ in range(max_tries):
-        parts = [[] for _ in range(n_clients)]
+        parts: list[list[np.ndarray]] = [[] for _ in range(n_clients)]
         for c in classes:
             idx = rng.permutation(np.flatnonzero(y == c))
             props = rng.dirichlet(np.full(n_clients, float(alpha)))

@@ -170,13 +170,13 @@ def run_fedavg(clients, init_weights, rounds: int, clients_per_round: int | None
     rng = np.random.default_rng([seed, 7919])
     p_drop = np.broadcast_to(np.asarray(dropout, dtype=float), (N,))
     sizes = pool.sizes
-    managed = isinstance(pool, ManagedPool)
-    hist = History(names=list(pool.names) if managed else [str(i) for i in range(N)],
+    managed = pool if isinstance(pool, ManagedPool) else None  # names, availability, description
+    hist = History(names=list(managed.names) if managed else [str(i) for i in range(N)],
                    config=dict(rounds=rounds, clients=N, clients_per_round=K, local_epochs=local_epochs, lr=lr,
                                batch_size=batch_size, aggregator=getattr(aggregator, "__name__", type(aggregator).__name__),
                                server_lr=server_lr, server_momentum=server_momentum, selection=selection,
                                codec=getattr(codec, "name", type(codec).__name__), error_feedback=error_feedback,
-                               seed=seed, **(fit_config or {}), **(pool.describe() if managed else {})))
+                               seed=seed, **(fit_config or {}), **(managed.describe() if managed else {})))
     all_ids = np.arange(N)
 
     def evaluate(t, sel, res, failures, up, down, upd, cbytes, norms, loss, secs):
@@ -220,7 +220,7 @@ def run_fedavg(clients, init_weights, rounds: int, clients_per_round: int | None
         t0 = time.perf_counter()
         online = availability
         if managed:  # only connected clients can be picked
-            online = pool.available() if availability is None else pool.available() * np.asarray(availability)
+            online = managed.available() if availability is None else managed.available() * np.asarray(availability)
         ids = select_clients(rng, N, K, selection, sizes, online)
         straggle = rng.random(len(ids)) < p_drop[ids] if len(ids) else np.zeros(0, bool)
         failures = [Failure(int(i), STRAGGLER) for i in ids[straggle]]

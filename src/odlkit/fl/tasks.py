@@ -49,7 +49,7 @@ def digits_task(test_size: float = 0.25, seed: int = 0) -> FedTask:
 
     ds = data.load("digits")
     tr, te = data.train_test_split(ds, test_size=test_size, seed=seed)
-    Xtr, Xte = _standardize(tr.X.reshape(len(tr.y), -1), te.X.reshape(len(te.y), -1))
+    Xtr, Xte = _standardize(np.asarray(tr.X).reshape(len(tr.y), -1), np.asarray(te.X).reshape(len(te.y), -1))
     return FedTask("digits", Xtr, tr.y, Xte, te.y, list(ds.class_names))
 
 

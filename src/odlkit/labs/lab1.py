@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def generic_vs_personal(ds=None, personal_fraction: float = 0.5, seed: int = SEE
         raise ValueError(f"{ds.name} has no subject ids (groups); use a dataset with subjects such as 'watch'")
     F = window_statistics(ds.X)
     subs = np.unique(ds.groups) if subjects is None else np.asarray(subjects)
-    out = {"subjects": [], "generic": [], "personal": [], "combined": [], "n_test": []}
+    out: dict[str, list] = {"subjects": [], "generic": [], "personal": [], "combined": [], "n_test": []}
 
     def model():
         return make_pipeline(StandardScaler(), LinearDiscriminantAnalysis())
@@ -319,7 +320,7 @@ def host_twin(initial_weights, board_weights, features, labels, train_calls: Seq
     return TwinResult(
         head=head,
         max_abs_diff=float(np.abs(theta_b - theta_h).max()),
-        rel_diff=float(np.linalg.norm(theta_b - theta_h) / max(np.linalg.norm(theta_b), 1e-12)),
+        rel_diff=float(np.linalg.norm(theta_b - theta_h) / max(float(np.linalg.norm(theta_b)), 1e-12)),
         board_accuracy=float((pb == y).mean()),
         host_accuracy=float((ph == y).mean()),
         agreement=float((pb == ph).mean()),
@@ -501,7 +502,7 @@ def personalization_run(n_per_class: int = 40, lr: float = 2e-4, epochs: int = 3
         for c in classes:
             board.record(c, n=n_per_class)
         w0 = board.get_weights()
-        call = dict(epochs=epochs, lr=lr, batch_size=batch_size)
+        call: dict[str, Any] = dict(epochs=epochs, lr=lr, batch_size=batch_size)
         res = board.train(**call)
         F, y, s = board_features(board)
         twin = host_twin(w0, board.get_weights(), F, y, [call], seed=seed + 1, sessions=s)

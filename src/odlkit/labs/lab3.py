@@ -131,8 +131,9 @@ def split_for_boards(ds, n_boards: int, test_size: float = 0.25, alpha: float | 
     if n_boards < 1:
         raise ValueError(f"n_boards must be >= 1, got {n_boards}")
     train, test = data.train_test_split(ds, test_size=test_size, seed=seed, by_group=True)
-    rec = np.unique(train.groups)
-    rec_y = np.array([np.bincount(train.y[train.groups == g]).argmax() for g in rec])
+    train_groups = np.asarray(train.groups)
+    rec = np.unique(train_groups)
+    rec_y = np.array([np.bincount(train.y[train_groups == g]).argmax() for g in rec])
     if len(rec) < n_boards:
         raise ValueError(f"only {len(rec)} training recordings for {n_boards} boards; use fewer boards")
     if alpha is None:
@@ -146,7 +147,7 @@ def split_for_boards(ds, n_boards: int, test_size: float = 0.25, alpha: float | 
         parts = [np.flatnonzero(owner == k) for k in range(n_boards)]
     else:
         parts = dirichlet_partition(rec_y, n_boards, alpha, seed=seed, min_size=1)
-    boards = [train.subset(np.isin(train.groups, rec[p])) for p in parts]
+    boards = [train.subset(np.isin(train_groups, rec[p])) for p in parts]
     return boards, test
 
 
