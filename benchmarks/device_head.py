@@ -47,11 +47,13 @@ def _values(stdout: str) -> dict:
     return vals
 
 
-def measure(fd: int, nc: int, build: Path) -> dict:
+def measure(fd: int, nc: int, build: Path, flags_set: str = "o2-hard") -> dict:
     flags = [f"-DFD={fd}", f"-DNC={nc}", f"-DBATCH={BATCH}", f"-DSTEPS={STEPS}"]
     srcs = [HERE / "qemu" / "bench_head.cpp", *library_sources()]
-    elf_train = arm_build(srcs, build / f"head_{fd}x{nc}_train.elf", flags=[*flags, "-DTRAIN=1"])
-    elf_infer = arm_build(srcs, build / f"head_{fd}x{nc}_infer.elf", flags=[*flags, "-DTRAIN=0"])
+    elf_train = arm_build(srcs, build / f"head_{fd}x{nc}_{flags_set}_train.elf", flags=[*flags, "-DTRAIN=1"],
+                          build=flags_set)
+    elf_infer = arm_build(srcs, build / f"head_{fd}x{nc}_{flags_set}_infer.elf", flags=[*flags, "-DTRAIN=0"],
+                          build=flags_set)
     res = qemu_run(elf_train)
     if res.returncode != 0 or "done" not in res.stdout:
         raise RuntimeError(f"qemu run failed for {fd}x{nc}:\n{res.stdout}\n{res.stderr}")
@@ -78,19 +80,19 @@ def measure(fd: int, nc: int, build: Path) -> dict:
     }
 
 
-def measure_backbone(build: Path) -> dict:
+def measure_backbone(build: Path, flags_set: str = "o2-hard") -> dict:
     """Instructions per backbone forward (the TrainHead example's committed header and real windows)."""
     example = ROOT / "arduino_sketches" / "ODLEngine" / "examples" / "TrainHead"
-    elf = arm_build([HERE / "qemu" / "bench_backbone.cpp", *library_sources()], build / "backbone.elf",
-                    includes=[example])
+    elf = arm_build([HERE / "qemu" / "bench_backbone.cpp", *library_sources()], build / f"backbone_{flags_set}.elf",
+                    includes=[example], build=flags_set)
     res = qemu_run(elf)
     if res.returncode != 0 or "done" not in res.stdout:
         raise RuntimeError(f"qemu backbone run failed:\n{res.stdout}\n{res.stderr}")
     line = next(x for x in res.stdout.splitlines() if x.startswith("backbone_ticks")).split()
     ticks, reps, macs = int(line[1]), int(line[3]), int(line[5])
     engine_bytes = int(next(x for x in res.stdout.splitlines() if x.startswith("engine_bytes")).split()[1])
-    calib = qemu_run(arm_build([HERE / "qemu" / "bench_head.cpp", *library_sources()], build / "calib.elf",
-                               flags=["-DFD=4", "-DNC=2", "-DBATCH=1", "-DSTEPS=1", "-DTRAIN=0"]))
+    calib = qemu_run(arm_build([HERE / "qemu" / "bench_head.cpp", *library_sources()], build / f"calib_{flags_set}.elf",
+                               flags=["-DFD=4", "-DNC=2", "-DBATCH=1", "-DSTEPS=1", "-DTRAIN=0"], build=flags_set))
     ipt = CALIBRATION_INSTRUCTIONS / _values(calib.stdout)["calibration_ticks"]
     size = arm_size(elf)
     instr = ticks * ipt / reps

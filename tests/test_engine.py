@@ -149,3 +149,18 @@ def test_sketch_compiles_for_nano33ble(sketch):
     print(res.stdout[-500:])
     assert res.returncode == 0, f"{sketch.name} does not compile for the Nano 33 BLE:\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}"
     assert "compile-check: ok" in res.stdout
+
+
+def test_board_flags_are_the_variants_own():
+    """cxxflags.BOARD (what the qemu tests and benchmarks build with) is the Arduino mbed core's
+    ARDUINO_NANO33BLE cxxflags.txt: every flag there is either in BOARD or listed as not
+    affecting code generation, and BOARD adds nothing the board does not use (only -Wall -Wextra
+    are shared with the project's warning set)."""
+    from odlkit.board import cxxflags
+
+    variant = COMPILE_CHECK.parent / "variants" / "ARDUINO_NANO33BLE" / "cxxflags.txt"
+    if not variant.exists():
+        pytest.skip(f"{variant} not found")
+    real = [f for f in variant.read_text().split() if not f.startswith("-D")]
+    assert set(real) == set(cxxflags.BOARD) | set(cxxflags.BOARD_NOT_CODEGEN)
+    assert not any(f.startswith("-ffp-contract") for f in real), "the board leaves GCC's default contraction on"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from odlkit.board import cxxflags
 from odlkit.board.protocol import (
     MAX_LINE,
     FrameError,
@@ -34,8 +35,7 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 def unit_exe(tmp_path_factory) -> Path:
     exe = tmp_path_factory.mktemp("proto") / "protocol_unit"
     cmd = [
-        "g++", "-std=gnu++14", "-O1", "-g", "-fno-rtti", "-fno-exceptions", "-Wall", "-Wextra", "-Werror",
-        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", f"-I{LIB}",
+        "g++", *cxxflags.HOST_TEST, "-O1", *cxxflags.SANITIZE, f"-I{LIB}",
         str(ROOT / "tests" / "protocol" / "protocol_unit.cpp"), *map(str, sorted(LIB.glob("*.cpp"))), "-o", str(exe),
     ]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -178,10 +178,10 @@ def _split(out: bytes) -> list:
 def test_same_session_on_cortex_m4_and_host(tmp_path):
     """Byte-level protocol behaviour identical on the target CPU; numbers equal to float rounding.
 
-    The ARM build uses the board's -Os and default FP contraction (fused multiply-adds), the
-    host build SSE without FMA, so trained weights and printed floats may differ in the last
-    bits: floats are compared with rtol 1e-4, everything else (replies, codes, counts, labels,
-    seqs) must be equal.
+    The ARM build uses the board's own flags (cxxflags.BOARD: -Os, softfp ABI, GCC's default FP
+    contraction, which the library's pragmas turn off in its own code). Floats are compared
+    with rtol 1e-4 (tests/test_qemu.py checks bit identity of the training core), everything
+    else (replies, codes, counts, labels, seqs) must be equal.
     """
     from odlkit import weights
 
@@ -190,13 +190,13 @@ def test_same_session_on_cortex_m4_and_host(tmp_path):
     sketch = ROOT / "arduino_sketches" / "lab1_motion"
     srcs = [str(ROOT / "tests" / "protocol" / "qemu_session.cpp"), *map(str, sorted(LIB.glob("*.cpp")))]
     inc = [f"-I{LIB}", f"-I{sketch}", f"-I{tmp_path}"]
-    common = ["-std=gnu++14", "-fno-rtti", "-fno-exceptions", "-Wall", "-Wextra", "-Werror"]
+    common = ["-Werror"]
     host = tmp_path / "session_host"
-    res = subprocess.run(["g++", *common, "-O2", *inc, *srcs, "-o", str(host)], capture_output=True, text=True)
+    res = subprocess.run(["g++", *cxxflags.HOST_TEST, *inc, *srcs, "-o", str(host)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
-    arm_flags = ["-Os", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+    arm_flags = cxxflags.BOARD
     startup = tmp_path / "startup.o"
-    res = subprocess.run(["arm-none-eabi-gcc", "-c", *arm_flags, str(QEMU_SUPPORT / "startup.c"), "-o", str(startup)],
+    res = subprocess.run(["arm-none-eabi-gcc", "-c", "-Os", *cxxflags.CORTEX_M4F_SOFTFP, str(QEMU_SUPPORT / "startup.c"), "-o", str(startup)],
                          capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stderr
     elf = tmp_path / "session.elf"

@@ -1,7 +1,9 @@
 #include "odl_blob.h"
+#include "odl_numerics.h"
 
 #include <string.h>
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 uint32_t crc32(const uint8_t* data, size_t len, uint32_t crc) {
@@ -83,3 +85,4 @@ Status blob_decode(HeadView& h, const uint8_t* data, uint32_t len) {
 }
 
 }  // namespace odl
+ODL_NUMERICS_END

@@ -12,6 +12,7 @@
 #ifndef ODL_ENGINE_H
 #define ODL_ENGINE_H
 
+#include "odl_numerics.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "odl_blob.h"
 #include "odl_storage.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 // Engine: frozen backbone + trainable head + training store.
@@ -205,5 +207,6 @@ class Engine {
 };
 
 }  // namespace odl
+ODL_NUMERICS_END
 
 #endif  // ODL_ENGINE_H

@@ -1,4 +1,5 @@
 #include "odl_head.h"
+#include "odl_numerics.h"
 
 #include <math.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include "odl_kernels.h"
 #include "odl_rng.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 const char* status_str(int status) {
@@ -275,3 +277,4 @@ Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResul
 }
 
 }  // namespace odl
+ODL_NUMERICS_END

@@ -3,10 +3,12 @@
 #ifndef ODL_HEAD_H
 #define ODL_HEAD_H
 
+#include "odl_numerics.h"
 #include <stdint.h>
 
 #include "odl_types.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 struct HeadView {
@@ -62,5 +64,6 @@ Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResul
                      uint16_t* confusion);
 
 }  // namespace odl
+ODL_NUMERICS_END
 
 #endif  // ODL_HEAD_H

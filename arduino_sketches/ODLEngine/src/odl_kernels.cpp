@@ -1,7 +1,9 @@
 #include "odl_kernels.h"
+#include "odl_numerics.h"
 
 #include <string.h>
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 void conv1d_valid(const float* x, uint16_t T, uint16_t Cin, const float* W, const float* b,
@@ -172,3 +174,4 @@ Status run_backbone(const ModelSpec& spec, const float* raw_window, float* arena
 }
 
 }  // namespace odl
+ODL_NUMERICS_END

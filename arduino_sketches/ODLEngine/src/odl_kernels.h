@@ -3,6 +3,7 @@
 #ifndef ODL_KERNELS_H
 #define ODL_KERNELS_H
 
+#include "odl_numerics.h"
 #include <stdint.h>
 
 #include "odl_types.h"
@@ -19,6 +20,7 @@
 #define ODL_VFP_ASM 0
 #endif
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 // acc + a[0]*b[0] + a[1]*b[1] + ... accumulated left to right (one rounding per op).
@@ -177,5 +179,6 @@ Status run_backbone(const ModelSpec& spec, const float* raw_window, float* arena
                     uint32_t arena_floats, float* features);
 
 }  // namespace odl
+ODL_NUMERICS_END
 
 #endif  // ODL_KERNELS_H

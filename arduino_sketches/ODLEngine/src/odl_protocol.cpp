@@ -1,5 +1,6 @@
 // odl_protocol.cpp - see odl_protocol.h and arduino_sketches/PROTOCOL.md.
 #include "odl_protocol.h"
+#include "odl_numerics.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include "odl_base64.h"
 #include "odl_blob.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 namespace {
@@ -1028,3 +1030,4 @@ void Protocol::cmd_stream(const Frame& f) {
 }
 
 }  // namespace odl
+ODL_NUMERICS_END

@@ -14,12 +14,14 @@
 #ifndef ODL_PROTOCOL_H
 #define ODL_PROTOCOL_H
 
+#include "odl_numerics.h"
 #include <stddef.h>
 #include <stdint.h>
 
 #include "odl_engine.h"
 #include "odl_types.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 static const uint32_t kProtocolVersion = 1;
@@ -313,5 +315,6 @@ class Protocol {
 };
 
 }  // namespace odl
+ODL_NUMERICS_END
 
 #endif  // ODL_PROTOCOL_H

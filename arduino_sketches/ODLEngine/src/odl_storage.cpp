@@ -1,7 +1,9 @@
 #include "odl_storage.h"
+#include "odl_numerics.h"
 
 #include "odl_blob.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 static const uint8_t kSlotMagic[4] = {'O', 'D', 'L', 'S'};
@@ -117,3 +119,4 @@ bool FlashIAPStorage::read(uint8_t slot, uint32_t offset, uint8_t* data, uint32_
 #endif  // ARDUINO_ARCH_MBED
 
 }  // namespace odl
+ODL_NUMERICS_END

@@ -8,11 +8,13 @@
 #ifndef ODL_STORAGE_H
 #define ODL_STORAGE_H
 
+#include "odl_numerics.h"
 #include <stdint.h>
 #include <string.h>
 
 #include "odl_types.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 static const uint32_t kSlotHeaderBytes = 16;
@@ -85,10 +87,12 @@ class RamStorage : public Storage {
 };
 
 }  // namespace odl
+ODL_NUMERICS_END
 
 #if defined(ARDUINO_ARCH_MBED)
 #include "FlashIAP.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 // Internal flash of the nRF52840 (Nano 33 BLE) through mbed::FlashIAP. The two
@@ -115,6 +119,7 @@ class FlashIAPStorage : public Storage {
 };
 
 }  // namespace odl
+ODL_NUMERICS_END
 #endif  // ARDUINO_ARCH_MBED
 
 #endif  // ODL_STORAGE_H

@@ -3,9 +3,11 @@
 #ifndef ODL_TYPES_H
 #define ODL_TYPES_H
 
+#include "odl_numerics.h"
 #include <stddef.h>
 #include <stdint.h>
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 enum Status : int {
@@ -125,5 +127,6 @@ struct Stats {
 static const uint16_t kClassNameBytes = 16;  // fixed, NUL padded (blob format)
 
 }  // namespace odl
+ODL_NUMERICS_END
 
 #endif  // ODL_TYPES_H

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from odlkit.board import cxxflags
 from odlkit.config import REPO_ROOT
 
 SKETCHES_DIR = Path(REPO_ROOT) / "arduino_sketches"
 LIBRARY_SRC = SKETCHES_DIR / "ODLEngine" / "src"
 VIRTUAL_MAIN = SKETCHES_DIR / "virtual_board" / "main.cpp"
 BUILD_DIR = Path(os.environ.get("ODL_BUILD_DIR", Path(REPO_ROOT) / "build")) / "virtual_board"
-CXXFLAGS = ["-std=gnu++14", "-O2", "-fno-rtti", "-fno-exceptions", "-Wall", "-Wextra"]
+CXXFLAGS = cxxflags.HOST  # includes -ffp-contract=off: the build must not depend on the compiler's default
 
 
 def _sources(sketch: str) -> tuple[list[Path], list[Path]]:
