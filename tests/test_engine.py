@@ -3,6 +3,7 @@ trainable head against the numpy reference ``odlkit.head`` on real backbone feat
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -136,8 +137,12 @@ SKETCHES = [LIBRARY / "examples" / "TrainHead"] + sorted(
 )
 
 
-@pytest.mark.parametrize("sketch", SKETCHES, ids=lambda p: p.name)
-def test_sketch_compiles_for_nano33ble(sketch):
+WRAPPER = LIBRARY / "extras" / "compile_check.py"
+# A sketch needs the IMU libraries exactly when it reads the IMU (odl_nano33_app.h).
+NEEDS_IMU = {"lab1_motion": True, "lab3_federated": True, "TrainHead": False}
+
+
+def _compile_check(sketch, *args):
     import shutil
 
     if not COMPILE_CHECK.exists():
@@ -145,10 +150,45 @@ def test_sketch_compiles_for_nano33ble(sketch):
     if shutil.which("arm-none-eabi-g++") is None:
         pytest.skip("arm-none-eabi-g++ not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
                     "libstdc++-arm-none-eabi-newlib)")
-    res = run([COMPILE_CHECK, sketch, LIBRARY], check=False, timeout=600)
+    res = run([sys.executable, WRAPPER, sketch, *args], check=False, timeout=600)
     print(res.stdout[-500:])
+    assert "compile-check: using " in res.stdout, "the check must say which Arduino core it used"
+    return res
+
+
+def test_every_sketch_has_an_expected_outcome():
+    assert {p.name for p in SKETCHES} == set(NEEDS_IMU)
+
+
+@pytest.mark.parametrize("sketch", SKETCHES, ids=lambda p: p.name)
+def test_sketch_compiles_for_nano33ble(sketch):
+    res = _compile_check(sketch)
     assert res.returncode == 0, f"{sketch.name} does not compile for the Nano 33 BLE:\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}"
     assert "compile-check: ok" in res.stdout
+
+
+@pytest.mark.parametrize("sketch", SKETCHES, ids=lambda p: p.name)
+def test_sketch_without_the_imu_libraries(sketch):
+    """The library installed from a ZIP alone: a sketch that does not read the IMU builds, one that
+    does fails at compile time naming the missing library."""
+    res = _compile_check(sketch, "--without-imu")
+    if NEEDS_IMU[sketch.name]:
+        assert res.returncode != 0
+        assert re.search(r"Arduino_(LSM9DS1|BMI270_BMM150)", res.stderr), res.stderr[-3000:]
+    else:
+        assert res.returncode == 0, res.stderr[-6000:]
+        assert "compile-check: ok" in res.stdout
+
+
+def test_imu_glue_without_the_libraries_says_what_is_missing(tmp_path):
+    """A sketch that includes the Nano 33 app but not the IMU headers, without the libraries: the
+    library's own #error tells the user which libraries to install."""
+    sketch = tmp_path / "uses_imu"
+    sketch.mkdir()
+    (sketch / "uses_imu.ino").write_text("#include <odl_nano33_app.h>\nvoid setup() {}\nvoid loop() {}\n")
+    res = _compile_check(sketch, "--without-imu")
+    assert res.returncode != 0
+    assert "needs the Arduino_LSM9DS1 (Rev1) and Arduino_BMI270_BMM150 (Rev2) libraries" in res.stderr
 
 
 def test_board_flags_are_the_variants_own():
@@ -164,3 +204,19 @@ def test_board_flags_are_the_variants_own():
     real = [f for f in variant.read_text().split() if not f.startswith("-D")]
     assert set(real) == set(cxxflags.BOARD) | set(cxxflags.BOARD_NOT_CODEGEN)
     assert not any(f.startswith("-ffp-contract") for f in real), "the board leaves GCC's default contraction on"
+
+
+def test_flash_iap_storage_against_an_nrf52840_model(tmp_path):
+    """FlashIAPStorage (the board's weight storage) on a model of mbed::FlashIAP on the nRF52840:
+    slot placement refused where it overlaps the firmware or is misaligned, and a power cut at
+    every program and erase step of three saves leaves the old or the new record loadable."""
+    from enginebuild import LIB_SRC
+
+    sources = [HERE / "flash_iap_test.cpp", LIB_SRC / "nano33ble" / "odl_flash_iap.cpp", *library_sources()]
+    exe = gxx(sources, tmp_path / "flash_iap_test", includes=[HERE / "fake_mbed"], flags=["-DODL_FLASHIAP_MODEL"])
+    res = run([exe], check=False, timeout=300)
+    print(res.stdout[-800:])
+    assert res.returncode == 0 and "0 failures" in res.stdout, res.stdout[-3000:]
+    cuts, old, new, other = (int(v) for v in re.search(
+        r"(\d+) power cuts, old record loaded (\d+), new (\d+), anything else (\d+)", res.stdout).groups())  # fmt: skip
+    assert cuts > 3 * 2 * 2208 // 4 and other == 0 and old > 0 and new > 0

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ODLEngine.h"
+#include "odl_imu.h"
 #include "odl_rng.h"
 
 static int g_failures = 0;
@@ -508,7 +509,106 @@ static void test_storage_realistic_size() {
   CHECK(newer == 1);
 }
 
+
+// ---------------------------------------------------------------- IMU layer
+static void test_lsm9ds1_gyro_scale() {
+  // Arduino_LSM9DS1 returns raw * 2000 / 32768; the datasheet sensitivity at +-2000 dps is
+  // 70 mdps/LSB (LSM9DS1 datasheet, Table 3, G_So).
+  const int raws[] = {-32768, -12000, -1, 1, 437, 12345, 32767};
+  for (int raw : raws) {
+    const float library = (float)(raw * 2000.0 / 32768.0);
+    const double want = raw * 0.070;
+    CHECK_NEAR(odl::lsm9ds1_gyro_dps(library), want, 1e-6 * fabs(want) + 1e-7);
+  }
+  // the library's value is 12.5 % low: 2000/32768 / 0.070 = 0.8719
+  CHECK_NEAR(odl::kLsm9ds1LibraryDpsPerLsb / odl::kLsm9ds1DatasheetDpsPerLsb, 0.871931, 1e-5);
+}
+
+// RMS of the 25 Hz output of a tone of frequency f sampled by the sensor at fs, decimated either
+// by averaging every sensor sample of a 40 ms tick (odl::SampleAverager) or by taking the latest.
+static double decimated_rms(double f, double fs, bool average) {
+  odl::SampleAverager<1> avg;
+  double sum2 = 0.0, t_sensor = 0.0, latest = 0.0;
+  long n = 0, ticks = 0;
+  for (long k = 1; k <= 1000; ++k) {  // 40 s of output
+    const double tick = k * 0.04;
+    while (t_sensor <= tick) {
+      const float v = (float)sin(2.0 * M_PI * f * t_sensor + 0.3);
+      avg.add(&v);
+      latest = v;
+      t_sensor = (double)(++n) / fs;
+    }
+    float out = 0.0f;
+    const bool ok = avg.take(&out);
+    CHECK(ok);
+    const double y = average ? out : latest;
+    sum2 += y * y;
+    ++ticks;
+  }
+  return sqrt(sum2 / ticks);
+}
+
+static void test_anti_alias_average() {
+  const double rates[] = {119.0, 100.0};  // LSM9DS1 (Rev1), BMI270 (Rev2)
+  for (double fs : rates) {
+    const double alias_latest = decimated_rms(20.0, fs, false), alias_avg = decimated_rms(20.0, fs, true);
+    const double slow_latest = decimated_rms(1.0, fs, false), slow_avg = decimated_rms(1.0, fs, true);
+    printf("anti-alias at %.0f Hz: 20 Hz tone RMS latest-sample %.3f, averaged %.3f; 1 Hz tone %.3f vs %.3f\n", fs,
+           alias_latest, alias_avg, slow_latest, slow_avg);
+    CHECK(alias_latest > 0.6);              // latest-sample decimation folds 20 Hz to 5 Hz at full amplitude
+    CHECK(alias_avg < 0.5 * alias_latest);  // boxcar over 40 ms: gain ~0.2-0.4 at 20 Hz
+    CHECK(slow_avg > 0.98 * slow_latest);   // the motion band passes
+  }
+  odl::SampleAverager<3> a;
+  float out[3];
+  CHECK(!a.take(out));  // nothing added: the caller falls back to the latest register
+  const float s1[3] = {1, 2, 3}, s2[3] = {3, 4, -3};
+  a.add(s1);
+  a.add(s2);
+  CHECK(a.count() == 2);
+  CHECK(a.take(out) && out[0] == 2.0f && out[1] == 3.0f && out[2] == 0.0f);
+  CHECK(a.count() == 0 && !a.take(out));
+}
+
+struct FakeImuBus : odl::ImuBus {
+  int rev1_answers_from = -1;  // the n-th (0-based) probe of 0x6B is the first that ACKs; -1 never
+  int rev2_answers_from = -1;
+  int start_fails = 0;         // start() fails this many times first
+  int rev1_probes = 0, rev2_probes = 0, waits = 0;
+  uint32_t waited_ms = 0;
+  bool answers(uint8_t addr) override {
+    if (addr == odl::kLsm9ds1AccelGyroAddr) return rev1_answers_from >= 0 && rev1_probes++ >= rev1_answers_from;
+    if (addr == odl::kBmi270Addr) return rev2_answers_from >= 0 && rev2_probes++ >= rev2_answers_from;
+    return false;
+  }
+  bool start(odl::ImuRevision) override { return start_fails-- <= 0; }
+  void wait_ms(uint32_t ms) override {
+    ++waits;
+    waited_ms += ms;
+  }
+};
+
+static void test_imu_probe_retries() {
+  FakeImuBus late;  // Rev1 that answers only on the third attempt
+  late.rev1_answers_from = 2;
+  CHECK(odl::probe_imu(late, 5, 20) == odl::kImuRev1);
+  CHECK(late.waits == 2 && late.waited_ms == 40);
+  FakeImuBus once;
+  once.rev1_answers_from = 1;
+  CHECK(odl::probe_imu(once, 1, 20) == odl::kImuNone);  // one attempt misses it...
+  CHECK(odl::probe_imu(once, 1, 20) == odl::kImuRev1);  // ...the re-probe of the next command finds it
+  FakeImuBus rev2;
+  rev2.rev2_answers_from = 0;
+  rev2.start_fails = 1;  // begin() fails once
+  CHECK(odl::probe_imu(rev2, 3, 10) == odl::kImuRev2);
+  FakeImuBus none;
+  CHECK(odl::probe_imu(none, 4, 10) == odl::kImuNone && none.waits == 3);
+}
+
 int main() {
+  test_lsm9ds1_gyro_scale();
+  test_anti_alias_average();
+  test_imu_probe_retries();
   test_conv1d();
   test_depthwise();
   test_dense_relu_pool_gap();

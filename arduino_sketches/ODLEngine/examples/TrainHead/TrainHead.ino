@@ -59,7 +59,10 @@ void setup() {
   Serial.println(ev.accuracy, 3);
 
 #if defined(ARDUINO_ARCH_MBED)
-  if (!storage.begin()) Serial.println("flash: FlashIAP init failed");
+  if (!storage.begin()) {
+    Serial.print("flash: ");
+    Serial.println(storage.error());
+  }
 #endif
   report("save", engine.save(storage));
   engine.reset();
