@@ -605,7 +605,78 @@ static void test_imu_probe_retries() {
   CHECK(odl::probe_imu(none, 4, 10) == odl::kImuNone && none.waits == 3);
 }
 
+// ---------------------------------------------------------------- non-finite values
+static void put_f32_le(uint8_t* p, float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  for (int i = 0; i < 4; ++i) p[i] = (uint8_t)(u >> (8 * i));
+}
+
+static void test_non_finite_rejected() {
+  odl::Engine<24, 2, 4, 8> eng;
+  CHECK(eng.begin(kTiny) == odl::kOk);
+  uint8_t blob[256];
+  uint32_t n = 0;
+  CHECK(eng.serialize(blob, sizeof(blob), &n) == odl::kOk);
+  const float bad[3] = {NAN, INFINITY, -INFINITY};
+  const uint32_t weights_at = 16 + 2 * 16;  // header + 2 class names
+  for (float v : bad)
+    for (uint32_t at : (const uint32_t[2]){weights_at, n - 8}) {  // a weight, the last bias
+      uint8_t b2[256];
+      memcpy(b2, blob, n);
+      put_f32_le(b2 + at, v);
+      const uint32_t crc = odl::crc32(b2, n - 4);
+      for (int i = 0; i < 4; ++i) b2[n - 4 + i] = (uint8_t)(crc >> (8 * i));  // a valid CRC: only the value is wrong
+      odl::Engine<24, 2, 4, 8> other;
+      other.begin(kTiny);
+      other.add_class("kept");
+      CHECK(other.deserialize(b2, n) == odl::kErrNonFinite);
+      CHECK(other.num_classes() == 3 && strcmp(other.class_name(2), "kept") == 0);  // nothing changed
+      CHECK(other.weights()[0] == eng.weights()[0]);
+    }
+  const float nan_feat[2] = {1.0f, NAN}, inf_feat[2] = {INFINITY, 0.0f};
+  CHECK(eng.add_sample(nan_feat, 0) == odl::kErrNonFinite);
+  CHECK(eng.add_sample(inf_feat, 1) == odl::kErrNonFinite);
+  CHECK(eng.num_samples() == 0 && eng.stats().samples_seen == 0);
+  CHECK(strcmp(odl::status_str(odl::kErrNonFinite), "non-finite value (NaN or Inf) refused, nothing changed") == 0);
+}
+
+static int g_epochs_seen = 0, g_non_finite_reported = 0;
+static bool count_diverged_epochs(const odl::EpochResult& r, void*) {
+  ++g_epochs_seen;
+  if (!odl::is_finite(r.loss)) ++g_non_finite_reported;
+  return true;
+}
+
+static void test_diverged_training_restores_weights() {
+  odl::Engine<24, 2, 4, 16> eng;
+  CHECK(eng.begin(kTiny) == odl::kOk);
+  for (int i = 0; i < 16; ++i) {
+    const float f[2] = {(float)(i % 2 ? 30 : -30), (float)(i % 3) * 20.0f};
+    CHECK(eng.add_sample(f, (uint16_t)(i % 2)) == odl::kOk);
+  }
+  odl::TrainConfig ok;
+  ok.epochs = 2;
+  ok.lr = 0.01f;
+  CHECK(eng.train(ok) == odl::kOk);  // some trained weights to protect
+  float W0[8], b0[4];
+  memcpy(W0, eng.weights(), sizeof(float) * 4);
+  memcpy(b0, eng.bias(), sizeof(float) * 2);
+  odl::TrainConfig wild = ok;
+  wild.epochs = 50;
+  wild.lr = 3e37f;  // overflows to Inf, then NaN, within the first epoch
+  wild.momentum = 0.9f;
+  g_epochs_seen = 0;
+  CHECK(eng.train(wild, count_diverged_epochs, nullptr) == odl::kErrDiverged);
+  CHECK(g_epochs_seen < 50 && g_non_finite_reported == 0);  // stopped, and never reported a NaN loss
+  CHECK(memcmp(W0, eng.weights(), sizeof(float) * 4) == 0 && memcmp(b0, eng.bias(), sizeof(float) * 2) == 0);
+  CHECK(eng.num_classes() == 2 && strcmp(eng.class_name(1), "down") == 0);
+  CHECK(eng.train(ok) == odl::kOk);  // training still works afterwards
+}
+
 int main() {
+  test_non_finite_rejected();
+  test_diverged_training_restores_weights();
   test_lsm9ds1_gyro_scale();
   test_anti_alias_average();
   test_imu_probe_retries();

@@ -70,6 +70,9 @@ Status blob_decode(HeadView& h, const uint8_t* data, uint32_t len) {
     return kErrBlobSize;
   if (crc32(data, len - 4) != get_u32(data + len - 4)) return kErrBlobCrc;
   if (fd != h.feature_dim || nc > h.max_classes) return kErrBlobShape;
+  // refuse NaN / Inf weights before anything is changed
+  for (const uint8_t* q = data + kBlobHeaderBytes + nc * kClassNameBytes; q < data + len - 4; q += 4)
+    if (!is_finite(get_f32(q))) return kErrNonFinite;
   const uint8_t* p = data + kBlobHeaderBytes;
   memset(h.names, 0, (size_t)kClassNameBytes * h.max_classes);
   for (uint32_t c = 0; c < nc; ++c, p += kClassNameBytes) {

@@ -95,9 +95,16 @@ class Engine {
   // class index (>= 0) or a negative Status (kErrTooManyClasses, kErrBadArgument).
   int add_class(const char* name) { return head_add_class(head_, name); }
 
+  // Trains the head. If the loss becomes non-finite (a learning rate far too large), the
+  // weights from before the call are restored (kept as a blob in the storage record buffer, so
+  // no extra RAM) and kErrDiverged is returned.
   Status train(const TrainConfig& cfg, EpochCallback cb = nullptr, void* user = nullptr) {
     uint32_t t0 = clock_ ? clock_() : 0;
-    Status s = head_train(head_, store_, cfg, cb, user);
+    uint32_t n = 0;
+    Status s = serialize(record_ + kSlotHeaderBytes, kBlobCapacity, &n);
+    if (s != kOk) return s;
+    s = head_train(head_, store_, cfg, cb, user);
+    if (s == kErrDiverged && deserialize(record_ + kSlotHeaderBytes, n) != kOk) s = kErrBadModel;
     if (clock_) stats_.last_train_us = clock_() - t0;
     return s;
   }

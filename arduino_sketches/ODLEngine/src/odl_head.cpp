@@ -31,6 +31,8 @@ const char* status_str(int status) {
     case kErrStorageEmpty: return "storage holds no valid weights";
     case kErrStorageTooSmall: return "weights record larger than a storage slot";
     case kErrDuplicateClass: return "class name already exists";
+    case kErrNonFinite: return "non-finite value (NaN or Inf) refused, nothing changed";
+    case kErrDiverged: return "training diverged (non-finite loss): weights restored to before the call";
     default: return "unknown error";
   }
 }
@@ -152,6 +154,8 @@ void store_clear(StoreView& s, uint32_t seed) {
 Status store_add(StoreView& s, const HeadView& h, const float* features, uint16_t label) {
   if (!features) return kErrBadArgument;
   if (label >= h.num_classes) return kErrBadLabel;
+  // one NaN feature would turn every later prediction into class 0
+  if (!all_finite(features, s.feature_dim)) return kErrNonFinite;
   if (s.capacity == 0) return kErrBadArgument;
   s.seen++;
   uint32_t slot;
@@ -234,13 +238,13 @@ Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallba
         h.b[c] += h.vb[c];
       }
     }
-    if (cb) {
-      EpochResult r;
-      r.epoch = epoch;
-      r.loss = (loss_lin + loss_log + logf(prod)) / (float)n;
-      r.accuracy = (float)correct / (float)n;
-      if (!cb(r, user)) break;
-    }
+    EpochResult r;
+    r.epoch = epoch;
+    r.loss = (loss_lin + loss_log + logf(prod)) / (float)n;
+    r.accuracy = (float)correct / (float)n;
+    // the caller (Engine::train) restores the weights from before the call
+    if (!is_finite(r.loss) || !all_finite(h.W, nw) || !all_finite(h.b, nc)) return kErrDiverged;
+    if (cb && !cb(r, user)) break;
   }
   return kOk;
 }

@@ -29,8 +29,18 @@ enum Status : int {
   kErrStorageIo = -15,       // the storage refused an erase / write / read
   kErrStorageEmpty = -16,    // no valid slot in storage
   kErrStorageTooSmall = -17, // record larger than a slot
-  kErrDuplicateClass = -18   // add_class with a name already in the head
+  kErrDuplicateClass = -18,  // add_class with a name already in the head
+  kErrNonFinite = -19,       // a NaN or infinite weight, feature or window value was refused
+  kErrDiverged = -20         // training gave a non-finite loss: the weights were restored
 };
+
+// false for NaN and +-Inf (a builtin, so it holds without <cmath> and on every core).
+inline bool is_finite(float v) { return __builtin_isfinite(v); }
+inline bool all_finite(const float* v, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i)
+    if (!is_finite(v[i])) return false;
+  return true;
+}
 
 // Short, stable text for a Status (for serial error replies).
 const char* status_str(int status);
