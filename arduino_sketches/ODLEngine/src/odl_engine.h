@@ -19,6 +19,7 @@
 
 #include "odl_types.h"
 #include "odl_kernels.h"
+#include "odl_rng.h"
 #include "odl_head.h"
 #include "odl_blob.h"
 #include "odl_storage.h"
@@ -94,6 +95,12 @@ class Engine {
   // Adds a class at run time (new head row zero-initialized). Returns the new
   // class index (>= 0) or a negative Status (kErrTooManyClasses, kErrBadArgument).
   int add_class(const char* name) { return head_add_class(head_, name); }
+  // Undoes add_class while the class has no samples (see head_remove_last_class).
+  Status remove_last_class() { return head_remove_last_class(head_, store_); }
+
+  // Restarts the per-epoch shuffle from `seed` (the orders of odlkit.head.Head.fit(order="shuffle",
+  // seed=seed)); otherwise the generator continues across train() calls.
+  void seed_shuffle(uint32_t seed) { store_.rng_shuffle = rng_seed_shuffle(seed); }
 
   // Trains the head. If the loss becomes non-finite (a learning rate far too large), the
   // weights from before the call are restored (kept as a blob in the storage record buffer, so

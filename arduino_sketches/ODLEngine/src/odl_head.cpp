@@ -151,6 +151,18 @@ void store_clear(StoreView& s, uint32_t seed) {
   s.rng_shuffle = rng_seed_shuffle(seed);
 }
 
+Status head_remove_last_class(HeadView& h, const StoreView& s) {
+  if (h.num_classes == 0) return kErrBadArgument;
+  const uint16_t c = (uint16_t)(h.num_classes - 1);
+  for (uint32_t i = 0; i < s.count; ++i)
+    if (s.labels[i] == c) return kErrBadLabel;
+  memset(h.names[c], 0, kClassNameBytes);
+  memset(h.W + (uint32_t)c * h.feature_dim, 0, sizeof(float) * h.feature_dim);
+  h.b[c] = 0.0f;
+  h.num_classes = c;
+  return kOk;
+}
+
 Status store_add(StoreView& s, const HeadView& h, const float* features, uint16_t label) {
   if (!features) return kErrBadArgument;
   if (label >= h.num_classes) return kErrBadLabel;

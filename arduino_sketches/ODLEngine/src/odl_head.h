@@ -46,6 +46,9 @@ float exp_nonpos(float x);
 void head_load_initial(HeadView& h, const ModelSpec& spec);
 // Appends a class with a zero row; returns its index or a negative Status.
 int head_add_class(HeadView& h, const char* name);
+// Removes the last class if no stored sample has its label (undoes an add_class whose first
+// recording failed). Returns kOk, kErrBadArgument (no class) or kErrBadLabel (it has samples).
+Status head_remove_last_class(HeadView& h, const StoreView& s);
 // logits = W x + b, probs = softmax(logits); returns argmax. probs -> h.probs.
 int head_forward(HeadView& h, const float* x);
 Status head_predict(HeadView& h, const float* features, Prediction* out);

@@ -496,6 +496,11 @@ void Protocol::boot() {
   send(out_);
 }
 
+void Protocol::host_connected(bool open) {
+  if (open && !host_open_) boot();
+  host_open_ = open;
+}
+
 void Protocol::poll() {
   for (int i = 0; i < 4096; ++i) {  // bounded: never starve the caller
     int c = io_.read();
@@ -656,15 +661,32 @@ void Protocol::cmd_hello(const Frame& f, bool info) {
 }
 
 void Protocol::cmd_record(const Frame& f) {
-  static const char* const keys[] = {"n", nullptr};
+  static const char* const keys[] = {"n", "add", nullptr};
   if (!check_args(f, 1, keys)) return;
   if (f.num_tokens < 1 || strchr(f.tokens[0], '=')) {
-    error(f.seq, kPeBadArg, "RECORD needs a class: RECORD <class> [n=1]");
+    error(f.seq, kPeBadArg, "RECORD needs a class: RECORD <class> [n=1] [add=0|1]");
+    return;
+  }
+  const char* add = frame_arg(f, "add");
+  if (add && !streq(add, "0") && !streq(add, "1")) {
+    error(f.seq, kPeBadArg, "add must be 0 or 1");
     return;
   }
   int label = resolve_class(f.tokens[0]);
-  if (label < 0) {
-    error(f.seq, kPeState, "unknown class; ADDCLASS it first:", f.tokens[0]);
+  // add=1 and an unknown class: the class is created only once its first window is stored,
+  // so a RECORD that fails leaves no empty class behind.
+  const bool create = label < 0 && add && add[0] == '1';
+  if (label < 0 && !create) {
+    error(f.seq, kPeState, "unknown class; ADDCLASS it first (or RECORD ... add=1):", f.tokens[0]);
+    return;
+  }
+  uint32_t dummy = 0;
+  if (create && (!valid_class_name(f.tokens[0]) || parse_u32(f.tokens[0], &dummy))) {
+    error(f.seq, kPeBadArg, "a new class needs a name of 1..15 characters [A-Za-z0-9_.-], not a number");
+    return;
+  }
+  if (create && e_.num_classes() >= e_.max_classes()) {
+    error(f.seq, kPeState, "add_class failed:", status_str(kErrTooManyClasses));
     return;
   }
   uint32_t n = 1;
@@ -681,9 +703,19 @@ void Protocol::cmd_record(const Frame& f) {
     error(f.seq, kPeEngine, "window buffer does not match the model");
     return;
   }
-  const char* name = e_.class_name(static_cast<uint16_t>(label));
-  uint32_t fwd = 0;
+  const char* name = create ? f.tokens[0] : e_.class_name(static_cast<uint16_t>(label));
+  uint32_t fwd = 0, done = 0;
+  int pending = -1;
   for (uint32_t k = 1; k <= n; ++k) {
+    // Any input byte aborts after the current window (a host that gave up, or a new command):
+    // the board is never deaf for the up to 1000 x 2 s a RECORD may last.
+    if (k > 1) {
+      int c = io_.read();
+      if (c >= 0) {
+        pending = c;
+        break;
+      }
+    }
     out_.begin(f.seq, "EV");
     out_.token("RECORD");
     out_.kv_u("i", k);
@@ -696,19 +728,34 @@ void Protocol::cmd_record(const Frame& f) {
       error(f.seq, kPeSensor, err);
       return;
     }
+    if (label < 0) {
+      if (!all_finite(win, static_cast<uint32_t>(need))) {
+        error(f.seq, kPeSensor, "window has non-finite values; class not added");
+        return;
+      }
+      label = e_.add_class(name);
+      if (label < 0) {
+        error(f.seq, kPeEngine, "add_class failed:", status_str(label));
+        return;
+      }
+    }
     Status s = e_.add_window(win, static_cast<uint16_t>(label));
     if (s != kOk) {
+      if (create && done == 0) e_.remove_last_class();  // created here, still empty: undo
       error(f.seq, kPeEngine, "add_window failed:", status_str(s));
       return;
     }
+    ++done;
     fwd = e_.stats().last_forward_us;
   }
   ok_begin(out_, f.seq, "RECORD");
   out_.kv_u("class", static_cast<uint32_t>(label));
-  out_.kv_u("n", n);
+  out_.kv_u("n", done);
   out_.kv_u("stored", e_.num_samples());
   out_.kv_u("fwd_us", fwd);
+  out_.kv_u("aborted", pending >= 0 ? 1u : 0u);
   send(out_);
+  if (pending >= 0) feed(static_cast<uint8_t>(pending));  // the byte that stopped us may start a frame
 }
 
 void Protocol::cmd_addclass(const Frame& f) {
@@ -748,7 +795,7 @@ void Protocol::send_epoch_event(const EpochResult& r) {
 }
 
 void Protocol::cmd_train(const Frame& f) {
-  static const char* const keys[] = {"epochs", "lr", "mom", "wd", "batch", "mode", "replay", nullptr};
+  static const char* const keys[] = {"epochs", "lr", "mom", "wd", "batch", "mode", "replay", "seed", nullptr};
   if (!check_args(f, 0, keys)) return;
   TrainConfig cfg;
   uint32_t u = 0;
@@ -783,8 +830,15 @@ void Protocol::cmd_train(const Frame& f) {
     if (!streq(v, "0") && !streq(v, "1")) return error(f.seq, kPeBadArg, "replay must be 0 or 1");
     cfg.use_replay = v[0] == '1';
   }
+  bool reseed = false;
+  uint32_t seed = 0;
+  if ((v = frame_arg(f, "seed"))) {
+    if (!parse_u32(v, &seed)) return error(f.seq, kPeBadArg, "seed must be an integer 0..4294967295");
+    reseed = true;
+  }
   if (e_.num_samples() == 0) return error(f.seq, kPeState, "no samples stored; RECORD some first");
   if (e_.num_classes() < 2) return error(f.seq, kPeState, "need at least 2 classes to train; ADDCLASS first");
+  if (reseed) e_.seed_shuffle(seed);
   last_epoch_ = EpochResult();
   Status s = e_.train(cfg, epoch_trampoline, this);
   if (s != kOk) {
@@ -848,13 +902,21 @@ void Protocol::cmd_eval(const Frame& f) {
   if (s != kOk) {
     return error(f.seq, s == kErrNoSamples ? kPeState : kPeEngine, "evaluate failed:", status_str(s));
   }
+  // One event per true class (a row of the confusion matrix), so the matrix never has to fit
+  // one 1024-byte line: a row of C classes needs at most 6 * C + 40 bytes.
+  for (uint16_t row = 0; row < r.num_classes; ++row) {
+    out_.begin(f.seq, "EV");
+    out_.token("EVAL");
+    out_.kv_u("row", row);
+    out_.kv_u16s("cm", r.confusion + static_cast<uint32_t>(row) * r.stride, r.num_classes, r.stride, 1);
+    send(out_);
+  }
   ok_begin(out_, f.seq, "EVAL");
   out_.kv_u("n", r.n);
   out_.kv_u("correct", r.correct);
   out_.kv_f("acc", r.accuracy);
   out_.kv_f("loss", r.loss);
   out_.kv_u("classes", r.num_classes);
-  out_.kv_u16s("cm", r.confusion, r.num_classes, r.stride, r.num_classes);
   send(out_);
 }
 

@@ -181,6 +181,8 @@ class EngineIface {
   virtual uint32_t num_samples() const = 0;
   virtual Stats stats() const = 0;
   virtual int add_class(const char* name) = 0;
+  virtual Status remove_last_class() = 0;
+  virtual void seed_shuffle(uint32_t seed) = 0;
   virtual Status add_window(const float* window, uint16_t label) = 0;
   virtual Status train(const TrainConfig& cfg, EpochCallback cb, void* user) = 0;
   virtual Status predict(const float* window, Prediction* out) = 0;
@@ -218,6 +220,8 @@ class EngineAdapter : public EngineIface {
   uint32_t num_samples() const override { return e_.num_samples(); }
   Stats stats() const override { return e_.stats(); }
   int add_class(const char* name) override { return e_.add_class(name); }
+  Status remove_last_class() override { return e_.remove_last_class(); }
+  void seed_shuffle(uint32_t seed) override { e_.seed_shuffle(seed); }
   Status add_window(const float* w, uint16_t label) override { return e_.add_window(w, label); }
   Status train(const TrainConfig& c, EpochCallback cb, void* u) override { return e_.train(c, cb, u); }
   Status predict(const float* w, Prediction* out) override { return e_.predict(w, out); }
@@ -265,6 +269,10 @@ class Protocol {
            BoardHooks hooks = BoardHooks());
   // Sends the boot banner ($0 EV BOOT ...).
   void boot();
+  // Call every loop with whether a host has the port open (USB CDC: DTR asserted). The banner
+  // is sent again each time a host opens the port: one written at power-up, before any host
+  // listened, is lost on USB. (HELLO and INFO answer the same fields at any time.)
+  void host_connected(bool open);
   // Reads every byte available now and handles complete frames.
   void poll();
   // Handles one input byte.
@@ -311,6 +319,7 @@ class Protocol {
   uint32_t cur_seq_;
   uint32_t tx_, rx_, errors_;
   uint32_t setw_total_, setw_recv_;  // staged SETW transfer
+  bool host_open_ = false;
   EpochResult last_epoch_;
 };
 

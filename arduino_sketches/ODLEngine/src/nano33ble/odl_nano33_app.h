@@ -61,12 +61,13 @@ class Nano33App {
     static Protocol protocol(adapter_, imu_, io_, firmware_version, hooks);
     proto_ = &protocol;
     streaming_ = stream_at_boot;
-    proto_->boot();
+    // no banner here: on USB nobody listens yet; loop() sends it when a host opens the port
   }
 
   // Edge Impulse forwarder mode streams samples until the host sends its first byte; then
   // the protocol takes over for good.
   void loop() {
+    proto_->host_connected(static_cast<bool>(Serial));  // USB CDC: true while the host asserts DTR
     if (streaming_ && Serial.available() == 0) {
       stream_one_sample();
       return;
