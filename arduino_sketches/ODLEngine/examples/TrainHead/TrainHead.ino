@@ -47,7 +47,7 @@ void setup() {
   odl::TrainConfig cfg;
   cfg.epochs = 20;
   cfg.batch_size = 4;
-  cfg.lr = 1e-4f;
+  cfg.lr = 3e-3f;  // features of windows in g and deg/s (tests/test_engine.py runs this configuration)
   cfg.momentum = 0.9f;
   report("train", engine.train(cfg, on_epoch, nullptr));
   Serial.print("train us: ");
