@@ -379,10 +379,11 @@ def test_non_finite_weights_are_refused_over_the_protocol(session_exe):
 
 
 def test_python_and_cpp_share_the_protocol_constants():
-    """board/protocol.py and odl_protocol.h state the same version, limits and error codes."""
+    """board/protocol.py and odl_frame.h (the framing half of the C++ protocol) state the same
+    version, limits and error codes."""
     from odlkit.board import protocol
 
-    header = (LIB / "odl_protocol.h").read_text()
+    header = (LIB / "odl_frame.h").read_text()
     consts = dict(re.findall(r"static const (?:uint32_t|size_t) (k\w+) = (\d+)u?;", header))
     assert int(consts["kProtocolVersion"]) == protocol.PROTOCOL_VERSION
     assert int(consts["kMaxLine"]) == protocol.MAX_LINE

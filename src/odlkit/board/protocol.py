@@ -21,7 +21,7 @@ MAX_SEQ = 999_999_999
 
 
 class ErrorCode(IntEnum):
-    """The board's error codes (``odl::ProtoError`` in odl_protocol.h; tests/test_protocol.py
+    """The board's error codes (``odl::ProtoError`` in odl_frame.h; tests/test_protocol.py
     checks that both lists agree)."""
 
     LINE_TOO_LONG = 1
