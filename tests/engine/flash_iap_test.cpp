@@ -9,13 +9,13 @@
 #include "nano33ble/odl_flash_iap.h"
 
 static int g_failures = 0, g_checks = 0;
-#define CHECK(cond)                                              \
-  do {                                                           \
-    ++g_checks;                                                  \
-    if (!(cond)) {                                               \
-      ++g_failures;                                              \
-      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);     \
-    }                                                            \
+#define CHECK(cond)                                          \
+  do {                                                       \
+    ++g_checks;                                              \
+    if (!(cond)) {                                           \
+      ++g_failures;                                          \
+      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                        \
   } while (0)
 
 static const uint32_t kBlob = 2208;  // a 64-feature x 8-class head blob is ~2.2 KB

@@ -10,23 +10,22 @@
 
 static int g_failures = 0;
 static int g_checks = 0;
-#define CHECK(cond)                                                         \
-  do {                                                                      \
-    ++g_checks;                                                             \
-    if (!(cond)) {                                                          \
-      ++g_failures;                                                         \
-      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                \
-    }                                                                       \
+#define CHECK(cond)                                          \
+  do {                                                       \
+    ++g_checks;                                              \
+    if (!(cond)) {                                           \
+      ++g_failures;                                          \
+      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                        \
   } while (0)
-#define CHECK_NEAR(a, b, tol)                                               \
-  do {                                                                      \
-    ++g_checks;                                                             \
-    const double va = (a), vb = (b);                                        \
-    if (!(fabs(va - vb) <= (tol))) {                                        \
-      ++g_failures;                                                         \
-      printf("FAIL %s:%d: %s = %.9g, %s = %.9g (tol %g)\n", __FILE__, __LINE__, #a, va, #b, vb, \
-             (double)(tol));                                                \
-    }                                                                       \
+#define CHECK_NEAR(a, b, tol)                                                                                   \
+  do {                                                                                                          \
+    ++g_checks;                                                                                                 \
+    const double va = (a), vb = (b);                                                                            \
+    if (!(fabs(va - vb) <= (tol))) {                                                                            \
+      ++g_failures;                                                                                             \
+      printf("FAIL %s:%d: %s = %.9g, %s = %.9g (tol %g)\n", __FILE__, __LINE__, #a, va, #b, vb, (double)(tol)); \
+    }                                                                                                           \
   } while (0)
 
 // ---------------------------------------------------------------- kernels
@@ -46,7 +45,7 @@ static void test_conv1d() {
 
 static void test_depthwise() {
   const float x[6] = {1, 10, 2, 20, 3, 30};  // T=3, C=2
-  const float W[4] = {1, 0.5f, -1, 2};         // W[0]=(1,.5) W[1]=(-1,2)
+  const float W[4] = {1, 0.5f, -1, 2};       // W[0]=(1,.5) W[1]=(-1,2)
   const float b[2] = {0, 1};
   float y[4];
   odl::depthwise_conv1d_valid(x, 3, 2, W, b, 2, y);
@@ -92,8 +91,7 @@ static const odl::LayerSpec kTinyLayers[3] = {
 static const char* const kTinyNames[2] = {"up", "down"};
 static const float kTinyHeadW[4] = {1, -1, -1, 1};
 static const float kTinyHeadB[2] = {0, 0};
-static const odl::ModelSpec kTiny = {4, 2, 2, 2, 24, kMean, kStd, kTinyLayers, 3,
-                                     kTinyNames, kTinyHeadW, kTinyHeadB};
+static const odl::ModelSpec kTiny = {4, 2, 2, 2, 24, kMean, kStd, kTinyLayers, 3, kTinyNames, kTinyHeadW, kTinyHeadB};
 
 static void reference_tiny(const float* raw, double* feat) {
   double xn[4][2];
@@ -158,8 +156,8 @@ static void test_exp() {
 }
 
 // ---------------------------------------------------------------- head
-static double head_loss_double(const float* W, const float* b, const float* X, const uint16_t* y,
-                               int n, int nc, int fd, double wd) {
+static double head_loss_double(const float* W, const float* b, const float* X, const uint16_t* y, int n, int nc, int fd,
+                               double wd) {
   double total = 0;
   for (int s = 0; s < n; ++s) {
     double z[8], zmax = -1e300;
@@ -454,8 +452,7 @@ static void test_storage_interrupted_everywhere() {
       if (k < full) CHECK(st != odl::kOk);
     }
   }
-  printf("storage: %u interruption points x 2 layouts -> old %u, new %u, broken %u\n", full + 2, old_ok,
-         new_ok, bad);
+  printf("storage: %u interruption points x 2 layouts -> old %u, new %u, broken %u\n", full + 2, old_ok, new_ok, bad);
   CHECK(bad == 0);
   CHECK(new_ok >= 2);
   // repeated saves alternate slots and the newest wins
@@ -508,7 +505,6 @@ static void test_storage_realistic_size() {
   CHECK(bad == 0);
   CHECK(newer == 1);
 }
-
 
 // ---------------------------------------------------------------- IMU layer
 static void test_lsm9ds1_gyro_scale() {
@@ -573,7 +569,7 @@ static void test_anti_alias_average() {
 struct FakeImuBus : odl::ImuBus {
   int rev1_answers_from = -1;  // the n-th (0-based) probe of 0x6B is the first that ACKs; -1 never
   int rev2_answers_from = -1;
-  int start_fails = 0;         // start() fails this many times first
+  int start_fails = 0;  // start() fails this many times first
   int rev1_probes = 0, rev2_probes = 0, waits = 0;
   uint32_t waited_ms = 0;
   bool answers(uint8_t addr) override {

@@ -63,11 +63,9 @@ Status blob_decode(HeadView& h, const uint8_t* data, uint32_t len) {
   if (!data) return kErrBadArgument;
   if (len < kBlobHeaderBytes + 4) return kErrBlobSize;
   if (memcmp(data, "ODLW", 4) != 0) return kErrBlobMagic;
-  if (get_u16(data + 4) != kBlobVersion || get_u16(data + 6) != kBlobDtypeFloat32)
-    return kErrBlobVersion;
+  if (get_u16(data + 4) != kBlobVersion || get_u16(data + 6) != kBlobDtypeFloat32) return kErrBlobVersion;
   const uint32_t nc = get_u16(data + 8), fd = get_u16(data + 10);
-  if (get_u32(data + 12) != blob_payload_for(nc, fd) || len != blob_size_for(nc, fd))
-    return kErrBlobSize;
+  if (get_u32(data + 12) != blob_payload_for(nc, fd) || len != blob_size_for(nc, fd)) return kErrBlobSize;
   if (crc32(data, len - 4) != get_u32(data + len - 4)) return kErrBlobCrc;
   if (fd != h.feature_dim || nc > h.max_classes) return kErrBlobShape;
   // refuse NaN / Inf weights before anything is changed

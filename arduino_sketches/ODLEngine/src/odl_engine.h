@@ -187,12 +187,20 @@ class Engine {
   void init_views() {
     head_.feature_dim = FeatureDim;
     head_.max_classes = MaxClasses;
-    head_.W = W_; head_.b = b_; head_.vW = vW_; head_.vb = vb_; head_.gW = gW_; head_.gb = gb_;
+    head_.W = W_;
+    head_.b = b_;
+    head_.vW = vW_;
+    head_.vb = vb_;
+    head_.gW = gW_;
+    head_.gb = gb_;
     head_.probs = probs_;
     head_.names = names_;
     store_.feature_dim = FeatureDim;
     store_.capacity = ReplayCapacity;
-    store_.features = feats_; store_.labels = labels_; store_.sessions = sessions_; store_.order = order_;
+    store_.features = feats_;
+    store_.labels = labels_;
+    store_.sessions = sessions_;
+    store_.order = order_;
   }
 
   const ModelSpec* spec_ = nullptr;

@@ -148,8 +148,8 @@ bool valid_class_name(const char* s) {
   size_t n = 0;
   for (; s[n]; ++n) {
     char c = s[n];
-    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-              c == '-' || c == '.';
+    bool ok =
+        (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
     if (!ok || n >= kClassNameBytes - 1) return false;
   }
   return n > 0;
@@ -182,8 +182,10 @@ int parse_frame(char* line, size_t len, Frame* out, bool* seq_trusted) {
     if (i == body_len || body[i] == ' ') {
       if (i == start) return kPeMalformed;  // empty token (double / leading / trailing space)
       body[i] = 0;
-      if (nt < kMaxTokens + 2) toks[nt++] = body + start;
-      else too_many = true;
+      if (nt < kMaxTokens + 2)
+        toks[nt++] = body + start;
+      else
+        too_many = true;
       start = i + 1;
     } else if (!is_token_char(body[i])) {
       return kPeMalformed;

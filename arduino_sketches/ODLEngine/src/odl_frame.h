@@ -14,9 +14,9 @@ ODL_NUMERICS_BEGIN
 namespace odl {
 
 static const uint32_t kProtocolVersion = 1;
-static const size_t kMaxLine = 1024;      // bytes of one frame, '$' and '\n' included
-static const size_t kMaxTokens = 16;      // tokens after the command word
-static const size_t kChunkBytes = 512;    // GETW / SETW payload bytes per frame
+static const size_t kMaxLine = 1024;    // bytes of one frame, '$' and '\n' included
+static const size_t kMaxTokens = 16;    // tokens after the command word
+static const size_t kChunkBytes = 512;  // GETW / SETW payload bytes per frame
 static const uint32_t kMaxSeq = 999999999u;
 
 enum ProtoError : int {
@@ -101,9 +101,10 @@ class LineAssembler {
 
 class Io {
  public:
-  virtual int read() = 0;                                // next byte or -1 if none available now
+  virtual int read() = 0;  // next byte or -1 if none available now
   virtual void write(const char* data, size_t n) = 0;
   virtual void flush() {}
+
  protected:
   ~Io() {}
 };
@@ -113,8 +114,8 @@ class FrameWriter {
  public:
   FrameWriter() : len_(0), overflow_(false) { buf_[0] = 0; }
   void begin(uint32_t seq, const char* word);
-  void token(const char* t);                       // raw token (caller guarantees syntax)
-  void kv(const char* key, const char* value);     // value sanitized to token characters
+  void token(const char* t);                    // raw token (caller guarantees syntax)
+  void kv(const char* key, const char* value);  // value sanitized to token characters
   void kv_u(const char* key, uint32_t v);
   void kv_i(const char* key, long v);
   void kv_f(const char* key, float v);

@@ -115,7 +115,10 @@ static int forward_softmax(HeadView& h, const float* x, uint16_t y = 0, float* l
   for (uint16_t c = 0; c < nc; ++c) {
     const float acc = dot_acc(h.b[c], h.W + (uint32_t)c * fd, x, fd);
     z[c] = acc;
-    if (acc > zmax) { zmax = acc; best = c; }
+    if (acc > zmax) {
+      zmax = acc;
+      best = c;
+    }
   }
   const float zy = y < nc ? z[y] : 0.0f;
   float sum = 0.0f;
@@ -192,8 +195,8 @@ static uint32_t select_samples(StoreView& s, bool use_replay) {
 }
 
 Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallback cb, void* user) {
-  if (cfg.batch_size == 0 || cfg.epochs == 0 || !(cfg.lr > 0.0f) || cfg.momentum < 0.0f ||
-      cfg.momentum >= 1.0f || cfg.weight_decay < 0.0f || cfg.mode > kTrainBiasOnly)
+  if (cfg.batch_size == 0 || cfg.epochs == 0 || !(cfg.lr > 0.0f) || cfg.momentum < 0.0f || cfg.momentum >= 1.0f ||
+      cfg.weight_decay < 0.0f || cfg.mode > kTrainBiasOnly)
     return kErrBadArgument;
   if (h.num_classes == 0) return kErrNoSamples;
   const uint32_t n = select_samples(s, cfg.use_replay);
@@ -261,8 +264,7 @@ Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallba
   return kOk;
 }
 
-Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResult* out,
-                     uint16_t* confusion) {
+Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResult* out, uint16_t* confusion) {
   if (!out || !confusion) return kErrBadArgument;
   memset(confusion, 0, sizeof(uint16_t) * h.max_classes * h.max_classes);
   out->n = 0;

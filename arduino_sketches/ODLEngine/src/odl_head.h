@@ -15,11 +15,11 @@ struct HeadView {
   uint16_t feature_dim;
   uint16_t max_classes;
   uint16_t num_classes;
-  float* W;    // [max_classes][feature_dim], row-major (class-major)
-  float* b;    // [max_classes]
-  float* vW;   // momentum (velocity) of W
+  float* W;   // [max_classes][feature_dim], row-major (class-major)
+  float* b;   // [max_classes]
+  float* vW;  // momentum (velocity) of W
   float* vb;
-  float* gW;   // batch gradient scratch
+  float* gW;  // batch gradient scratch
   float* gb;
   float* probs;                    // [max_classes] scratch
   char (*names)[kClassNameBytes];  // [max_classes][16], NUL padded
@@ -28,15 +28,15 @@ struct HeadView {
 struct StoreView {
   uint16_t feature_dim;
   uint32_t capacity;
-  uint32_t count;      // samples held (<= capacity)
-  uint32_t seen;       // samples offered to the reservoir since clear
-  uint16_t session;    // current session id (new_session() increments)
+  uint32_t count;    // samples held (<= capacity)
+  uint32_t seen;     // samples offered to the reservoir since clear
+  uint16_t session;  // current session id (new_session() increments)
   uint32_t rng_reservoir;
   uint32_t rng_shuffle;
-  float* features;     // [capacity][feature_dim]
+  float* features;  // [capacity][feature_dim]
   uint16_t* labels;
   uint16_t* sessions;
-  uint16_t* order;     // index scratch for shuffling
+  uint16_t* order;  // index scratch for shuffling
 };
 
 // e^x for x <= 0, bit-identical on every IEEE-754 float target (see .cpp).
@@ -63,8 +63,7 @@ Status store_add(StoreView& s, const HeadView& h, const float* features, uint16_
 //   g = dL/dW + weight_decay * W;  v = momentum * v - lr * g;  W += v   (same for b, no decay)
 // Momentum starts at zero in every train() call. Bias-only mode leaves W untouched.
 Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallback cb, void* user);
-Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResult* out,
-                     uint16_t* confusion);
+Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResult* out, uint16_t* confusion);
 
 }  // namespace odl
 ODL_NUMERICS_END

@@ -25,8 +25,7 @@ bool epoch_trampoline(const EpochResult& r, void* user) {
 
 // ---------------------------------------------------------------- Protocol
 
-Protocol::Protocol(EngineIface& engine, Sensor& sensor, Io& io, const char* firmware_version,
-                   BoardHooks hooks)
+Protocol::Protocol(EngineIface& engine, Sensor& sensor, Io& io, const char* firmware_version, BoardHooks hooks)
     : e_(engine),
       sensor_(sensor),
       io_(io),
@@ -111,7 +110,7 @@ void Protocol::handle(char* line, size_t len) {
   int err = parse_frame(line, len, &f, &trusted);
   cur_seq_ = trusted ? f.seq : 0;
   if (err) {
-    const char* msg = err == kPeBadCrc   ? "CRC mismatch or no CRC field (byte lost or corrupted); resend with a new seq"
+    const char* msg = err == kPeBadCrc ? "CRC mismatch or no CRC field (byte lost or corrupted); resend with a new seq"
                       : err == kPeBadArg ? "too many arguments (at most 16)"
                                          : "malformed frame (seq, command or token syntax)";
     error(cur_seq_, err, msg);
@@ -134,21 +133,36 @@ void Protocol::handle(char* line, size_t len) {
 
 void Protocol::dispatch(const Frame& f) {
   const char* w = f.word;
-  if (streq(w, "HELLO")) cmd_hello(f, false);
-  else if (streq(w, "INFO")) cmd_hello(f, true);
-  else if (streq(w, "RECORD")) cmd_record(f);
-  else if (streq(w, "ADDCLASS")) cmd_addclass(f);
-  else if (streq(w, "TRAIN")) cmd_train(f);
-  else if (streq(w, "PREDICT")) cmd_predict(f);
-  else if (streq(w, "EVAL")) cmd_eval(f);
-  else if (streq(w, "GETW")) cmd_getw(f);
-  else if (streq(w, "SETW")) cmd_setw(f);
-  else if (streq(w, "GETF")) cmd_getf(f);
-  else if (streq(w, "SAVE")) cmd_save(f);
-  else if (streq(w, "LOAD")) cmd_load(f);
-  else if (streq(w, "RESET")) cmd_reset(f);
-  else if (streq(w, "STREAM")) cmd_stream(f);
-  else error(f.seq, kPeUnknownCmd, "unknown command", w);
+  if (streq(w, "HELLO"))
+    cmd_hello(f, false);
+  else if (streq(w, "INFO"))
+    cmd_hello(f, true);
+  else if (streq(w, "RECORD"))
+    cmd_record(f);
+  else if (streq(w, "ADDCLASS"))
+    cmd_addclass(f);
+  else if (streq(w, "TRAIN"))
+    cmd_train(f);
+  else if (streq(w, "PREDICT"))
+    cmd_predict(f);
+  else if (streq(w, "EVAL"))
+    cmd_eval(f);
+  else if (streq(w, "GETW"))
+    cmd_getw(f);
+  else if (streq(w, "SETW"))
+    cmd_setw(f);
+  else if (streq(w, "GETF"))
+    cmd_getf(f);
+  else if (streq(w, "SAVE"))
+    cmd_save(f);
+  else if (streq(w, "LOAD"))
+    cmd_load(f);
+  else if (streq(w, "RESET"))
+    cmd_reset(f);
+  else if (streq(w, "STREAM"))
+    cmd_stream(f);
+  else
+    error(f.seq, kPeUnknownCmd, "unknown command", w);
 }
 
 // Every token must be a known key=value (keys: NULL-terminated list) or one of
@@ -406,9 +420,12 @@ void Protocol::cmd_train(const Frame& f) {
     cfg.weight_decay = x;
   }
   if ((v = frame_arg(f, "mode"))) {
-    if (streq(v, "full")) cfg.mode = kTrainFull;
-    else if (streq(v, "bias")) cfg.mode = kTrainBiasOnly;
-    else return error(f.seq, kPeBadArg, "mode must be full or bias");
+    if (streq(v, "full"))
+      cfg.mode = kTrainFull;
+    else if (streq(v, "bias"))
+      cfg.mode = kTrainBiasOnly;
+    else
+      return error(f.seq, kPeBadArg, "mode must be full or bias");
   }
   if ((v = frame_arg(f, "replay"))) {
     if (!streq(v, "0") && !streq(v, "1")) return error(f.seq, kPeBadArg, "replay must be 0 or 1");

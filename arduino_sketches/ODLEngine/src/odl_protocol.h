@@ -45,6 +45,7 @@ class Sensor {
   virtual bool read_sample(float* out) = 0;
   virtual uint16_t channels() const { return 6; }
   virtual uint16_t sample_rate_hz() const { return 25; }
+
  protected:
   ~Sensor() {}
 };
@@ -84,6 +85,7 @@ class EngineIface {
   virtual int sample_label(uint32_t i) const = 0;
   virtual uint16_t sample_session(uint32_t i) const = 0;
   virtual float* window_buffer(size_t* n) = 0;
+
  protected:
   ~EngineIface() {}
 };
@@ -142,14 +144,13 @@ class EngineAdapter : public EngineIface {
 // ---------------------------------------------------------- dispatcher ---
 
 struct BoardHooks {
-  ClockFn micros = nullptr;           // for timing fields (optional)
-  int32_t (*free_ram)() = nullptr;    // bytes of free RAM, optional (-1 reported)
+  ClockFn micros = nullptr;         // for timing fields (optional)
+  int32_t (*free_ram)() = nullptr;  // bytes of free RAM, optional (-1 reported)
 };
 
 class Protocol {
  public:
-  Protocol(EngineIface& engine, Sensor& sensor, Io& io, const char* firmware_version,
-           BoardHooks hooks = BoardHooks());
+  Protocol(EngineIface& engine, Sensor& sensor, Io& io, const char* firmware_version, BoardHooks hooks = BoardHooks());
   // Sends the boot banner ($0 EV BOOT ...).
   void boot();
   // Call every loop with whether a host has the port open (USB CDC: DTR asserted). The banner

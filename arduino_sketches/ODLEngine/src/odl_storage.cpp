@@ -41,9 +41,12 @@ int storage_newest(Storage& s, uint32_t* seq) {
   const bool v0 = slot_valid(s, 0, &q[0], &n[0]);
   const bool v1 = slot_valid(s, 1, &q[1], &n[1]);
   int best = -1;
-  if (v0 && v1) best = (int32_t)(q[1] - q[0]) > 0 ? 1 : 0;
-  else if (v0) best = 0;
-  else if (v1) best = 1;
+  if (v0 && v1)
+    best = (int32_t)(q[1] - q[0]) > 0 ? 1 : 0;
+  else if (v0)
+    best = 0;
+  else if (v1)
+    best = 1;
   if (best >= 0 && seq) *seq = q[best];
   return best;
 }

@@ -20,16 +20,28 @@ struct Nrf52FlashModel {
   long budget = -1;  // steps left before the cut; -1: no cut
   bool dead = false;
   uint32_t rng = 12345;
-  long steps = 0;    // program + erase steps done since power_on
+  long steps = 0;  // program + erase steps done since power_on
   int inits = 0;
 
   Nrf52FlashModel() { memset(mem, 0xFF, sizeof(mem)); }
-  void power_on() { dead = false; budget = -1; steps = 0; }
-  uint32_t next() { rng ^= rng << 13; rng ^= rng >> 17; rng ^= rng << 5; return rng; }
+  void power_on() {
+    dead = false;
+    budget = -1;
+    steps = 0;
+  }
+  uint32_t next() {
+    rng ^= rng << 13;
+    rng ^= rng >> 17;
+    rng ^= rng << 5;
+    return rng;
+  }
   // true: perform the step; false: the power fails during this step
   bool step() {
     if (dead) return false;
-    if (budget == 0) { dead = true; return false; }
+    if (budget == 0) {
+      dead = true;
+      return false;
+    }
     if (budget > 0) --budget;
     ++steps;
     return true;
@@ -46,7 +58,10 @@ namespace mbed {
 
 class FlashIAP {
  public:
-  int init() { ++Nrf52FlashModel::get().inits; return 0; }
+  int init() {
+    ++Nrf52FlashModel::get().inits;
+    return 0;
+  }
   int deinit() { return 0; }
   int read(void* buffer, uint32_t addr, uint32_t size) {
     Nrf52FlashModel& m = Nrf52FlashModel::get();
@@ -87,9 +102,7 @@ class FlashIAP {
     }
     return 0;
   }
-  uint32_t get_sector_size(uint32_t addr) const {
-    return addr < Nrf52FlashModel::kSize ? Nrf52FlashModel::kSector : 0;
-  }
+  uint32_t get_sector_size(uint32_t addr) const { return addr < Nrf52FlashModel::kSize ? Nrf52FlashModel::kSector : 0; }
   uint32_t get_flash_start() const { return Nrf52FlashModel::kStart; }
   uint32_t get_flash_size() const { return Nrf52FlashModel::kSize; }
   uint32_t get_page_size() const { return Nrf52FlashModel::kPage; }

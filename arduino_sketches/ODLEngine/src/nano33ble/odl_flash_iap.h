@@ -4,7 +4,8 @@
 // The two slots are the last 2 x slot_bytes of flash (slot_bytes rounded up to the sector size)
 // unless base_address says otherwise. begin() refuses a slot region that is not sector-aligned,
 // lies outside the flash, or overlaps the firmware image (by default mbed's
-// FLASHIAP_APP_ROM_END_ADDR: the linker's __etext + the .data load image). Keep the slots clear of any KVStore/TDBStore.
+// FLASHIAP_APP_ROM_END_ADDR: the linker's __etext + the .data load image). Keep the slots clear of any
+// KVStore/TDBStore.
 //
 // Re-uploading a sketch may or may not erase the slots: it depends on how the uploader erases
 // (a whole-flash erase before programming clears them, a sector-by-sector programmer that only

@@ -70,8 +70,12 @@ bool Nano33Imu::read_now(float* out) {
   } else if (rev_ == kRev2) {
     ok = IMU_BMI270_BMM150.readAcceleration(ax, ay, az) && IMU_BMI270_BMM150.readGyroscope(gx, gy, gz);
   }
-  out[0] = ax; out[1] = ay; out[2] = az;  // g
-  out[3] = gx; out[4] = gy; out[5] = gz;  // deg/s
+  out[0] = ax;
+  out[1] = ay;
+  out[2] = az;  // g
+  out[3] = gx;
+  out[4] = gy;
+  out[5] = gz;  // deg/s
   return ok != 0;
 }
 

@@ -16,7 +16,8 @@
 #error "odl_imu_nano33.h is the Arduino Nano 33 BLE (mbed core) IMU glue; select Tools > Board > Arduino Nano 33 BLE"
 #endif
 #if !__has_include(<Arduino_LSM9DS1.h>) || !__has_include(<Arduino_BMI270_BMM150.h>)
-#error "ODLEngine's Nano 33 BLE Sense IMU glue needs the Arduino_LSM9DS1 (Rev1) and Arduino_BMI270_BMM150 (Rev2) libraries: install both (Tools > Manage Libraries) and #include <Arduino_LSM9DS1.h> and <Arduino_BMI270_BMM150.h> in the sketch before <odl_nano33_app.h>"
+#error \
+    "ODLEngine's Nano 33 BLE Sense IMU glue needs the Arduino_LSM9DS1 (Rev1) and Arduino_BMI270_BMM150 (Rev2) libraries: install both (Tools > Manage Libraries) and #include <Arduino_LSM9DS1.h> and <Arduino_BMI270_BMM150.h> in the sketch before <odl_nano33_app.h>"
 #endif
 
 #include <Arduino.h>
@@ -38,8 +39,7 @@ class Nano33Imu : public odl::Sensor, private odl::ImuBus {
 
   const char* board_name() const override;
   // Records ODL_INPUT_LEN samples at 25 Hz (2 s); the built-in LED is on meanwhile.
-  const char* read_window(const char* class_hint, bool for_predict, float* out, size_t n,
-                          const char** truth) override;
+  const char* read_window(const char* class_hint, bool for_predict, float* out, size_t n, const char** truth) override;
   // Waits for the next 40 ms tick, averaging every sensor sample meanwhile, then returns the
   // average (6 floats).
   bool read_sample(float* out) override;
