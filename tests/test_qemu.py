@@ -119,3 +119,30 @@ def test_head_training_step_costs_at_most_4_instructions_per_mac(tmp_path):
           f"({r['train_step_instructions_per_mac']} per MAC), {r['inference_instructions']} per inference")
     assert abs(r["instructions_per_tick"] - 40) < 0.5, "icount calibration off: qemu timing model changed"
     assert r["train_step_instructions_per_mac"] <= 4.0
+
+
+@pytest.mark.parametrize("cxx,contract", [("g++", "-ffp-contract=fast"), ("clang++-14", "-ffp-contract=on")])
+def test_host_builds_do_not_fuse_either(tmp_path, cxx, contract):
+    """On an x86-64 host with FMA (-march=haswell), GCC's default (fast) and clang's default
+    (on, as Apple clang) contraction fuse the library's arithmetic unless its pragmas stop it.
+    (The virtual board also passes -ffp-contract=off: clang ignores pragmas under =fast.)"""
+    import shutil
+
+    from odlkit.board import cxxflags
+    from odlkit.board.virtual import CXXFLAGS
+
+    if shutil.which(cxx) is None:
+        pytest.skip(f"{cxx} not installed")
+    assert "-ffp-contract=off" in CXXFLAGS
+    fma = re.compile(r"\bvf(n?m(add|sub))\d+ss\b")
+
+    def fused(extra):
+        n = 0
+        for src in [*library_sources(), LIB_SRC / "odl_protocol.cpp"]:
+            obj = tmp_path / f"{src.stem}.o"
+            gxx([src], obj, cxx=cxx, base=[*cxxflags.LANGUAGE, "-O2", "-march=haswell", contract, "-c"], flags=extra)
+            n += len(fma.findall(run(["objdump", "-d", obj]).stdout))
+        return n
+
+    assert fused([]) == 0
+    assert fused(["-DODL_CONTRACTION_FROM_FLAGS"]) > 0  # the check can fail
