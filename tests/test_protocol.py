@@ -393,3 +393,19 @@ def test_python_and_cpp_share_the_protocol_constants():
     cpp = {re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper(): int(v) for name, v in re.findall(r"kPe(\w+) = (\d+)", enum)}
     assert cpp == {c.name: c.value for c in ErrorCode}
     assert protocol.FRAMING_ERRORS == {ErrorCode.LINE_TOO_LONG, ErrorCode.BAD_CRC, ErrorCode.MALFORMED}
+
+
+def test_client_record_with_add_class_on_the_virtual_board():
+    """Board.record(add_class=True): the class exists only once a window of it was stored."""
+    from odlkit.board import Board, BoardError
+
+    with Board.virtual(dataset="basic_motions", seed=0) as b:
+        before = b.class_names()
+        with pytest.raises(BoardError) as e:
+            b.record("jumping", n=2, add_class=True)  # the replay has no such recording
+        assert e.value.code == ErrorCode.SENSOR
+        assert b.class_names() == before
+        assert "badminton" not in before
+        stored = b.record("badminton", n=3, add_class=True)
+        assert b.class_names() == [*before, "badminton"] and stored == 3
+        assert b.evaluate().confusion.shape == (len(before) + 1, len(before) + 1)
