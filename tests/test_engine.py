@@ -3,6 +3,8 @@ trainable head against the numpy reference ``odlkit.head`` on real backbone feat
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -136,8 +138,12 @@ SKETCHES = [LIBRARY / "examples" / "TrainHead"] + sorted(
 )
 
 
-@pytest.mark.parametrize("sketch", SKETCHES, ids=lambda p: p.name)
-def test_sketch_compiles_for_nano33ble(sketch):
+WRAPPER = LIBRARY / "extras" / "compile_check.py"
+# A sketch needs the IMU libraries exactly when it reads the IMU (odl_nano33_app.h).
+NEEDS_IMU = {"lab1_motion": True, "lab3_federated": True, "TrainHead": False}
+
+
+def _compile_check(sketch, *args):
     import shutil
 
     if not COMPILE_CHECK.exists():
@@ -145,7 +151,154 @@ def test_sketch_compiles_for_nano33ble(sketch):
     if shutil.which("arm-none-eabi-g++") is None:
         pytest.skip("arm-none-eabi-g++ not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
                     "libstdc++-arm-none-eabi-newlib)")
-    res = run([COMPILE_CHECK, sketch, LIBRARY], check=False, timeout=600)
+    res = run([sys.executable, WRAPPER, sketch, *args], check=False, timeout=600)
     print(res.stdout[-500:])
+    assert "compile-check: using " in res.stdout, "the check must say which Arduino core it used"
+    return res
+
+
+def test_every_sketch_has_an_expected_outcome():
+    assert {p.name for p in SKETCHES} == set(NEEDS_IMU)
+
+
+@pytest.mark.parametrize("sketch", SKETCHES, ids=lambda p: p.name)
+def test_sketch_compiles_for_nano33ble(sketch):
+    res = _compile_check(sketch)
     assert res.returncode == 0, f"{sketch.name} does not compile for the Nano 33 BLE:\n{res.stdout[-3000:]}\n{res.stderr[-6000:]}"
     assert "compile-check: ok" in res.stdout
+
+
+@pytest.mark.parametrize("sketch", SKETCHES, ids=lambda p: p.name)
+def test_sketch_without_the_imu_libraries(sketch):
+    """The library installed from a ZIP alone: a sketch that does not read the IMU builds, one that
+    does fails at compile time naming the missing library."""
+    res = _compile_check(sketch, "--without-imu")
+    if NEEDS_IMU[sketch.name]:
+        assert res.returncode != 0
+        assert re.search(r"Arduino_(LSM9DS1|BMI270_BMM150)", res.stderr), res.stderr[-3000:]
+    else:
+        assert res.returncode == 0, res.stderr[-6000:]
+        assert "compile-check: ok" in res.stdout
+
+
+def test_imu_glue_without_the_libraries_says_what_is_missing(tmp_path):
+    """A sketch that includes the Nano 33 app but not the IMU headers, without the libraries: the
+    library's own #error tells the user which libraries to install."""
+    sketch = tmp_path / "uses_imu"
+    sketch.mkdir()
+    (sketch / "uses_imu.ino").write_text("#include <odl_nano33_app.h>\nvoid setup() {}\nvoid loop() {}\n")
+    res = _compile_check(sketch, "--without-imu")
+    assert res.returncode != 0
+    assert "needs the Arduino_LSM9DS1 (Rev1) and Arduino_BMI270_BMM150 (Rev2) libraries" in res.stderr
+
+
+def test_board_flags_are_the_variants_own():
+    """cxxflags.BOARD (what the qemu tests and benchmarks build with) is the Arduino mbed core's
+    ARDUINO_NANO33BLE cxxflags.txt: every flag there is either in BOARD or listed as not
+    affecting code generation, and BOARD adds nothing the board does not use (only -Wall -Wextra
+    are shared with the project's warning set)."""
+    from odlkit.board import cxxflags
+
+    variant = COMPILE_CHECK.parent / "variants" / "ARDUINO_NANO33BLE" / "cxxflags.txt"
+    if not variant.exists():
+        pytest.skip(f"{variant} not found")
+    real = [f for f in variant.read_text().split() if not f.startswith("-D")]
+    assert set(real) == set(cxxflags.BOARD) | set(cxxflags.BOARD_NOT_CODEGEN)
+    assert not any(f.startswith("-ffp-contract") for f in real), "the board leaves GCC's default contraction on"
+
+
+def test_flash_iap_storage_against_an_nrf52840_model(tmp_path):
+    """FlashIAPStorage (the board's weight storage) on a model of mbed::FlashIAP on the nRF52840:
+    slot placement refused where it overlaps the firmware or is misaligned, and a power cut at
+    every program and erase step of three saves leaves the old or the new record loadable."""
+    from enginebuild import LIB_SRC
+
+    sources = [HERE / "flash_iap_test.cpp", LIB_SRC / "nano33ble" / "odl_flash_iap.cpp", *library_sources()]
+    exe = gxx(sources, tmp_path / "flash_iap_test", includes=[HERE / "fake_mbed"], flags=["-DODL_FLASHIAP_MODEL"])
+    res = run([exe], check=False, timeout=300)
+    print(res.stdout[-800:])
+    assert res.returncode == 0 and "0 failures" in res.stdout, res.stdout[-3000:]
+    cuts, old, new, other = (int(v) for v in re.search(
+        r"(\d+) power cuts, old record loaded (\d+), new (\d+), anything else (\d+)", res.stdout).groups())  # fmt: skip
+    assert cuts > 3 * 2 * 2208 // 4 and other == 0 and old > 0 and new > 0
+
+
+EXAMPLE = LIBRARY / "examples" / "TrainHead"
+
+
+def test_trainhead_example_windows_are_current(tmp_path):
+    """The committed example_windows.h is what extras/make_example_data.py writes from the
+    pipeline today (accelerations in g, angular rates in deg/s), not an older export."""
+    res = run([sys.executable, LIBRARY / "extras" / "make_example_data.py", "--out", tmp_path, "--windows-only"])
+    assert "example_windows.h" in res.stdout
+    assert (tmp_path / "example_windows.h").read_text() == (EXAMPLE / "example_windows.h").read_text(), (
+        "examples/TrainHead/example_windows.h is stale: run arduino_sketches/ODLEngine/extras/make_example_data.py")
+    # units, independently of odlkit.data: converted back (x 9.80665 m/s^2 per g, x pi/180 rad/s
+    # per deg/s), the windows have the RMS of the UEA archive's own recordings as aeon ships them
+    # (m/s^2, rad/s); in the wrong units the ratio is ~9.8 (accel) or ~57 (gyro)
+    aeon = pytest.importorskip("aeon.datasets")
+    raw = np.concatenate([aeon.load_classification("BasicMotions", split=p)[0] for p in ("train", "test")])
+    rows = re.findall(r"\{([^{}]*)\},", (EXAMPLE / "example_windows.h").read_text())
+    X = np.array([[float(v.strip().rstrip("f")) for v in r.split(",")] for r in rows]).reshape(len(rows), 50, 6)
+    rms = lambda a: float(np.sqrt(np.mean(np.square(a))))  # noqa: E731
+    accel_ratio = rms(X[..., :3] * 9.80665) / rms(raw[:, :3])
+    gyro_ratio = rms(X[..., 3:] * np.pi / 180) / rms(raw[:, 3:])
+    print(f"RMS example / archive: accel {accel_ratio:.2f}, gyro {gyro_ratio:.2f}")
+    assert 0.5 < accel_ratio < 2 and 0.5 < gyro_ratio < 2
+
+
+def test_trainhead_example_learns_with_its_own_configuration(tmp_path):
+    """TrainHead.ino's training configuration, run on the host with the example's own headers,
+    fits its 16 windows (with the old m/s^2 + rad/s windows and lr=1e-4 it reached 0.56)."""
+    ino = (EXAMPLE / "TrainHead.ino").read_text()
+    cfg = {k: re.search(rf"cfg\.{k} = ([0-9.e+-]+)f?;", ino).group(1) for k in ("epochs", "batch_size", "lr", "momentum")}
+    exe = gxx([HERE / "trainhead_host.cpp", *library_sources()], tmp_path / "trainhead", includes=[EXAMPLE])
+    res = run([exe, cfg["epochs"], cfg["batch_size"], cfg["lr"], cfg["momentum"]])
+    print(cfg, res.stdout.splitlines()[-3:])
+    losses = [float(line.split()[3]) for line in res.stdout.splitlines() if line.startswith("epoch")]
+    accuracy = float(res.stdout.split("accuracy ")[-1])
+    assert accuracy >= 0.9 and losses[-1] < 0.5 * losses[0]
+
+
+def test_compile_check_uses_an_installed_ide_core(tmp_path):
+    """Outside this repository: a core installed by the Arduino IDE (~/.arduino15 layout, with
+    its own arm-none-eabi-g++) is found and used, and the check says so."""
+    import os
+    import shutil
+
+    if not COMPILE_CHECK.exists() or shutil.which("arm-none-eabi-g++") is None:
+        pytest.skip("needs the shared core copy and arm-none-eabi-g++")
+    data = tmp_path / "home" / ".arduino15" / "packages" / "arduino"
+    core = data / "hardware" / "mbed_nano" / "4.1.5"
+    core.parent.mkdir(parents=True)
+    core.symlink_to(COMPILE_CHECK.parent, target_is_directory=True)
+    gcc_bin = data / "tools" / "arm-none-eabi-gcc" / "7-2017q4" / "bin"
+    gcc_bin.mkdir(parents=True)
+    for tool in ("arm-none-eabi-g++", "arm-none-eabi-size"):
+        (gcc_bin / tool).symlink_to(shutil.which(tool))
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    res = subprocess.run([sys.executable, WRAPPER, EXAMPLE, "--without-imu"], capture_output=True, text=True,
+                         env=env, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert f"using the installed Arduino Mbed OS Nano Boards core {core}" in res.stdout
+    assert "compile-check: ok" in res.stdout
+
+
+def test_compile_check_runs_arduino_cli_when_present(tmp_path):
+    """With arduino-cli on the PATH and the core installed, the check is a real
+    `arduino-cli compile --fqbn arduino:mbed_nano:nano33ble` (here a stand-in records the call)."""
+    import os
+
+    log = tmp_path / "calls.txt"
+    cli = tmp_path / "bin" / "arduino-cli"
+    cli.parent.mkdir()
+    cli.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\nif [ \"$1\" = core ]; then echo 'arduino:mbed_nano 4.1.5'; fi\n"
+                   "exit 0\n")  # fmt: skip
+    cli.chmod(0o755)
+    env = {**os.environ, "PATH": f"{cli.parent}:{os.environ['PATH']}"}
+    res = subprocess.run([sys.executable, WRAPPER, EXAMPLE], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0 and "using arduino-cli compile --fqbn arduino:mbed_nano:nano33ble" in res.stdout
+    calls = log.read_text().splitlines()
+    assert calls[0] == "core list"
+    assert calls[1].startswith("compile --fqbn arduino:mbed_nano:nano33ble --library ")
+    assert calls[1].endswith(str(EXAMPLE)) and str(LIBRARY) in calls[1]

@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from odlkit.board import cxxflags
 from odlkit.board.protocol import (
     MAX_LINE,
+    PROTOCOL_VERSION,
+    ErrorCode,
     FrameError,
     encode_frame,
     parse_frame,
@@ -34,8 +37,7 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 def unit_exe(tmp_path_factory) -> Path:
     exe = tmp_path_factory.mktemp("proto") / "protocol_unit"
     cmd = [
-        "g++", "-std=gnu++14", "-O1", "-g", "-fno-rtti", "-fno-exceptions", "-Wall", "-Wextra", "-Werror",
-        "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", f"-I{LIB}",
+        "g++", *cxxflags.HOST_TEST, "-O1", *cxxflags.SANITIZE, f"-I{LIB}",
         str(ROOT / "tests" / "protocol" / "protocol_unit.cpp"), *map(str, sorted(LIB.glob("*.cpp"))), "-o", str(exe),
     ]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -178,10 +180,10 @@ def _split(out: bytes) -> list:
 def test_same_session_on_cortex_m4_and_host(tmp_path):
     """Byte-level protocol behaviour identical on the target CPU; numbers equal to float rounding.
 
-    The ARM build uses the board's -Os and default FP contraction (fused multiply-adds), the
-    host build SSE without FMA, so trained weights and printed floats may differ in the last
-    bits: floats are compared with rtol 1e-4, everything else (replies, codes, counts, labels,
-    seqs) must be equal.
+    The ARM build uses the board's own flags (cxxflags.BOARD: -Os, softfp ABI, GCC's default FP
+    contraction, which the library's pragmas turn off in its own code). Floats are compared
+    with rtol 1e-4 (tests/test_qemu.py checks bit identity of the training core), everything
+    else (replies, codes, counts, labels, seqs) must be equal.
     """
     from odlkit import weights
 
@@ -190,13 +192,13 @@ def test_same_session_on_cortex_m4_and_host(tmp_path):
     sketch = ROOT / "arduino_sketches" / "lab1_motion"
     srcs = [str(ROOT / "tests" / "protocol" / "qemu_session.cpp"), *map(str, sorted(LIB.glob("*.cpp")))]
     inc = [f"-I{LIB}", f"-I{sketch}", f"-I{tmp_path}"]
-    common = ["-std=gnu++14", "-fno-rtti", "-fno-exceptions", "-Wall", "-Wextra", "-Werror"]
+    common = ["-Werror"]
     host = tmp_path / "session_host"
-    res = subprocess.run(["g++", *common, "-O2", *inc, *srcs, "-o", str(host)], capture_output=True, text=True)
+    res = subprocess.run(["g++", *cxxflags.HOST_TEST, *inc, *srcs, "-o", str(host)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
-    arm_flags = ["-Os", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+    arm_flags = cxxflags.BOARD
     startup = tmp_path / "startup.o"
-    res = subprocess.run(["arm-none-eabi-gcc", "-c", *arm_flags, str(QEMU_SUPPORT / "startup.c"), "-o", str(startup)],
+    res = subprocess.run(["arm-none-eabi-gcc", "-c", "-Os", *cxxflags.CORTEX_M4F_SOFTFP, str(QEMU_SUPPORT / "startup.c"), "-o", str(startup)],
                          capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stderr
     elf = tmp_path / "session.elf"
@@ -243,3 +245,167 @@ def test_same_session_on_cortex_m4_and_host(tmp_path):
     (trained_h, set_h), (trained_a, set_a) = blobs(rows_h), blobs(rows_a)
     np.testing.assert_allclose(trained_a.W, trained_h.W, rtol=1e-4, atol=1e-5)
     assert set_h == head and set_a == head  # SETW is bit-exact on both
+
+
+# --------------------------------------------------------------------------------------------
+# Protocol behaviour with a scripted host (tests/protocol/session_host.cpp)
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def session_exe(tmp_path_factory) -> Path:
+    exe = tmp_path_factory.mktemp("session") / "session_host"
+    sketch = ROOT / "arduino_sketches" / "lab1_motion"
+    cmd = ["g++", *cxxflags.HOST_TEST, "-O1", *cxxflags.SANITIZE, f"-I{LIB}", f"-I{sketch}",
+           str(ROOT / "tests" / "protocol" / "session_host.cpp"), *map(str, sorted(LIB.glob("*.cpp"))), "-o", str(exe)]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return exe
+
+
+def _session(exe: Path, *requests) -> list:
+    """Run a script; requests are token lists, or ("~", tokens) for one sent without waiting."""
+    lines = []
+    for i, r in enumerate(requests, start=1):
+        early = r[0] == "~"
+        tokens = r[1] if early else r
+        lines.append((b"~" if early else b"") + encode_frame(i, *tokens))
+    res = subprocess.run([str(exe)], input=b"".join(lines), capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr.decode()[-3000:]
+    out = []
+    for line in res.stdout.splitlines(keepends=True):
+        assert len(line) <= MAX_LINE, f"a {len(line)}-byte line: {line[:80]!r}"
+        out.append(parse_frame(line))
+    return out
+
+
+def _final(frames, seq):
+    return next(f for f in frames if f.seq == seq and f.kind in ("OK", "ERR"))
+
+
+def test_eval_confusion_matrix_of_many_classes_fits_the_line(session_exe):
+    """24 classes: the 576-entry confusion matrix comes as one EV EVAL row per class, each line
+    within the 1024-byte limit; the rows add up to the evaluated samples."""
+    classes = [f"g{k}" for k in range(21)]  # + the model's 3 = 24 = MaxClasses of the harness
+    reqs = [["ADDCLASS", c] for c in classes]
+    reqs += [["RECORD", c, "n=2"] for c in ["standing", "walking", "running", *classes]]
+    reqs += [["TRAIN", "epochs=2", "lr=0.001"], ["EVAL"]]
+    frames = _session(session_exe, *reqs)
+    eval_seq = len(reqs)
+    final = _final(frames, eval_seq)
+    assert final.kind == "OK", final.raw
+    k = final.int("classes")
+    assert k == 24
+    rows = {f.int("row"): [int(v) for v in f.fields["cm"].split(",")] for f in frames
+            if f.seq == eval_seq and f.kind == "EV" and f.cmd == "EVAL"}  # fmt: skip
+    assert sorted(rows) == list(range(k)) and all(len(r) == k for r in rows.values())
+    cm = np.array([rows[i] for i in range(k)])
+    assert cm.sum() == final.int("n") == 2 * k
+    assert np.trace(cm) == final.int("correct")
+    assert all(cm[i].sum() == 2 for i in range(k))  # two windows recorded per class
+
+
+def test_record_is_aborted_by_the_next_request(session_exe):
+    """A request that arrives while RECORD n=1000 runs stops it after the current window; the
+    request is then answered as usual (the board is not deaf for 1000 x 2 s)."""
+    frames = _session(session_exe, ["RECORD", "walking", "n=1000"], ("~", ["HELLO"]), ["INFO"])
+    rec = _final(frames, 1)
+    assert rec.kind == "OK" and rec.fields["aborted"] == "1"
+    assert 1 <= rec.int("n") < 1000 and rec.int("stored") == rec.int("n")
+    assert _final(frames, 2).kind == "OK" and _final(frames, 2).cmd == "HELLO"
+    assert _final(frames, 3).int("stored") == rec.int("n")
+    # without an interruption all windows are recorded
+    whole = _final(_session(session_exe, ["RECORD", "walking", "n=5"], ["INFO"]), 1)
+    assert whole.int("n") == 5 and whole.fields["aborted"] == "0"
+
+
+def test_failed_record_leaves_no_class(session_exe):
+    frames = _session(session_exe, ["RECORD", "failwave", "n=3", "add=1"], ["INFO"],
+                      ["RECORD", "wave", "n=2", "add=1"], ["INFO"], ["RECORD", "nosuch"])  # fmt: skip
+    failed = _final(frames, 1)
+    assert failed.kind == "ERR" and failed.code == ErrorCode.SENSOR
+    assert _final(frames, 2).fields["names"] == "standing,walking,running"
+    ok = _final(frames, 3)
+    assert ok.kind == "OK" and ok.int("class") == 3 and ok.int("n") == 2
+    assert _final(frames, 4).fields["names"] == "standing,walking,running,wave"
+    unknown = _final(frames, 5)  # without add=1 an unknown class is still an error
+    assert unknown.kind == "ERR" and unknown.code == ErrorCode.STATE and "add=1" in unknown.message
+
+
+def test_train_seed_is_accepted_and_restarts_the_shuffle(session_exe):
+    record = [["RECORD", c, "n=4"] for c in ("standing", "walking", "running")]
+    getw = [["GETW", "off=0"], ["GETW", "off=512"]]
+    train = ["TRAIN", "epochs=3", "lr=0.001", "batch=4", "seed=7"]
+
+    def blob(frames, first_seq):
+        return b"".join(base64.b64decode(_final(frames, first_seq + i).fields["data"]) for i in range(2))
+
+    initial = blob(_session(session_exe, *getw), 1)
+    a = _session(session_exe, *record, train, *getw)
+    assert _final(a, 4).kind == "OK", _final(a, 4).raw
+    # b: another training first (moves the weights and the shuffle generator), then the initial
+    # weights back: with the same seed the same weights come out
+    setw = [["SETW", f"total={len(initial)}", f"off={off}", "data=" + base64.b64encode(initial[off : off + 512]).decode()]
+            for off in range(0, len(initial), 512)]  # fmt: skip
+    b = _session(session_exe, *record, ["TRAIN", "epochs=2", "lr=0.001"], *setw, train, *getw)
+    assert blob(a, 5) == blob(b, 5 + len(setw) + 1) != initial
+    c = _session(session_exe, *record, ["TRAIN", "epochs=3", "lr=0.001", "batch=4", "seed=8"], *getw)
+    assert blob(c, 5) != blob(a, 5)
+    bad = _final(_session(session_exe, *record, ["TRAIN", "seed=-1"]), 4)
+    assert bad.kind == "ERR" and bad.code == ErrorCode.BAD_ARG and "seed" in bad.message
+
+
+def test_boot_banner_is_sent_when_a_host_opens_the_port(session_exe):
+    res = subprocess.run([str(session_exe), "banner"], capture_output=True, timeout=30, check=True)
+    lines = res.stdout.decode().splitlines()
+    banners = [i for i, line in enumerate(lines) if line.startswith("$0 EV BOOT")]
+    # dtr sequence 0 0 1 1 1 0 0 1: a banner right after each rising edge, and only then
+    assert [lines[i - 1] for i in banners] == ["dtr=1", "dtr=1"]
+    assert banners == [lines.index("dtr=1") + 1, len(lines) - 1]
+    f = parse_frame(lines[banners[0]].encode())
+    assert f.int("proto") == PROTOCOL_VERSION and f.fields["fw"] == "session" and f.fields["board"] == "session"
+
+
+def test_non_finite_weights_are_refused_over_the_protocol(session_exe):
+    from odlkit import weights
+
+    head = weights.HeadWeights(np.zeros((64, 3), np.float32), np.zeros(3, np.float32), ["a", "b", "c"])
+    head.W[5, 1] = np.nan
+    blob = weights.encode(head)
+    reqs = [["SETW", f"total={len(blob)}", f"off={off}", "data=" + base64.b64encode(blob[off : off + 512]).decode()]
+            for off in range(0, len(blob), 512)]  # fmt: skip
+    frames = _session(session_exe, *reqs, ["INFO"])
+    last = _final(frames, len(reqs))
+    assert last.kind == "ERR" and last.code == ErrorCode.WEIGHTS and "non-finite" in last.message
+    assert _final(frames, len(reqs) + 1).fields["names"] == "standing,walking,running"  # unchanged
+
+
+def test_python_and_cpp_share_the_protocol_constants():
+    """board/protocol.py and odl_frame.h (the framing half of the C++ protocol) state the same
+    version, limits and error codes."""
+    from odlkit.board import protocol
+
+    header = (LIB / "odl_frame.h").read_text()
+    consts = dict(re.findall(r"static const (?:uint32_t|size_t) (k\w+) = (\d+)u?;", header))
+    assert int(consts["kProtocolVersion"]) == protocol.PROTOCOL_VERSION
+    assert int(consts["kMaxLine"]) == protocol.MAX_LINE
+    assert int(consts["kChunkBytes"]) == protocol.CHUNK_BYTES
+    assert int(consts["kMaxSeq"]) == protocol.MAX_SEQ
+    enum = re.search(r"enum ProtoError : int \{(.*?)\};", header, re.S).group(1)
+    cpp = {re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper(): int(v) for name, v in re.findall(r"kPe(\w+) = (\d+)", enum)}
+    assert cpp == {c.name: c.value for c in ErrorCode}
+    assert protocol.FRAMING_ERRORS == {ErrorCode.LINE_TOO_LONG, ErrorCode.BAD_CRC, ErrorCode.MALFORMED}
+
+
+def test_client_record_with_add_class_on_the_virtual_board():
+    """Board.record(add_class=True): the class exists only once a window of it was stored."""
+    from odlkit.board import Board, BoardError
+
+    with Board.virtual(dataset="basic_motions", seed=0) as b:
+        before = b.class_names()
+        with pytest.raises(BoardError) as e:
+            b.record("jumping", n=2, add_class=True)  # the replay has no such recording
+        assert e.value.code == ErrorCode.SENSOR
+        assert b.class_names() == before
+        assert "badminton" not in before
+        stored = b.record("badminton", n=3, add_class=True)
+        assert b.class_names() == [*before, "badminton"] and stored == 3
+        assert b.evaluate().confusion.shape == (len(before) + 1, len(before) + 1)

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from odlkit.board import Board
+from odlkit.board import Board, cxxflags
 from odlkit.board.protocol import encode_frame, parse_frame
 from odlkit.config import QUICK, quick
 
@@ -215,7 +215,7 @@ def test_libfuzzer_harness(tmp_path):
     lib = ROOT / "arduino_sketches" / "ODLEngine" / "src"
     sketch = ROOT / "arduino_sketches" / "lab1_motion"
     exe = tmp_path / "fuzz"
-    cmd = [_clang(), "-std=gnu++14", "-g", "-O1", "-fno-rtti", "-fno-exceptions",
+    cmd = [_clang(), *cxxflags.LANGUAGE, *cxxflags.NO_CONTRACTION, "-g", "-O1",
            "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
            f"-I{lib}", f"-I{sketch}", str(ROOT / "tests" / "protocol" / "fuzz_protocol.cpp"),
            *map(str, sorted(lib.glob("*.cpp"))), "-o", str(exe)]  # fmt: skip

@@ -1,8 +1,10 @@
-"""The same library sources on a Cortex-M4F (qemu mps2-an386) and on the host give
-bit-identical features, training curves and head weights."""
+"""The same library sources on a Cortex-M4F (qemu mps2-an386), built with the Nano 33 BLE's own
+flags (-Os, softfp ABI, GCC's default FP contraction: what the Arduino IDE flashes), and on the
+host give bit-identical features, training curves and head weights."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -12,7 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "engine"))
 from enginebuild import (  # noqa: E402
     HERE,
+    LIB_SRC,
     arm_build,
+    arm_objects,
     arm_size,
     gxx,
     library_sources,
@@ -46,7 +50,7 @@ def scenario(tmp_path_factory):
     write_scenario_data(folder, ds.X[idx], y)
     srcs = [HERE / "scenario.cpp", *library_sources()]
     host = gxx(srcs, d / "scenario_host", includes=[folder, HERE])
-    elf = arm_build(srcs, d / "scenario.elf", includes=[folder])
+    elf = arm_build(srcs, d / "scenario.elf", includes=[folder], build="board")
     return host, elf
 
 
@@ -64,9 +68,36 @@ def test_qemu_training_matches_host_bit_for_bit(scenario):
     assert "reloaded identical" in q.stdout
     w_lines = [line for line in _comparable(q.stdout) if line.startswith(("W ", "b "))]
     assert len(w_lines) == 2 * 5, "expected W and b lines of 5 classes (4 + 1 added at run time)"
-    # Bit-identical is expected: IEEE-754 single precision on both, no FMA contraction
-    # (-ffp-contract=off), and the engine's own exp instead of libm's.
+    # Bit-identical is expected: IEEE-754 single precision on both, no FMA contraction (the
+    # library's own pragmas, odl_numerics.h, although the board build leaves GCC's default
+    # -ffp-contract=fast on), and the engine's own exp instead of libm's.
     assert _comparable(q.stdout) == _comparable(h)
+
+
+FUSED = re.compile(r"\bv(fma|fms|fnma|fnms)\.f32\b")
+
+
+def _fused_ops(objs) -> dict[str, int]:
+    counts = {}
+    for obj in objs:
+        dis = run(["arm-none-eabi-objdump", "-d", obj]).stdout
+        counts[obj.stem] = len(FUSED.findall(dis))
+    return counts
+
+
+def test_board_flag_objects_have_no_fused_multiply_add(tmp_path):
+    """The library's objects compiled with the board's flags contain no VFMA/VFMS/VFNMA/VFNMS
+    (the host build, x86-64 SSE2, has no FMA instruction at all); without the library's pragmas
+    the same flags do fuse (the check can fail)."""
+    srcs = [*library_sources(), LIB_SRC / "odl_protocol.cpp"]
+    with_pragmas = _fused_ops(arm_objects(srcs, tmp_path / "on", build="board"))
+    print("fused multiply-adds per object, board flags:", with_pragmas)
+    assert sum(with_pragmas.values()) == 0, with_pragmas
+    without = _fused_ops(arm_objects(srcs, tmp_path / "off", includes=[], build="board",
+                                     extra=["-DODL_CONTRACTION_FROM_FLAGS"]))  # fmt: skip
+    print("... with contraction left to the flags:", without)
+    # measured: exp_nonpos / softmax / bias update in odl_head, scalar tails in odl_kernels
+    assert without["odl_head"] > 0 and without["odl_kernels"] > 0
 
 
 def test_arm_size_fits_the_board(scenario):
@@ -88,3 +119,30 @@ def test_head_training_step_costs_at_most_4_instructions_per_mac(tmp_path):
           f"({r['train_step_instructions_per_mac']} per MAC), {r['inference_instructions']} per inference")
     assert abs(r["instructions_per_tick"] - 40) < 0.5, "icount calibration off: qemu timing model changed"
     assert r["train_step_instructions_per_mac"] <= 4.0
+
+
+@pytest.mark.parametrize("cxx,contract", [("g++", "-ffp-contract=fast"), ("clang++-14", "-ffp-contract=on")])
+def test_host_builds_do_not_fuse_either(tmp_path, cxx, contract):
+    """On an x86-64 host with FMA (-march=haswell), GCC's default (fast) and clang's default
+    (on, as Apple clang) contraction fuse the library's arithmetic unless its pragmas stop it.
+    (The virtual board also passes -ffp-contract=off: clang ignores pragmas under =fast.)"""
+    import shutil
+
+    from odlkit.board import cxxflags
+    from odlkit.board.virtual import CXXFLAGS
+
+    if shutil.which(cxx) is None:
+        pytest.skip(f"{cxx} not installed")
+    assert "-ffp-contract=off" in CXXFLAGS
+    fma = re.compile(r"\bvf(n?m(add|sub))\d+ss\b")
+
+    def fused(extra):
+        n = 0
+        for src in [*library_sources(), LIB_SRC / "odl_protocol.cpp"]:
+            obj = tmp_path / f"{src.stem}.o"
+            gxx([src], obj, cxx=cxx, base=[*cxxflags.LANGUAGE, "-O2", "-march=haswell", contract, "-c"], flags=extra)
+            n += len(fma.findall(run(["objdump", "-d", obj]).stdout))
+        return n
+
+    assert fused([]) == 0
+    assert fused(["-DODL_CONTRACTION_FROM_FLAGS"]) > 0  # the check can fail

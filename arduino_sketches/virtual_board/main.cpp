@@ -52,8 +52,8 @@ class ReplaySensor : public odl::Sensor {
     }
     char magic[16] = {0};
     unsigned ver = 0, flen = 0, fch = 0, rate = 0, n = 0;
-    if (fscanf(f, "%15s %u %u %u %u %u", magic, &ver, &flen, &fch, &rate, &n) != 6 ||
-        strcmp(magic, "ODLREPLAY") != 0 || ver != 1) {
+    if (fscanf(f, "%15s %u %u %u %u %u", magic, &ver, &flen, &fch, &rate, &n) != 6 || strcmp(magic, "ODLREPLAY") != 0 ||
+        ver != 1) {
       fclose(f);
       *err = "replay file has no 'ODLREPLAY 1 ...' header";
       return false;
@@ -94,8 +94,7 @@ class ReplaySensor : public odl::Sensor {
   uint16_t channels() const override { return ch_; }
   uint16_t sample_rate_hz() const override { return rate_; }
 
-  const char* read_window(const char* hint, bool for_predict, float* out, size_t n,
-                          const char** truth) override {
+  const char* read_window(const char* hint, bool for_predict, float* out, size_t n, const char** truth) override {
     if (windows_.empty()) return "no replay data loaded (start the virtual board with --replay FILE)";
     char pool = for_predict ? 'p' : 'r';
     size_t& cursor = cursor_for(pool, hint ? hint : "");
@@ -110,8 +109,8 @@ class ReplaySensor : public odl::Sensor {
       cursor = i + 1;
       return nullptr;
     }
-    msg_ = std::string("no recorded ") + (for_predict ? "held-out " : "") + "windows of class '" +
-           (hint ? hint : "") + "' in the replay; it has: " + labels();
+    msg_ = std::string("no recorded ") + (for_predict ? "held-out " : "") + "windows of class '" + (hint ? hint : "") +
+           "' in the replay; it has: " + labels();
     return msg_.c_str();
   }
 
@@ -254,9 +253,12 @@ int main(int argc, char** argv) {
   const char* storage_path = nullptr;
   uint32_t seed = 1;
   for (int i = 1; i < argc; ++i) {
-    if (!strcmp(argv[i], "--replay") && i + 1 < argc) replay = argv[++i];
-    else if (!strcmp(argv[i], "--storage") && i + 1 < argc) storage_path = argv[++i];
-    else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = static_cast<uint32_t>(strtoul(argv[++i], nullptr, 10));
+    if (!strcmp(argv[i], "--replay") && i + 1 < argc)
+      replay = argv[++i];
+    else if (!strcmp(argv[i], "--storage") && i + 1 < argc)
+      storage_path = argv[++i];
+    else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+      seed = static_cast<uint32_t>(strtoul(argv[++i], nullptr, 10));
     else {
       fprintf(stderr, "usage: %s [--replay FILE] [--storage FILE] [--seed N]\n", argv[0]);
       return 2;

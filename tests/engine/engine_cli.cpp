@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
     static float window[ODL_INPUT_LEN * ODL_INPUT_CHANNELS];
     float feat[ODL_FEATURE_DIM];
     for (long i = 0; i < n; ++i) {
-      if (fread(window, sizeof(float), (size_t)per, in) != (size_t)per) return fail("short input", odl::kErrBadArgument);
+      if (fread(window, sizeof(float), (size_t)per, in) != (size_t)per)
+        return fail("short input", odl::kErrBadArgument);
       st = g_engine.extract_features(window, feat);
       if (st != odl::kOk) return fail("extract_features", st);
       fwrite(feat, sizeof(float), ODL_FEATURE_DIM, out);
@@ -78,7 +79,8 @@ int main(int argc, char** argv) {
     if (n <= 0 || n > CLI_REPLAY) return fail("N", odl::kErrBadArgument);
     static float feats[CLI_REPLAY * ODL_FEATURE_DIM];
     static uint16_t labels[CLI_REPLAY];
-    if (read_file(argv[2], feats, (long)sizeof(float) * ODL_FEATURE_DIM * n) != (long)sizeof(float) * ODL_FEATURE_DIM * n)
+    if (read_file(argv[2], feats, (long)sizeof(float) * ODL_FEATURE_DIM * n) !=
+        (long)sizeof(float) * ODL_FEATURE_DIM * n)
       return fail("features file", odl::kErrBadArgument);
     if (read_file(argv[3], labels, 2 * n) != 2 * n) return fail("labels file", odl::kErrBadArgument);
     st = g_engine.begin(kOdlModel, (uint32_t)strtoul(argv[13], nullptr, 10));

@@ -9,12 +9,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from odlkit.board import cxxflags
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LIB = REPO_ROOT / "arduino_sketches" / "ODLEngine"
 LIB_SRC = LIB / "src"
 HERE = Path(__file__).resolve().parent
-HOST_FLAGS = ["-std=c++14", "-Wall", "-Wextra", "-Werror", "-fno-exceptions", "-fno-rtti", "-O2"]
-SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
+HOST_FLAGS = cxxflags.HOST_TEST
+SANITIZE_FLAGS = cxxflags.SANITIZE
 
 
 CORE = ("odl_kernels.cpp", "odl_head.cpp", "odl_blob.cpp", "odl_storage.cpp")
@@ -96,9 +98,6 @@ def model_header(folder: Path, max_classes: int = 8):
 
 
 QEMU_DIR = HERE / "qemu"
-ARM_FLAGS = ["-std=c++14", "-Wall", "-Wextra", "-Werror", "-fno-exceptions", "-fno-rtti", "-O2",
-             "-ffp-contract=off", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
-             "--specs=rdimon.specs", "-ffunction-sections", "-fdata-sections"]
 ARM_TOOLS = ("arm-none-eabi-g++", "arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
 
 
@@ -106,16 +105,32 @@ def missing_arm_tools() -> list[str]:
     return [t for t in ARM_TOOLS if shutil.which(t) is None]
 
 
-def arm_build(sources, out: Path, includes=(), flags=()) -> Path:
-    """Cortex-M4F ELF for qemu mps2-an386 (startup + linker script in tests/engine/qemu)."""
+def arm_build(sources, out: Path, includes=(), flags=(), build: str = "board") -> Path:
+    """Cortex-M4F ELF for qemu mps2-an386 (startup + linker script in tests/engine/qemu).
+
+    build: "board" = the Nano 33 BLE's own flags (cxxflags.BOARD: -Os, softfp ABI, GCC's default
+    contraction), "o2-hard" = the -O2 hard-float build the benchmarks used before."""
+    base = cxxflags.ARM_BUILDS[build]
+    abi = [f for f in base if f.startswith(("-mcpu", "-mthumb", "-mfloat-abi", "-mfpu"))]
     startup_obj = out.with_suffix(".startup.o")
-    cmd = ["arm-none-eabi-gcc", "-c", "-O2", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
-           "-mfpu=fpv4-sp-d16", str(QEMU_DIR / "startup.c"), "-o", str(startup_obj)]
+    cmd = ["arm-none-eabi-gcc", "-c", "-O2", *abi, str(QEMU_DIR / "startup.c"), "-o", str(startup_obj)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode:
         raise AssertionError(f"startup compile failed:\n{res.stderr}")
     return gxx([*sources, startup_obj], out, includes=[HERE, *includes], cxx="arm-none-eabi-g++",
-               base=ARM_FLAGS, flags=[*flags, f"-T{QEMU_DIR / 'link.ld'}", "-Wl,--gc-sections"])
+               base=[*base, "-Werror"], flags=[*flags, *cxxflags.QEMU_LINK, f"-T{QEMU_DIR / 'link.ld'}"])
+
+
+def arm_objects(sources, out_dir: Path, includes=(), build: str = "board", extra=()) -> list[Path]:
+    """Compile (no link) each source with an ARM build's flags; returns the object files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    objs = []
+    for src in sources:
+        obj = out_dir / (Path(src).stem + ".o")
+        gxx([src], obj, includes=includes, cxx="arm-none-eabi-g++", base=[*cxxflags.ARM_BUILDS[build], "-Werror"],
+            flags=["-c", *extra])
+        objs.append(obj)
+    return objs
 
 
 def qemu_run(elf: Path, timeout=600, icount=True) -> subprocess.CompletedProcess:

@@ -64,7 +64,8 @@ int main() {
   printf("predict %d %08lx\n", (int)pred.label, (unsigned long)bits(pred.confidence));
   for (uint16_t c = 0; c < g_engine.num_classes(); ++c) {
     printf("W %u", (unsigned)c);
-    for (int f = 0; f < ODL_FEATURE_DIM; ++f) printf(" %08lx", (unsigned long)bits(g_engine.weights()[c * ODL_FEATURE_DIM + f]));
+    for (int f = 0; f < ODL_FEATURE_DIM; ++f)
+      printf(" %08lx", (unsigned long)bits(g_engine.weights()[c * ODL_FEATURE_DIM + f]));
     printf("\nb %u %08lx\n", (unsigned)c, (unsigned long)bits(g_engine.bias()[c]));
   }
   // storage: save, clobber, load back

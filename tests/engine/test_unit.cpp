@@ -5,27 +5,27 @@
 #include <string.h>
 
 #include "ODLEngine.h"
+#include "odl_imu.h"
 #include "odl_rng.h"
 
 static int g_failures = 0;
 static int g_checks = 0;
-#define CHECK(cond)                                                         \
-  do {                                                                      \
-    ++g_checks;                                                             \
-    if (!(cond)) {                                                          \
-      ++g_failures;                                                         \
-      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                \
-    }                                                                       \
+#define CHECK(cond)                                          \
+  do {                                                       \
+    ++g_checks;                                              \
+    if (!(cond)) {                                           \
+      ++g_failures;                                          \
+      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                        \
   } while (0)
-#define CHECK_NEAR(a, b, tol)                                               \
-  do {                                                                      \
-    ++g_checks;                                                             \
-    const double va = (a), vb = (b);                                        \
-    if (!(fabs(va - vb) <= (tol))) {                                        \
-      ++g_failures;                                                         \
-      printf("FAIL %s:%d: %s = %.9g, %s = %.9g (tol %g)\n", __FILE__, __LINE__, #a, va, #b, vb, \
-             (double)(tol));                                                \
-    }                                                                       \
+#define CHECK_NEAR(a, b, tol)                                                                                   \
+  do {                                                                                                          \
+    ++g_checks;                                                                                                 \
+    const double va = (a), vb = (b);                                                                            \
+    if (!(fabs(va - vb) <= (tol))) {                                                                            \
+      ++g_failures;                                                                                             \
+      printf("FAIL %s:%d: %s = %.9g, %s = %.9g (tol %g)\n", __FILE__, __LINE__, #a, va, #b, vb, (double)(tol)); \
+    }                                                                                                           \
   } while (0)
 
 // ---------------------------------------------------------------- kernels
@@ -45,7 +45,7 @@ static void test_conv1d() {
 
 static void test_depthwise() {
   const float x[6] = {1, 10, 2, 20, 3, 30};  // T=3, C=2
-  const float W[4] = {1, 0.5f, -1, 2};         // W[0]=(1,.5) W[1]=(-1,2)
+  const float W[4] = {1, 0.5f, -1, 2};       // W[0]=(1,.5) W[1]=(-1,2)
   const float b[2] = {0, 1};
   float y[4];
   odl::depthwise_conv1d_valid(x, 3, 2, W, b, 2, y);
@@ -91,8 +91,7 @@ static const odl::LayerSpec kTinyLayers[3] = {
 static const char* const kTinyNames[2] = {"up", "down"};
 static const float kTinyHeadW[4] = {1, -1, -1, 1};
 static const float kTinyHeadB[2] = {0, 0};
-static const odl::ModelSpec kTiny = {4, 2, 2, 2, 24, kMean, kStd, kTinyLayers, 3,
-                                     kTinyNames, kTinyHeadW, kTinyHeadB};
+static const odl::ModelSpec kTiny = {4, 2, 2, 2, 24, kMean, kStd, kTinyLayers, 3, kTinyNames, kTinyHeadW, kTinyHeadB};
 
 static void reference_tiny(const float* raw, double* feat) {
   double xn[4][2];
@@ -157,8 +156,8 @@ static void test_exp() {
 }
 
 // ---------------------------------------------------------------- head
-static double head_loss_double(const float* W, const float* b, const float* X, const uint16_t* y,
-                               int n, int nc, int fd, double wd) {
+static double head_loss_double(const float* W, const float* b, const float* X, const uint16_t* y, int n, int nc, int fd,
+                               double wd) {
   double total = 0;
   for (int s = 0; s < n; ++s) {
     double z[8], zmax = -1e300;
@@ -453,8 +452,7 @@ static void test_storage_interrupted_everywhere() {
       if (k < full) CHECK(st != odl::kOk);
     }
   }
-  printf("storage: %u interruption points x 2 layouts -> old %u, new %u, broken %u\n", full + 2, old_ok,
-         new_ok, bad);
+  printf("storage: %u interruption points x 2 layouts -> old %u, new %u, broken %u\n", full + 2, old_ok, new_ok, bad);
   CHECK(bad == 0);
   CHECK(new_ok >= 2);
   // repeated saves alternate slots and the newest wins
@@ -508,7 +506,176 @@ static void test_storage_realistic_size() {
   CHECK(newer == 1);
 }
 
+// ---------------------------------------------------------------- IMU layer
+static void test_lsm9ds1_gyro_scale() {
+  // Arduino_LSM9DS1 returns raw * 2000 / 32768; the datasheet sensitivity at +-2000 dps is
+  // 70 mdps/LSB (LSM9DS1 datasheet, Table 3, G_So).
+  const int raws[] = {-32768, -12000, -1, 1, 437, 12345, 32767};
+  for (int raw : raws) {
+    const float library = (float)(raw * 2000.0 / 32768.0);
+    const double want = raw * 0.070;
+    CHECK_NEAR(odl::lsm9ds1_gyro_dps(library), want, 1e-6 * fabs(want) + 1e-7);
+  }
+  // the library's value is 12.5 % low: 2000/32768 / 0.070 = 0.8719
+  CHECK_NEAR(odl::kLsm9ds1LibraryDpsPerLsb / odl::kLsm9ds1DatasheetDpsPerLsb, 0.871931, 1e-5);
+}
+
+// RMS of the 25 Hz output of a tone of frequency f sampled by the sensor at fs, decimated either
+// by averaging every sensor sample of a 40 ms tick (odl::SampleAverager) or by taking the latest.
+static double decimated_rms(double f, double fs, bool average) {
+  odl::SampleAverager<1> avg;
+  double sum2 = 0.0, t_sensor = 0.0, latest = 0.0;
+  long n = 0, ticks = 0;
+  for (long k = 1; k <= 1000; ++k) {  // 40 s of output
+    const double tick = k * 0.04;
+    while (t_sensor <= tick) {
+      const float v = (float)sin(2.0 * M_PI * f * t_sensor + 0.3);
+      avg.add(&v);
+      latest = v;
+      t_sensor = (double)(++n) / fs;
+    }
+    float out = 0.0f;
+    const bool ok = avg.take(&out);
+    CHECK(ok);
+    const double y = average ? out : latest;
+    sum2 += y * y;
+    ++ticks;
+  }
+  return sqrt(sum2 / ticks);
+}
+
+static void test_anti_alias_average() {
+  const double rates[] = {119.0, 100.0};  // LSM9DS1 (Rev1), BMI270 (Rev2)
+  for (double fs : rates) {
+    const double alias_latest = decimated_rms(20.0, fs, false), alias_avg = decimated_rms(20.0, fs, true);
+    const double slow_latest = decimated_rms(1.0, fs, false), slow_avg = decimated_rms(1.0, fs, true);
+    printf("anti-alias at %.0f Hz: 20 Hz tone RMS latest-sample %.3f, averaged %.3f; 1 Hz tone %.3f vs %.3f\n", fs,
+           alias_latest, alias_avg, slow_latest, slow_avg);
+    CHECK(alias_latest > 0.6);              // latest-sample decimation folds 20 Hz to 5 Hz at full amplitude
+    CHECK(alias_avg < 0.5 * alias_latest);  // boxcar over 40 ms: gain ~0.2-0.4 at 20 Hz
+    CHECK(slow_avg > 0.98 * slow_latest);   // the motion band passes
+  }
+  odl::SampleAverager<3> a;
+  float out[3];
+  CHECK(!a.take(out));  // nothing added: the caller falls back to the latest register
+  const float s1[3] = {1, 2, 3}, s2[3] = {3, 4, -3};
+  a.add(s1);
+  a.add(s2);
+  CHECK(a.count() == 2);
+  CHECK(a.take(out) && out[0] == 2.0f && out[1] == 3.0f && out[2] == 0.0f);
+  CHECK(a.count() == 0 && !a.take(out));
+}
+
+struct FakeImuBus : odl::ImuBus {
+  int rev1_answers_from = -1;  // the n-th (0-based) probe of 0x6B is the first that ACKs; -1 never
+  int rev2_answers_from = -1;
+  int start_fails = 0;  // start() fails this many times first
+  int rev1_probes = 0, rev2_probes = 0, waits = 0;
+  uint32_t waited_ms = 0;
+  bool answers(uint8_t addr) override {
+    if (addr == odl::kLsm9ds1AccelGyroAddr) return rev1_answers_from >= 0 && rev1_probes++ >= rev1_answers_from;
+    if (addr == odl::kBmi270Addr) return rev2_answers_from >= 0 && rev2_probes++ >= rev2_answers_from;
+    return false;
+  }
+  bool start(odl::ImuRevision) override { return start_fails-- <= 0; }
+  void wait_ms(uint32_t ms) override {
+    ++waits;
+    waited_ms += ms;
+  }
+};
+
+static void test_imu_probe_retries() {
+  FakeImuBus late;  // Rev1 that answers only on the third attempt
+  late.rev1_answers_from = 2;
+  CHECK(odl::probe_imu(late, 5, 20) == odl::kImuRev1);
+  CHECK(late.waits == 2 && late.waited_ms == 40);
+  FakeImuBus once;
+  once.rev1_answers_from = 1;
+  CHECK(odl::probe_imu(once, 1, 20) == odl::kImuNone);  // one attempt misses it...
+  CHECK(odl::probe_imu(once, 1, 20) == odl::kImuRev1);  // ...the re-probe of the next command finds it
+  FakeImuBus rev2;
+  rev2.rev2_answers_from = 0;
+  rev2.start_fails = 1;  // begin() fails once
+  CHECK(odl::probe_imu(rev2, 3, 10) == odl::kImuRev2);
+  FakeImuBus none;
+  CHECK(odl::probe_imu(none, 4, 10) == odl::kImuNone && none.waits == 3);
+}
+
+// ---------------------------------------------------------------- non-finite values
+static void put_f32_le(uint8_t* p, float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  for (int i = 0; i < 4; ++i) p[i] = (uint8_t)(u >> (8 * i));
+}
+
+static void test_non_finite_rejected() {
+  odl::Engine<24, 2, 4, 8> eng;
+  CHECK(eng.begin(kTiny) == odl::kOk);
+  uint8_t blob[256];
+  uint32_t n = 0;
+  CHECK(eng.serialize(blob, sizeof(blob), &n) == odl::kOk);
+  const float bad[3] = {NAN, INFINITY, -INFINITY};
+  const uint32_t weights_at = 16 + 2 * 16;  // header + 2 class names
+  for (float v : bad)
+    for (uint32_t at : (const uint32_t[2]){weights_at, n - 8}) {  // a weight, the last bias
+      uint8_t b2[256];
+      memcpy(b2, blob, n);
+      put_f32_le(b2 + at, v);
+      const uint32_t crc = odl::crc32(b2, n - 4);
+      for (int i = 0; i < 4; ++i) b2[n - 4 + i] = (uint8_t)(crc >> (8 * i));  // a valid CRC: only the value is wrong
+      odl::Engine<24, 2, 4, 8> other;
+      other.begin(kTiny);
+      other.add_class("kept");
+      CHECK(other.deserialize(b2, n) == odl::kErrNonFinite);
+      CHECK(other.num_classes() == 3 && strcmp(other.class_name(2), "kept") == 0);  // nothing changed
+      CHECK(other.weights()[0] == eng.weights()[0]);
+    }
+  const float nan_feat[2] = {1.0f, NAN}, inf_feat[2] = {INFINITY, 0.0f};
+  CHECK(eng.add_sample(nan_feat, 0) == odl::kErrNonFinite);
+  CHECK(eng.add_sample(inf_feat, 1) == odl::kErrNonFinite);
+  CHECK(eng.num_samples() == 0 && eng.stats().samples_seen == 0);
+  CHECK(strcmp(odl::status_str(odl::kErrNonFinite), "non-finite value (NaN or Inf) refused, nothing changed") == 0);
+}
+
+static int g_epochs_seen = 0, g_non_finite_reported = 0;
+static bool count_diverged_epochs(const odl::EpochResult& r, void*) {
+  ++g_epochs_seen;
+  if (!odl::is_finite(r.loss)) ++g_non_finite_reported;
+  return true;
+}
+
+static void test_diverged_training_restores_weights() {
+  odl::Engine<24, 2, 4, 16> eng;
+  CHECK(eng.begin(kTiny) == odl::kOk);
+  for (int i = 0; i < 16; ++i) {
+    const float f[2] = {(float)(i % 2 ? 30 : -30), (float)(i % 3) * 20.0f};
+    CHECK(eng.add_sample(f, (uint16_t)(i % 2)) == odl::kOk);
+  }
+  odl::TrainConfig ok;
+  ok.epochs = 2;
+  ok.lr = 0.01f;
+  CHECK(eng.train(ok) == odl::kOk);  // some trained weights to protect
+  float W0[8], b0[4];
+  memcpy(W0, eng.weights(), sizeof(float) * 4);
+  memcpy(b0, eng.bias(), sizeof(float) * 2);
+  odl::TrainConfig wild = ok;
+  wild.epochs = 50;
+  wild.lr = 3e37f;  // overflows to Inf, then NaN, within the first epoch
+  wild.momentum = 0.9f;
+  g_epochs_seen = 0;
+  CHECK(eng.train(wild, count_diverged_epochs, nullptr) == odl::kErrDiverged);
+  CHECK(g_epochs_seen < 50 && g_non_finite_reported == 0);  // stopped, and never reported a NaN loss
+  CHECK(memcmp(W0, eng.weights(), sizeof(float) * 4) == 0 && memcmp(b0, eng.bias(), sizeof(float) * 2) == 0);
+  CHECK(eng.num_classes() == 2 && strcmp(eng.class_name(1), "down") == 0);
+  CHECK(eng.train(ok) == odl::kOk);  // training still works afterwards
+}
+
 int main() {
+  test_non_finite_rejected();
+  test_diverged_training_restores_weights();
+  test_lsm9ds1_gyro_scale();
+  test_anti_alias_average();
+  test_imu_probe_retries();
   test_conv1d();
   test_depthwise();
   test_dense_relu_pool_gap();

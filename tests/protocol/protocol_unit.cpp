@@ -20,13 +20,13 @@
 #include "odl_protocol.h"
 
 static int g_checks = 0, g_fail = 0;
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    ++g_checks;                                                       \
-    if (!(cond)) {                                                    \
-      ++g_fail;                                                       \
-      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);          \
-    }                                                                 \
+#define CHECK(cond)                                          \
+  do {                                                       \
+    ++g_checks;                                              \
+    if (!(cond)) {                                           \
+      ++g_fail;                                              \
+      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                        \
   } while (0)
 
 static std::string make_frame(const std::string& body) {
@@ -52,8 +52,13 @@ static Fed feed_all(odl::LineAssembler& a, const std::string& s) {
 }
 
 static void test_base64() {
-  const char* vec[][2] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
-                          {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}};
+  const char* vec[][2] = {{"", ""},
+                          {"f", "Zg=="},
+                          {"fo", "Zm8="},
+                          {"foo", "Zm9v"},
+                          {"foob", "Zm9vYg=="},
+                          {"fooba", "Zm9vYmE="},
+                          {"foobar", "Zm9vYmFy"}};
   for (auto& v : vec) {
     char out[64];
     size_t n = odl::base64_encode((const uint8_t*)v[0], strlen(v[0]), out, sizeof out);
@@ -169,9 +174,17 @@ static void test_format() {
   struct {
     float v;
     const char* s;
-  } cases[] = {{0.f, "0"}, {1.f, "1"}, {-2.5f, "-2.5"}, {0.125f, "0.125"}, {123456.f, "123456"},
-               {1234567.f, "1.23457e+06"}, {1e-5f, "1e-05"}, {0.0001f, "0.0001"}, {100.f, "100"},
-               {999999.5f, "1e+06"}, {3.14159265f, "3.14159"}};
+  } cases[] = {{0.f, "0"},
+               {1.f, "1"},
+               {-2.5f, "-2.5"},
+               {0.125f, "0.125"},
+               {123456.f, "123456"},
+               {1234567.f, "1.23457e+06"},
+               {1e-5f, "1e-05"},
+               {0.0001f, "0.0001"},
+               {100.f, "100"},
+               {999999.5f, "1e+06"},
+               {3.14159265f, "3.14159"}};
   for (auto& c : cases) {
     odl::format_float(c.v, out);
     if (strcmp(out, c.s) != 0) printf("format_float(%g) = %s, want %s\n", (double)c.v, out, c.s);
@@ -181,7 +194,9 @@ static void test_format() {
   uint32_t s = 12345;
   int bad = 0;
   for (int i = 0; i < 20000; ++i) {
-    s ^= s << 13; s ^= s >> 17; s ^= s << 5;
+    s ^= s << 13;
+    s ^= s >> 17;
+    s ^= s << 5;
     float v;
     uint32_t bits = s;
     memcpy(&v, &bits, 4);

@@ -47,9 +47,12 @@ class ArraySensor : public odl::Sensor {
   unsigned sample_ = 0;
 };
 
+// A host that waits for each reply: bytes reach the protocol only between commands (read() from
+// inside a command, which would abort RECORD or STREAM, sees nothing).
 class ArrayIo : public odl::Io {
  public:
-  int read() override { return pos_ < kInputLen ? kInput[pos_++] : -1; }
+  int read() override { return -1; }
+  int next() { return pos_ < kInputLen ? kInput[pos_++] : -1; }
   void write(const char* d, size_t n) override { fwrite(d, 1, n, stdout); }
   void flush() override { fflush(stdout); }
 
@@ -76,7 +79,7 @@ int main() {
   static odl::Protocol proto(adapter, sensor, io, "session", hooks);
   proto.boot();
   int c;
-  while ((c = io.read()) >= 0) proto.feed(static_cast<uint8_t>(c));
+  while ((c = io.next()) >= 0) proto.feed(static_cast<uint8_t>(c));
   fflush(stdout);
   return 0;
 }

@@ -46,8 +46,8 @@ long base64_decode(const char* text, size_t len, uint8_t* out, size_t capacity) 
     int c = pad >= 2 ? 0 : decode_char(text[i + 2]);
     int d = pad >= 1 ? 0 : decode_char(text[i + 3]);
     if (a < 0 || b < 0 || c < 0 || d < 0) return -1;
-    uint32_t v = (static_cast<uint32_t>(a) << 18) | (static_cast<uint32_t>(b) << 12) |
-                 (static_cast<uint32_t>(c) << 6) | static_cast<uint32_t>(d);
+    uint32_t v = (static_cast<uint32_t>(a) << 18) | (static_cast<uint32_t>(b) << 12) | (static_cast<uint32_t>(c) << 6) |
+                 static_cast<uint32_t>(d);
     size_t nbytes = 3 - pad;
     if (o + nbytes > capacity) return -1;
     // Non-canonical padding bits (e.g. "QR==") are rejected: one encoding per payload.

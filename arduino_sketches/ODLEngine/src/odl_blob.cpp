@@ -1,7 +1,9 @@
 #include "odl_blob.h"
+#include "odl_numerics.h"
 
 #include <string.h>
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 uint32_t crc32(const uint8_t* data, size_t len, uint32_t crc) {
@@ -61,13 +63,14 @@ Status blob_decode(HeadView& h, const uint8_t* data, uint32_t len) {
   if (!data) return kErrBadArgument;
   if (len < kBlobHeaderBytes + 4) return kErrBlobSize;
   if (memcmp(data, "ODLW", 4) != 0) return kErrBlobMagic;
-  if (get_u16(data + 4) != kBlobVersion || get_u16(data + 6) != kBlobDtypeFloat32)
-    return kErrBlobVersion;
+  if (get_u16(data + 4) != kBlobVersion || get_u16(data + 6) != kBlobDtypeFloat32) return kErrBlobVersion;
   const uint32_t nc = get_u16(data + 8), fd = get_u16(data + 10);
-  if (get_u32(data + 12) != blob_payload_for(nc, fd) || len != blob_size_for(nc, fd))
-    return kErrBlobSize;
+  if (get_u32(data + 12) != blob_payload_for(nc, fd) || len != blob_size_for(nc, fd)) return kErrBlobSize;
   if (crc32(data, len - 4) != get_u32(data + len - 4)) return kErrBlobCrc;
   if (fd != h.feature_dim || nc > h.max_classes) return kErrBlobShape;
+  // refuse NaN / Inf weights before anything is changed
+  for (const uint8_t* q = data + kBlobHeaderBytes + nc * kClassNameBytes; q < data + len - 4; q += 4)
+    if (!is_finite(get_f32(q))) return kErrNonFinite;
   const uint8_t* p = data + kBlobHeaderBytes;
   memset(h.names, 0, (size_t)kClassNameBytes * h.max_classes);
   for (uint32_t c = 0; c < nc; ++c, p += kClassNameBytes) {
@@ -83,3 +86,4 @@ Status blob_decode(HeadView& h, const uint8_t* data, uint32_t len) {
 }
 
 }  // namespace odl
+ODL_NUMERICS_END

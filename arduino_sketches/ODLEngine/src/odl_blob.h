@@ -6,12 +6,14 @@
 #ifndef ODL_BLOB_H
 #define ODL_BLOB_H
 
+#include "odl_numerics.h"
 #include <stddef.h>
 #include <stdint.h>
 
 #include "odl_head.h"
 #include "odl_types.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 static const uint16_t kBlobVersion = 1;
@@ -34,5 +36,6 @@ Status blob_encode(const HeadView& h, uint8_t* out, uint32_t capacity, uint32_t*
 Status blob_decode(HeadView& h, const uint8_t* data, uint32_t len);
 
 }  // namespace odl
+ODL_NUMERICS_END
 
 #endif  // ODL_BLOB_H

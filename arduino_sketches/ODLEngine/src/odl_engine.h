@@ -12,16 +12,19 @@
 #ifndef ODL_ENGINE_H
 #define ODL_ENGINE_H
 
+#include "odl_numerics.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "odl_types.h"
 #include "odl_kernels.h"
+#include "odl_rng.h"
 #include "odl_head.h"
 #include "odl_blob.h"
 #include "odl_storage.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 // Engine: frozen backbone + trainable head + training store.
@@ -92,10 +95,23 @@ class Engine {
   // Adds a class at run time (new head row zero-initialized). Returns the new
   // class index (>= 0) or a negative Status (kErrTooManyClasses, kErrBadArgument).
   int add_class(const char* name) { return head_add_class(head_, name); }
+  // Undoes add_class while the class has no samples (see head_remove_last_class).
+  Status remove_last_class() { return head_remove_last_class(head_, store_); }
 
+  // Restarts the per-epoch shuffle from `seed` (the orders of odlkit.head.Head.fit(order="shuffle",
+  // seed=seed)); otherwise the generator continues across train() calls.
+  void seed_shuffle(uint32_t seed) { store_.rng_shuffle = rng_seed_shuffle(seed); }
+
+  // Trains the head. If the loss becomes non-finite (a learning rate far too large), the
+  // weights from before the call are restored (kept as a blob in the storage record buffer, so
+  // no extra RAM) and kErrDiverged is returned.
   Status train(const TrainConfig& cfg, EpochCallback cb = nullptr, void* user = nullptr) {
     uint32_t t0 = clock_ ? clock_() : 0;
-    Status s = head_train(head_, store_, cfg, cb, user);
+    uint32_t n = 0;
+    Status s = serialize(record_ + kSlotHeaderBytes, kBlobCapacity, &n);
+    if (s != kOk) return s;
+    s = head_train(head_, store_, cfg, cb, user);
+    if (s == kErrDiverged && deserialize(record_ + kSlotHeaderBytes, n) != kOk) s = kErrBadModel;
     if (clock_) stats_.last_train_us = clock_() - t0;
     return s;
   }
@@ -171,12 +187,20 @@ class Engine {
   void init_views() {
     head_.feature_dim = FeatureDim;
     head_.max_classes = MaxClasses;
-    head_.W = W_; head_.b = b_; head_.vW = vW_; head_.vb = vb_; head_.gW = gW_; head_.gb = gb_;
+    head_.W = W_;
+    head_.b = b_;
+    head_.vW = vW_;
+    head_.vb = vb_;
+    head_.gW = gW_;
+    head_.gb = gb_;
     head_.probs = probs_;
     head_.names = names_;
     store_.feature_dim = FeatureDim;
     store_.capacity = ReplayCapacity;
-    store_.features = feats_; store_.labels = labels_; store_.sessions = sessions_; store_.order = order_;
+    store_.features = feats_;
+    store_.labels = labels_;
+    store_.sessions = sessions_;
+    store_.order = order_;
   }
 
   const ModelSpec* spec_ = nullptr;
@@ -205,5 +229,6 @@ class Engine {
 };
 
 }  // namespace odl
+ODL_NUMERICS_END
 
 #endif  // ODL_ENGINE_H

@@ -1,4 +1,5 @@
 #include "odl_head.h"
+#include "odl_numerics.h"
 
 #include <math.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include "odl_kernels.h"
 #include "odl_rng.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 const char* status_str(int status) {
@@ -29,6 +31,8 @@ const char* status_str(int status) {
     case kErrStorageEmpty: return "storage holds no valid weights";
     case kErrStorageTooSmall: return "weights record larger than a storage slot";
     case kErrDuplicateClass: return "class name already exists";
+    case kErrNonFinite: return "non-finite value (NaN or Inf) refused, nothing changed";
+    case kErrDiverged: return "training diverged (non-finite loss): weights restored to before the call";
     default: return "unknown error";
   }
 }
@@ -111,7 +115,10 @@ static int forward_softmax(HeadView& h, const float* x, uint16_t y = 0, float* l
   for (uint16_t c = 0; c < nc; ++c) {
     const float acc = dot_acc(h.b[c], h.W + (uint32_t)c * fd, x, fd);
     z[c] = acc;
-    if (acc > zmax) { zmax = acc; best = c; }
+    if (acc > zmax) {
+      zmax = acc;
+      best = c;
+    }
   }
   const float zy = y < nc ? z[y] : 0.0f;
   float sum = 0.0f;
@@ -147,9 +154,23 @@ void store_clear(StoreView& s, uint32_t seed) {
   s.rng_shuffle = rng_seed_shuffle(seed);
 }
 
+Status head_remove_last_class(HeadView& h, const StoreView& s) {
+  if (h.num_classes == 0) return kErrBadArgument;
+  const uint16_t c = (uint16_t)(h.num_classes - 1);
+  for (uint32_t i = 0; i < s.count; ++i)
+    if (s.labels[i] == c) return kErrBadLabel;
+  memset(h.names[c], 0, kClassNameBytes);
+  memset(h.W + (uint32_t)c * h.feature_dim, 0, sizeof(float) * h.feature_dim);
+  h.b[c] = 0.0f;
+  h.num_classes = c;
+  return kOk;
+}
+
 Status store_add(StoreView& s, const HeadView& h, const float* features, uint16_t label) {
   if (!features) return kErrBadArgument;
   if (label >= h.num_classes) return kErrBadLabel;
+  // one NaN feature would turn every later prediction into class 0
+  if (!all_finite(features, s.feature_dim)) return kErrNonFinite;
   if (s.capacity == 0) return kErrBadArgument;
   s.seen++;
   uint32_t slot;
@@ -174,8 +195,8 @@ static uint32_t select_samples(StoreView& s, bool use_replay) {
 }
 
 Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallback cb, void* user) {
-  if (cfg.batch_size == 0 || cfg.epochs == 0 || !(cfg.lr > 0.0f) || cfg.momentum < 0.0f ||
-      cfg.momentum >= 1.0f || cfg.weight_decay < 0.0f || cfg.mode > kTrainBiasOnly)
+  if (cfg.batch_size == 0 || cfg.epochs == 0 || !(cfg.lr > 0.0f) || cfg.momentum < 0.0f || cfg.momentum >= 1.0f ||
+      cfg.weight_decay < 0.0f || cfg.mode > kTrainBiasOnly)
     return kErrBadArgument;
   if (h.num_classes == 0) return kErrNoSamples;
   const uint32_t n = select_samples(s, cfg.use_replay);
@@ -232,19 +253,18 @@ Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallba
         h.b[c] += h.vb[c];
       }
     }
-    if (cb) {
-      EpochResult r;
-      r.epoch = epoch;
-      r.loss = (loss_lin + loss_log + logf(prod)) / (float)n;
-      r.accuracy = (float)correct / (float)n;
-      if (!cb(r, user)) break;
-    }
+    EpochResult r;
+    r.epoch = epoch;
+    r.loss = (loss_lin + loss_log + logf(prod)) / (float)n;
+    r.accuracy = (float)correct / (float)n;
+    // the caller (Engine::train) restores the weights from before the call
+    if (!is_finite(r.loss) || !all_finite(h.W, nw) || !all_finite(h.b, nc)) return kErrDiverged;
+    if (cb && !cb(r, user)) break;
   }
   return kOk;
 }
 
-Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResult* out,
-                     uint16_t* confusion) {
+Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResult* out, uint16_t* confusion) {
   if (!out || !confusion) return kErrBadArgument;
   memset(confusion, 0, sizeof(uint16_t) * h.max_classes * h.max_classes);
   out->n = 0;
@@ -275,3 +295,4 @@ Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResul
 }
 
 }  // namespace odl
+ODL_NUMERICS_END

@@ -1,11 +1,13 @@
 #include "odl_kernels.h"
+#include "odl_numerics.h"
 
 #include <string.h>
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
-void conv1d_valid(const float* x, uint16_t T, uint16_t Cin, const float* W, const float* b,
-                  uint16_t K, uint16_t Cout, float* y) {
+void conv1d_valid(const float* x, uint16_t T, uint16_t Cin, const float* W, const float* b, uint16_t K, uint16_t Cout,
+                  float* y) {
   const uint16_t To = (uint16_t)(T - K + 1);
   for (uint16_t t = 0; t < To; ++t) {
     float* yt = y + (uint32_t)t * Cout;
@@ -18,8 +20,8 @@ void conv1d_valid(const float* x, uint16_t T, uint16_t Cin, const float* W, cons
   }
 }
 
-void depthwise_conv1d_valid(const float* x, uint16_t T, uint16_t C, const float* W,
-                            const float* b, uint16_t K, float* y) {
+void depthwise_conv1d_valid(const float* x, uint16_t T, uint16_t C, const float* W, const float* b, uint16_t K,
+                            float* y) {
   const uint16_t To = (uint16_t)(T - K + 1);
   for (uint16_t t = 0; t < To; ++t) {
     float* yt = y + (uint32_t)t * C;
@@ -72,14 +74,12 @@ namespace {
 bool layer_out_shape(const LayerSpec& L, uint16_t T, uint16_t C, uint16_t* To, uint16_t* Co) {
   switch (L.type) {
     case kConv1D:
-      if (L.in_channels != C || L.kernel == 0 || L.kernel > T || !L.weights || L.out_channels == 0)
-        return false;
+      if (L.in_channels != C || L.kernel == 0 || L.kernel > T || !L.weights || L.out_channels == 0) return false;
       *To = (uint16_t)(T - L.kernel + 1);
       *Co = L.out_channels;
       return true;
     case kDepthwiseConv1D:
-      if (L.in_channels != C || L.out_channels != C || L.kernel == 0 || L.kernel > T || !L.weights)
-        return false;
+      if (L.in_channels != C || L.out_channels != C || L.kernel == 0 || L.kernel > T || !L.weights) return false;
       *To = (uint16_t)(T - L.kernel + 1);
       *Co = C;
       return true;
@@ -101,19 +101,16 @@ bool layer_out_shape(const LayerSpec& L, uint16_t T, uint16_t C, uint16_t* To, u
       *To = 1;
       *Co = C;
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 
 }  // namespace
 
 Status validate_model(const ModelSpec& spec, uint32_t arena_floats) {
-  if (!spec.layers || spec.num_layers == 0 || !spec.input_mean || !spec.input_std)
-    return kErrBadModel;
+  if (!spec.layers || spec.num_layers == 0 || !spec.input_mean || !spec.input_std) return kErrBadModel;
   if (spec.input_len == 0 || spec.input_channels == 0 || spec.feature_dim == 0) return kErrBadModel;
-  if (spec.num_classes > 0 && (!spec.head_weights || !spec.head_bias || !spec.class_names))
-    return kErrBadModel;
+  if (spec.num_classes > 0 && (!spec.head_weights || !spec.head_bias || !spec.class_names)) return kErrBadModel;
   for (uint16_t c = 0; c < spec.input_channels; ++c)
     if (!(spec.input_std[c] > 0.0f)) return kErrBadModel;
   const uint32_t half = arena_floats / 2;
@@ -130,8 +127,8 @@ Status validate_model(const ModelSpec& spec, uint32_t arena_floats) {
   return kOk;
 }
 
-Status run_backbone(const ModelSpec& spec, const float* raw_window, float* arena,
-                    uint32_t arena_floats, float* features) {
+Status run_backbone(const ModelSpec& spec, const float* raw_window, float* arena, uint32_t arena_floats,
+                    float* features) {
   if (!raw_window || !arena || !features) return kErrBadArgument;
   const uint32_t half = arena_floats / 2;
   float* cur = arena;
@@ -152,7 +149,10 @@ Status run_backbone(const ModelSpec& spec, const float* raw_window, float* arena
       case kConv1D: conv1d_valid(cur, T, C, L.weights, L.bias, L.kernel, Co, nxt); break;
       case kDepthwiseConv1D: depthwise_conv1d_valid(cur, T, C, L.weights, L.bias, L.kernel, nxt); break;
       case kDense: dense(cur, C, L.weights, L.bias, Co, nxt); break;
-      case kReLU: relu_inplace(cur, (uint32_t)T * C); swap = false; break;
+      case kReLU:
+        relu_inplace(cur, (uint32_t)T * C);
+        swap = false;
+        break;
       case kMaxPool1D: maxpool1d(cur, T, C, L.kernel, nxt); break;
       case kGlobalAvgPool1D: global_avg_pool1d(cur, T, C, nxt); break;
       default: return kErrBadModel;
@@ -172,3 +172,4 @@ Status run_backbone(const ModelSpec& spec, const float* raw_window, float* arena
 }
 
 }  // namespace odl
+ODL_NUMERICS_END

@@ -3,6 +3,7 @@
 #ifndef ODL_KERNELS_H
 #define ODL_KERNELS_H
 
+#include "odl_numerics.h"
 #include <stdint.h>
 
 #include "odl_types.h"
@@ -19,17 +20,18 @@
 #define ODL_VFP_ASM 0
 #endif
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 // acc + a[0]*b[0] + a[1]*b[1] + ... accumulated left to right (one rounding per op).
 inline float dot_acc(float acc, const float* a, const float* b, uint32_t n) {
 #if ODL_VFP_ASM
-#define ODL_DOT4                                   \
-  "vldmia %[a]!, {s8-s11}\n\t"                     \
-  "vldmia %[b]!, {s12-s15}\n\t"                    \
-  "vmla.f32 %[acc], s8, s12\n\t"                   \
-  "vmla.f32 %[acc], s9, s13\n\t"                   \
-  "vmla.f32 %[acc], s10, s14\n\t"                  \
+#define ODL_DOT4                  \
+  "vldmia %[a]!, {s8-s11}\n\t"    \
+  "vldmia %[b]!, {s12-s15}\n\t"   \
+  "vmla.f32 %[acc], s8, s12\n\t"  \
+  "vmla.f32 %[acc], s9, s13\n\t"  \
+  "vmla.f32 %[acc], s10, s14\n\t" \
   "vmla.f32 %[acc], s11, s15\n\t"
   for (uint32_t k = n >> 3; k; --k) {
     __asm__(ODL_DOT4 ODL_DOT4
@@ -53,13 +55,13 @@ inline float dot_acc(float acc, const float* a, const float* b, uint32_t n) {
 // y[i] += s * x[i]
 inline void axpy(float* y, float s, const float* x, uint32_t n) {
 #if ODL_VFP_ASM
-#define ODL_AXPY4                                  \
-  "vldmia %[y], {s8-s11}\n\t"                      \
-  "vldmia %[x]!, {s12-s15}\n\t"                    \
-  "vmla.f32 s8, %[s], s12\n\t"                     \
-  "vmla.f32 s9, %[s], s13\n\t"                     \
-  "vmla.f32 s10, %[s], s14\n\t"                    \
-  "vmla.f32 s11, %[s], s15\n\t"                    \
+#define ODL_AXPY4               \
+  "vldmia %[y], {s8-s11}\n\t"   \
+  "vldmia %[x]!, {s12-s15}\n\t" \
+  "vmla.f32 s8, %[s], s12\n\t"  \
+  "vmla.f32 s9, %[s], s13\n\t"  \
+  "vmla.f32 s10, %[s], s14\n\t" \
+  "vmla.f32 s11, %[s], s15\n\t" \
   "vstmia %[y]!, {s8-s11}\n\t"
   for (uint32_t k = n >> 3; k; --k) {
     __asm__(ODL_AXPY4 ODL_AXPY4
@@ -81,66 +83,67 @@ inline void axpy(float* y, float s, const float* x, uint32_t n) {
 
 // SGD with momentum on n weights (the head's update):
 //   g = gW * inv_m (+ wd * W);  v = mu * v - lr * g;  W += v
-inline void sgd_momentum(float* W, float* v, const float* gW, uint32_t n, float inv_m, float wd, float mu,
-                         float lr) {
+inline void sgd_momentum(float* W, float* v, const float* gW, uint32_t n, float inv_m, float wd, float mu, float lr) {
 #if ODL_VFP_ASM
   if (wd > 0.0f) {
     for (uint32_t k = n >> 2; k; --k) {
-      __asm__("vldmia %[g]!, {s4-s7}\n\t"
-              "vldmia %[w], {s8-s11}\n\t"
-              "vldmia %[v], {s12-s15}\n\t"
-              "vmul.f32 s4, s4, %[im]\n\t"
-              "vmul.f32 s5, s5, %[im]\n\t"
-              "vmul.f32 s6, s6, %[im]\n\t"
-              "vmul.f32 s7, s7, %[im]\n\t"
-              "vmla.f32 s4, %[wd], s8\n\t"
-              "vmla.f32 s5, %[wd], s9\n\t"
-              "vmla.f32 s6, %[wd], s10\n\t"
-              "vmla.f32 s7, %[wd], s11\n\t"
-              "vmul.f32 s12, s12, %[mu]\n\t"
-              "vmul.f32 s13, s13, %[mu]\n\t"
-              "vmul.f32 s14, s14, %[mu]\n\t"
-              "vmul.f32 s15, s15, %[mu]\n\t"
-              "vmls.f32 s12, %[lr], s4\n\t"
-              "vmls.f32 s13, %[lr], s5\n\t"
-              "vmls.f32 s14, %[lr], s6\n\t"
-              "vmls.f32 s15, %[lr], s7\n\t"
-              "vadd.f32 s8, s8, s12\n\t"
-              "vadd.f32 s9, s9, s13\n\t"
-              "vadd.f32 s10, s10, s14\n\t"
-              "vadd.f32 s11, s11, s15\n\t"
-              "vstmia %[v]!, {s12-s15}\n\t"
-              "vstmia %[w]!, {s8-s11}"
-              : [g] "+r"(gW), [w] "+r"(W), [v] "+r"(v)
-              : [im] "t"(inv_m), [wd] "t"(wd), [mu] "t"(mu), [lr] "t"(lr)
-              : "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory");
+      __asm__(
+          "vldmia %[g]!, {s4-s7}\n\t"
+          "vldmia %[w], {s8-s11}\n\t"
+          "vldmia %[v], {s12-s15}\n\t"
+          "vmul.f32 s4, s4, %[im]\n\t"
+          "vmul.f32 s5, s5, %[im]\n\t"
+          "vmul.f32 s6, s6, %[im]\n\t"
+          "vmul.f32 s7, s7, %[im]\n\t"
+          "vmla.f32 s4, %[wd], s8\n\t"
+          "vmla.f32 s5, %[wd], s9\n\t"
+          "vmla.f32 s6, %[wd], s10\n\t"
+          "vmla.f32 s7, %[wd], s11\n\t"
+          "vmul.f32 s12, s12, %[mu]\n\t"
+          "vmul.f32 s13, s13, %[mu]\n\t"
+          "vmul.f32 s14, s14, %[mu]\n\t"
+          "vmul.f32 s15, s15, %[mu]\n\t"
+          "vmls.f32 s12, %[lr], s4\n\t"
+          "vmls.f32 s13, %[lr], s5\n\t"
+          "vmls.f32 s14, %[lr], s6\n\t"
+          "vmls.f32 s15, %[lr], s7\n\t"
+          "vadd.f32 s8, s8, s12\n\t"
+          "vadd.f32 s9, s9, s13\n\t"
+          "vadd.f32 s10, s10, s14\n\t"
+          "vadd.f32 s11, s11, s15\n\t"
+          "vstmia %[v]!, {s12-s15}\n\t"
+          "vstmia %[w]!, {s8-s11}"
+          : [g] "+r"(gW), [w] "+r"(W), [v] "+r"(v)
+          : [im] "t"(inv_m), [wd] "t"(wd), [mu] "t"(mu), [lr] "t"(lr)
+          : "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory");
     }
   } else {
     for (uint32_t k = n >> 2; k; --k) {
-      __asm__("vldmia %[g]!, {s4-s7}\n\t"
-              "vldmia %[w], {s8-s11}\n\t"
-              "vldmia %[v], {s12-s15}\n\t"
-              "vmul.f32 s4, s4, %[im]\n\t"
-              "vmul.f32 s5, s5, %[im]\n\t"
-              "vmul.f32 s6, s6, %[im]\n\t"
-              "vmul.f32 s7, s7, %[im]\n\t"
-              "vmul.f32 s12, s12, %[mu]\n\t"
-              "vmul.f32 s13, s13, %[mu]\n\t"
-              "vmul.f32 s14, s14, %[mu]\n\t"
-              "vmul.f32 s15, s15, %[mu]\n\t"
-              "vmls.f32 s12, %[lr], s4\n\t"
-              "vmls.f32 s13, %[lr], s5\n\t"
-              "vmls.f32 s14, %[lr], s6\n\t"
-              "vmls.f32 s15, %[lr], s7\n\t"
-              "vadd.f32 s8, s8, s12\n\t"
-              "vadd.f32 s9, s9, s13\n\t"
-              "vadd.f32 s10, s10, s14\n\t"
-              "vadd.f32 s11, s11, s15\n\t"
-              "vstmia %[v]!, {s12-s15}\n\t"
-              "vstmia %[w]!, {s8-s11}"
-              : [g] "+r"(gW), [w] "+r"(W), [v] "+r"(v)
-              : [im] "t"(inv_m), [mu] "t"(mu), [lr] "t"(lr)
-              : "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory");
+      __asm__(
+          "vldmia %[g]!, {s4-s7}\n\t"
+          "vldmia %[w], {s8-s11}\n\t"
+          "vldmia %[v], {s12-s15}\n\t"
+          "vmul.f32 s4, s4, %[im]\n\t"
+          "vmul.f32 s5, s5, %[im]\n\t"
+          "vmul.f32 s6, s6, %[im]\n\t"
+          "vmul.f32 s7, s7, %[im]\n\t"
+          "vmul.f32 s12, s12, %[mu]\n\t"
+          "vmul.f32 s13, s13, %[mu]\n\t"
+          "vmul.f32 s14, s14, %[mu]\n\t"
+          "vmul.f32 s15, s15, %[mu]\n\t"
+          "vmls.f32 s12, %[lr], s4\n\t"
+          "vmls.f32 s13, %[lr], s5\n\t"
+          "vmls.f32 s14, %[lr], s6\n\t"
+          "vmls.f32 s15, %[lr], s7\n\t"
+          "vadd.f32 s8, s8, s12\n\t"
+          "vadd.f32 s9, s9, s13\n\t"
+          "vadd.f32 s10, s10, s14\n\t"
+          "vadd.f32 s11, s11, s15\n\t"
+          "vstmia %[v]!, {s12-s15}\n\t"
+          "vstmia %[w]!, {s8-s11}"
+          : [g] "+r"(gW), [w] "+r"(W), [v] "+r"(v)
+          : [im] "t"(inv_m), [mu] "t"(mu), [lr] "t"(lr)
+          : "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory");
     }
   }
   n &= 3u;
@@ -154,11 +157,11 @@ inline void sgd_momentum(float* W, float* v, const float* gW, uint32_t n, float 
 }
 
 // y (T-K+1, Cout) = b + sum_{j<K, i<Cin} x[t+j][i] * W[j][i][o]
-void conv1d_valid(const float* x, uint16_t T, uint16_t Cin, const float* W, const float* b,
-                  uint16_t K, uint16_t Cout, float* y);
+void conv1d_valid(const float* x, uint16_t T, uint16_t Cin, const float* W, const float* b, uint16_t K, uint16_t Cout,
+                  float* y);
 // y (T-K+1, C) = b[c] + sum_{j<K} x[t+j][c] * W[j][c]
-void depthwise_conv1d_valid(const float* x, uint16_t T, uint16_t C, const float* W,
-                            const float* b, uint16_t K, float* y);
+void depthwise_conv1d_valid(const float* x, uint16_t T, uint16_t C, const float* W, const float* b, uint16_t K,
+                            float* y);
 // y (out) = b + x (in) . W (in, out)
 void dense(const float* x, uint16_t in, const float* W, const float* b, uint16_t out, float* y);
 void relu_inplace(float* x, uint32_t n);
@@ -173,9 +176,10 @@ Status validate_model(const ModelSpec& spec, uint32_t arena_floats);
 
 // Normalizes one raw window ((x - mean) / std per channel) and runs the layers,
 // ping-ponging between the two halves of arena. Writes spec.feature_dim floats.
-Status run_backbone(const ModelSpec& spec, const float* raw_window, float* arena,
-                    uint32_t arena_floats, float* features);
+Status run_backbone(const ModelSpec& spec, const float* raw_window, float* arena, uint32_t arena_floats,
+                    float* features);
 
 }  // namespace odl
+ODL_NUMERICS_END
 
 #endif  // ODL_KERNELS_H

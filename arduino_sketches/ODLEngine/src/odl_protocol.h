@@ -1,7 +1,8 @@
-// odl_protocol.h - the line-framed serial protocol of the ODL sketches (see
-// arduino_sketches/PROTOCOL.md). Board side: byte-wise frame assembly with
-// resynchronization, CRC32-checked parsing, a command dispatcher that drives an
-// odl::Engine, and the replies / progress events.
+// odl_protocol.h - the command side of the serial protocol of the ODL sketches (see
+// arduino_sketches/PROTOCOL.md): the dispatcher that drives an odl::Engine through EngineIface,
+// the Sensor it records from, and the replies / progress events. Framing (frame assembly,
+// parsing, writing) is odl_frame.h, as odlkit.board.protocol (frames) is apart from
+// odlkit.board.client (commands) on the host.
 //
 //   static odl::Engine<ODL_ARENA_FLOATS, ODL_FEATURE_DIM, ODL_MAX_CLASSES, 200> engine;
 //   static odl::EngineAdapter<decltype(engine), ODL_INPUT_LEN * ODL_INPUT_CHANNELS> adapter(engine, &storage);
@@ -14,132 +15,16 @@
 #ifndef ODL_PROTOCOL_H
 #define ODL_PROTOCOL_H
 
+#include "odl_numerics.h"
 #include <stddef.h>
 #include <stdint.h>
 
 #include "odl_engine.h"
+#include "odl_frame.h"
 #include "odl_types.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
-
-static const uint32_t kProtocolVersion = 1;
-static const size_t kMaxLine = 1024;      // bytes of one frame, '$' and '\n' included
-static const size_t kMaxTokens = 16;      // tokens after the command word
-static const size_t kChunkBytes = 512;    // GETW / SETW payload bytes per frame
-static const uint32_t kMaxSeq = 999999999u;
-
-enum ProtoError : int {
-  kPeLineTooLong = 1,
-  kPeBadCrc = 2,
-  kPeMalformed = 3,
-  kPeBadSeq = 4,
-  kPeUnknownCmd = 5,
-  kPeBadArg = 6,
-  kPeBadPayload = 7,
-  kPeState = 8,
-  kPeEngine = 9,
-  kPeWeights = 10,
-  kPeStorage = 11,
-  kPeSensor = 12
-};
-
-// ---------------------------------------------------------------- parsing ---
-
-// A parsed frame; pointers point into the (modified in place) line buffer.
-struct Frame {
-  uint32_t seq;
-  const char* word;                // command (requests) or OK / ERR / EV (replies)
-  const char* tokens[kMaxTokens];  // the tokens after word
-  uint8_t num_tokens;
-};
-
-// Parses one frame: line[0] == '$', len bytes, no '\n'. The buffer is modified
-// (spaces become NUL). Returns 0 or a ProtoError; *seq_trusted says whether
-// out->seq may be echoed in an error reply (only once the CRC has matched).
-int parse_frame(char* line, size_t len, Frame* out, bool* seq_trusted);
-
-// Value of the key=value token `key` among tokens[first..], or nullptr.
-const char* frame_arg(const Frame& f, const char* key, uint8_t first = 0);
-
-// Strict number parsers: the whole string must be consumed, no sign where
-// unsigned, finite floats only. Return false on any problem.
-bool parse_u32(const char* s, uint32_t* out);
-bool parse_float(const char* s, float* out);
-
-// Writes v with 6 significant digits ("%.6g"-like, without needing printf float
-// support, which newlib-nano lacks). out needs 16 bytes. Returns the length.
-size_t format_float(float v, char* out);
-
-// A class name accepted by ADDCLASS: 1..15 of [A-Za-z0-9_.-].
-bool valid_class_name(const char* s);
-
-// ------------------------------------------------------ frame assembly ---
-
-// Byte-wise state machine that cuts the input stream into frames.
-class LineAssembler {
- public:
-  enum Result { kNothing = 0, kFrame = 1, kReject = 2 };
-  LineAssembler() { clear(); }
-  // Feeds one byte. kFrame: a complete frame is in line()/length() (NUL
-  // terminated, '\r' and '\n' stripped). kReject: a line was rejected at the
-  // framing level, error()/reason() say why. A kReject may be produced by a '$'
-  // that also opens a new frame (the previous frame was truncated).
-  Result feed(uint8_t c);
-  char* line() { return buf_; }
-  size_t length() const { return len_; }
-  int error() const { return error_; }
-  const char* reason() const { return reason_; }
-  void clear();
-
- private:
-  enum State { kIdle, kInFrame, kDiscard };
-  char buf_[kMaxLine + 1];
-  size_t len_;
-  uint8_t state_;
-  bool junk_;      // idle line has non-blank bytes
-  bool bad_byte_;  // non-printable byte inside the frame
-  int error_;
-  const char* reason_;
-  int discard_error_;
-  const char* discard_reason_;
-};
-
-// ------------------------------------------------------------- output ---
-
-class Io {
- public:
-  virtual int read() = 0;                                // next byte or -1 if none available now
-  virtual void write(const char* data, size_t n) = 0;
-  virtual void flush() {}
- protected:
-  ~Io() {}
-};
-
-// Builds one outgoing frame: begin(), add tokens, send().
-class FrameWriter {
- public:
-  FrameWriter() : len_(0), overflow_(false) { buf_[0] = 0; }
-  void begin(uint32_t seq, const char* word);
-  void token(const char* t);                       // raw token (caller guarantees syntax)
-  void kv(const char* key, const char* value);     // value sanitized to token characters
-  void kv_u(const char* key, uint32_t v);
-  void kv_i(const char* key, long v);
-  void kv_f(const char* key, float v);
-  void kv_floats(const char* key, const float* v, size_t n);  // comma separated
-  void kv_u16s(const char* key, const uint16_t* v, size_t n, size_t stride, size_t rows);
-  void kv_b64(const char* key, const uint8_t* data, size_t n);
-  void text(const char* words);  // free text (error messages): unsafe bytes become '_'
-  bool overflow() const { return overflow_; }
-  // Appends " *crc\n". Returns the frame (NUL terminated) and its length.
-  const char* finish(size_t* n);
-
- private:
-  void raw(const char* s, size_t n);
-  void sep();
-  char buf_[kMaxLine + 1];
-  size_t len_;
-  bool overflow_;
-};
 
 // ------------------------------------------------------------- sensor ---
 
@@ -160,6 +45,7 @@ class Sensor {
   virtual bool read_sample(float* out) = 0;
   virtual uint16_t channels() const { return 6; }
   virtual uint16_t sample_rate_hz() const { return 25; }
+
  protected:
   ~Sensor() {}
 };
@@ -179,6 +65,8 @@ class EngineIface {
   virtual uint32_t num_samples() const = 0;
   virtual Stats stats() const = 0;
   virtual int add_class(const char* name) = 0;
+  virtual Status remove_last_class() = 0;
+  virtual void seed_shuffle(uint32_t seed) = 0;
   virtual Status add_window(const float* window, uint16_t label) = 0;
   virtual Status train(const TrainConfig& cfg, EpochCallback cb, void* user) = 0;
   virtual Status predict(const float* window, Prediction* out) = 0;
@@ -197,6 +85,7 @@ class EngineIface {
   virtual int sample_label(uint32_t i) const = 0;
   virtual uint16_t sample_session(uint32_t i) const = 0;
   virtual float* window_buffer(size_t* n) = 0;
+
  protected:
   ~EngineIface() {}
 };
@@ -216,6 +105,8 @@ class EngineAdapter : public EngineIface {
   uint32_t num_samples() const override { return e_.num_samples(); }
   Stats stats() const override { return e_.stats(); }
   int add_class(const char* name) override { return e_.add_class(name); }
+  Status remove_last_class() override { return e_.remove_last_class(); }
+  void seed_shuffle(uint32_t seed) override { e_.seed_shuffle(seed); }
   Status add_window(const float* w, uint16_t label) override { return e_.add_window(w, label); }
   Status train(const TrainConfig& c, EpochCallback cb, void* u) override { return e_.train(c, cb, u); }
   Status predict(const float* w, Prediction* out) override { return e_.predict(w, out); }
@@ -253,16 +144,19 @@ class EngineAdapter : public EngineIface {
 // ---------------------------------------------------------- dispatcher ---
 
 struct BoardHooks {
-  ClockFn micros = nullptr;           // for timing fields (optional)
-  int32_t (*free_ram)() = nullptr;    // bytes of free RAM, optional (-1 reported)
+  ClockFn micros = nullptr;         // for timing fields (optional)
+  int32_t (*free_ram)() = nullptr;  // bytes of free RAM, optional (-1 reported)
 };
 
 class Protocol {
  public:
-  Protocol(EngineIface& engine, Sensor& sensor, Io& io, const char* firmware_version,
-           BoardHooks hooks = BoardHooks());
+  Protocol(EngineIface& engine, Sensor& sensor, Io& io, const char* firmware_version, BoardHooks hooks = BoardHooks());
   // Sends the boot banner ($0 EV BOOT ...).
   void boot();
+  // Call every loop with whether a host has the port open (USB CDC: DTR asserted). The banner
+  // is sent again each time a host opens the port: one written at power-up, before any host
+  // listened, is lost on USB. (HELLO and INFO answer the same fields at any time.)
+  void host_connected(bool open);
   // Reads every byte available now and handles complete frames.
   void poll();
   // Handles one input byte.
@@ -309,9 +203,11 @@ class Protocol {
   uint32_t cur_seq_;
   uint32_t tx_, rx_, errors_;
   uint32_t setw_total_, setw_recv_;  // staged SETW transfer
+  bool host_open_ = false;
   EpochResult last_epoch_;
 };
 
 }  // namespace odl
+ODL_NUMERICS_END
 
 #endif  // ODL_PROTOCOL_H

@@ -1,7 +1,9 @@
 #include "odl_storage.h"
+#include "odl_numerics.h"
 
 #include "odl_blob.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 static const uint8_t kSlotMagic[4] = {'O', 'D', 'L', 'S'};
@@ -39,9 +41,12 @@ int storage_newest(Storage& s, uint32_t* seq) {
   const bool v0 = slot_valid(s, 0, &q[0], &n[0]);
   const bool v1 = slot_valid(s, 1, &q[1], &n[1]);
   int best = -1;
-  if (v0 && v1) best = (int32_t)(q[1] - q[0]) > 0 ? 1 : 0;
-  else if (v0) best = 0;
-  else if (v1) best = 1;
+  if (v0 && v1)
+    best = (int32_t)(q[1] - q[0]) > 0 ? 1 : 0;
+  else if (v0)
+    best = 0;
+  else if (v1)
+    best = 1;
   if (best >= 0 && seq) *seq = q[best];
   return best;
 }
@@ -83,37 +88,5 @@ Status storage_load(Storage& s, uint8_t* record, uint32_t capacity, uint32_t* bl
   return kOk;
 }
 
-#if defined(ARDUINO_ARCH_MBED)
-
-bool FlashIAPStorage::begin() {
-  if (flash_.init() != 0) return false;
-  const uint32_t start = flash_.get_flash_start();
-  const uint32_t size = flash_.get_flash_size();
-  const uint32_t sector = flash_.get_sector_size(start + size - 1);
-  if (sector == 0) return false;
-  slot_ = (want_ + sector - 1) / sector * sector;
-  if (base_ == 0) base_ = start + size - 2 * slot_;
-  ok_ = base_ >= start && base_ + 2 * slot_ <= start + size;
-  return ok_;
-}
-
-bool FlashIAPStorage::erase_slot(uint8_t slot) {
-  if (!ok_ || slot > 1) return false;
-  return flash_.erase(base_ + slot * slot_, slot_) == 0;
-}
-
-bool FlashIAPStorage::write(uint8_t slot, uint32_t offset, const uint8_t* data, uint32_t len) {
-  if (!ok_ || slot > 1 || offset + len > slot_) return false;
-  const uint32_t page = flash_.get_page_size();
-  if (page == 0 || offset % page || len % page) return false;
-  return flash_.program(data, base_ + slot * slot_ + offset, len) == 0;
-}
-
-bool FlashIAPStorage::read(uint8_t slot, uint32_t offset, uint8_t* data, uint32_t len) {
-  if (!ok_ || slot > 1 || offset + len > slot_) return false;
-  return flash_.read(data, base_ + slot * slot_ + offset, len) == 0;
-}
-
-#endif  // ARDUINO_ARCH_MBED
-
 }  // namespace odl
+ODL_NUMERICS_END

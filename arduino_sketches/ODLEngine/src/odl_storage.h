@@ -8,11 +8,13 @@
 #ifndef ODL_STORAGE_H
 #define ODL_STORAGE_H
 
+#include "odl_numerics.h"
 #include <stdint.h>
 #include <string.h>
 
 #include "odl_types.h"
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 static const uint32_t kSlotHeaderBytes = 16;
@@ -85,36 +87,8 @@ class RamStorage : public Storage {
 };
 
 }  // namespace odl
+ODL_NUMERICS_END
 
-#if defined(ARDUINO_ARCH_MBED)
-#include "FlashIAP.h"
-
-namespace odl {
-
-// Internal flash of the nRF52840 (Nano 33 BLE) through mbed::FlashIAP. The two
-// slots are the last 2 x slot_bytes of flash (slot_bytes is rounded up to the
-// sector size, 4 KB on the nRF52840); pass base_address to place them elsewhere.
-// Keep them clear of the sketch and of any KVStore/TDBStore region.
-class FlashIAPStorage : public Storage {
- public:
-  explicit FlashIAPStorage(uint32_t slot_bytes = 8192, uint32_t base_address = 0)
-      : want_(slot_bytes), base_(base_address) {}
-  bool begin();
-  uint32_t slot_bytes() const override { return slot_; }
-  bool erase_slot(uint8_t slot) override;
-  bool write(uint8_t slot, uint32_t offset, const uint8_t* data, uint32_t len) override;
-  bool read(uint8_t slot, uint32_t offset, uint8_t* data, uint32_t len) override;
-  uint32_t base_address() const { return base_; }
-
- private:
-  mbed::FlashIAP flash_;
-  uint32_t want_;
-  uint32_t base_;
-  uint32_t slot_ = 0;
-  bool ok_ = false;
-};
-
-}  // namespace odl
-#endif  // ARDUINO_ARCH_MBED
+// On the Nano 33 BLE: FlashIAPStorage (nano33ble/odl_flash_iap.h), the internal flash.
 
 #endif  // ODL_STORAGE_H

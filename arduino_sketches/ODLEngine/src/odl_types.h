@@ -3,32 +3,44 @@
 #ifndef ODL_TYPES_H
 #define ODL_TYPES_H
 
+#include "odl_numerics.h"
 #include <stddef.h>
 #include <stdint.h>
 
+ODL_NUMERICS_BEGIN
 namespace odl {
 
 enum Status : int {
   kOk = 0,
-  kErrNotBegun = -1,         // begin(model) was not called
-  kErrBadArgument = -2,      // null pointer, zero size, out-of-range value
-  kErrFeatureDim = -3,       // model feature_dim differs from the template FeatureDim
-  kErrTooManyClasses = -4,   // more classes than MaxClasses
-  kErrArenaTooSmall = -5,    // an activation does not fit half of the arena
-  kErrBadModel = -6,         // layer list inconsistent (shapes, unknown layer type)
-  kErrBadLabel = -7,         // label >= num_classes
-  kErrNoSamples = -8,        // nothing to train / evaluate on
-  kErrBufferTooSmall = -9,   // output buffer smaller than the blob
-  kErrBlobMagic = -10,       // blob does not start with "ODLW"
-  kErrBlobVersion = -11,     // unknown blob format version or dtype
-  kErrBlobSize = -12,        // blob length inconsistent with its header
-  kErrBlobCrc = -13,         // CRC32 mismatch (corrupted blob)
-  kErrBlobShape = -14,       // blob feature_dim / class count does not fit this engine
-  kErrStorageIo = -15,       // the storage refused an erase / write / read
-  kErrStorageEmpty = -16,    // no valid slot in storage
-  kErrStorageTooSmall = -17, // record larger than a slot
-  kErrDuplicateClass = -18   // add_class with a name already in the head
+  kErrNotBegun = -1,          // begin(model) was not called
+  kErrBadArgument = -2,       // null pointer, zero size, out-of-range value
+  kErrFeatureDim = -3,        // model feature_dim differs from the template FeatureDim
+  kErrTooManyClasses = -4,    // more classes than MaxClasses
+  kErrArenaTooSmall = -5,     // an activation does not fit half of the arena
+  kErrBadModel = -6,          // layer list inconsistent (shapes, unknown layer type)
+  kErrBadLabel = -7,          // label >= num_classes
+  kErrNoSamples = -8,         // nothing to train / evaluate on
+  kErrBufferTooSmall = -9,    // output buffer smaller than the blob
+  kErrBlobMagic = -10,        // blob does not start with "ODLW"
+  kErrBlobVersion = -11,      // unknown blob format version or dtype
+  kErrBlobSize = -12,         // blob length inconsistent with its header
+  kErrBlobCrc = -13,          // CRC32 mismatch (corrupted blob)
+  kErrBlobShape = -14,        // blob feature_dim / class count does not fit this engine
+  kErrStorageIo = -15,        // the storage refused an erase / write / read
+  kErrStorageEmpty = -16,     // no valid slot in storage
+  kErrStorageTooSmall = -17,  // record larger than a slot
+  kErrDuplicateClass = -18,   // add_class with a name already in the head
+  kErrNonFinite = -19,        // a NaN or infinite weight, feature or window value was refused
+  kErrDiverged = -20          // training gave a non-finite loss: the weights were restored
 };
+
+// false for NaN and +-Inf (a builtin, so it holds without <cmath> and on every core).
+inline bool is_finite(float v) { return __builtin_isfinite(v); }
+inline bool all_finite(const float* v, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i)
+    if (!is_finite(v[i])) return false;
+  return true;
+}
 
 // Short, stable text for a Status (for serial error replies).
 const char* status_str(int status);
@@ -46,9 +58,9 @@ enum LayerType : uint8_t {
 enum Activation : uint8_t { kActNone = 0, kActRelu = 1 };
 
 struct LayerSpec {
-  uint8_t type;          // LayerType
-  uint8_t activation;    // Activation fused after the layer (BN already folded)
-  uint16_t kernel;       // kernel size (conv), pool size (max pool), 0 otherwise
+  uint8_t type;        // LayerType
+  uint8_t activation;  // Activation fused after the layer (BN already folded)
+  uint16_t kernel;     // kernel size (conv), pool size (max pool), 0 otherwise
   uint16_t in_channels;
   uint16_t out_channels;
   const float* weights;  // Keras layout, or nullptr for weightless layers
@@ -56,13 +68,13 @@ struct LayerSpec {
 };
 
 struct ModelSpec {
-  uint16_t input_len;        // time steps of one window (ODL_INPUT_LEN)
-  uint16_t input_channels;   // ODL_INPUT_CHANNELS
-  uint16_t feature_dim;      // backbone output size (ODL_FEATURE_DIM)
-  uint16_t num_classes;      // classes of the initial head (ODL_NUM_CLASSES)
-  uint32_t arena_floats;     // arena needed: 2 x largest activation (ODL_ARENA_FLOATS)
-  const float* input_mean;   // input_channels floats
-  const float* input_std;    // input_channels floats (> 0)
+  uint16_t input_len;       // time steps of one window (ODL_INPUT_LEN)
+  uint16_t input_channels;  // ODL_INPUT_CHANNELS
+  uint16_t feature_dim;     // backbone output size (ODL_FEATURE_DIM)
+  uint16_t num_classes;     // classes of the initial head (ODL_NUM_CLASSES)
+  uint32_t arena_floats;    // arena needed: 2 x largest activation (ODL_ARENA_FLOATS)
+  const float* input_mean;  // input_channels floats
+  const float* input_std;   // input_channels floats (> 0)
   const LayerSpec* layers;
   uint16_t num_layers;
   const char* const* class_names;  // num_classes strings (<= 15 chars used)
@@ -77,16 +89,16 @@ struct TrainConfig {
   uint16_t batch_size = 8;
   float lr = 0.05f;
   float momentum = 0.9f;
-  float weight_decay = 0.0f;   // L2 on W (not b): grad += weight_decay * W
-  uint8_t mode = kTrainFull;   // TrainMode
-  bool use_replay = true;      // false: only samples of the current session
-  bool shuffle = true;         // Fisher-Yates per epoch with the engine's xorshift32
+  float weight_decay = 0.0f;  // L2 on W (not b): grad += weight_decay * W
+  uint8_t mode = kTrainFull;  // TrainMode
+  bool use_replay = true;     // false: only samples of the current session
+  bool shuffle = true;        // Fisher-Yates per epoch with the engine's xorshift32
 };
 
 struct EpochResult {
-  uint16_t epoch;      // 1-based
-  float loss;          // mean cross-entropy over the epoch (before each batch's update)
-  float accuracy;      // fraction correct over the epoch (before each batch's update)
+  uint16_t epoch;  // 1-based
+  float loss;      // mean cross-entropy over the epoch (before each batch's update)
+  float accuracy;  // fraction correct over the epoch (before each batch's update)
 };
 
 // Return false to stop training early.
@@ -94,27 +106,27 @@ typedef bool (*EpochCallback)(const EpochResult& r, void* user);
 typedef uint32_t (*ClockFn)();
 
 struct Prediction {
-  int16_t label;        // argmax class
-  float confidence;     // its probability
-  const float* probs;   // num_classes probabilities (engine-owned; valid until next call)
+  int16_t label;       // argmax class
+  float confidence;    // its probability
+  const float* probs;  // num_classes probabilities (engine-owned; valid until next call)
   uint16_t num_classes;
 };
 
 struct EvalResult {
-  uint32_t n;            // samples evaluated
+  uint32_t n;  // samples evaluated
   uint32_t correct;
   float accuracy;
-  float loss;            // mean cross-entropy
-  uint16_t num_classes;  // rows/cols used in the confusion buffer
-  uint16_t stride;       // row stride of the confusion buffer (= MaxClasses)
+  float loss;                 // mean cross-entropy
+  uint16_t num_classes;       // rows/cols used in the confusion buffer
+  uint16_t stride;            // row stride of the confusion buffer (= MaxClasses)
   const uint16_t* confusion;  // confusion[true * stride + pred]
 };
 
 struct Stats {
   uint32_t engine_bytes = 0;  // sizeof(Engine): all static RAM of the engine
   uint32_t arena_bytes = 0;
-  uint32_t head_bytes = 0;    // W, b, momentum, gradient
-  uint32_t store_bytes = 0;   // replay features + labels + bookkeeping
+  uint32_t head_bytes = 0;   // W, b, momentum, gradient
+  uint32_t store_bytes = 0;  // replay features + labels + bookkeeping
   uint32_t num_samples = 0;
   uint32_t samples_seen = 0;
   uint32_t last_forward_us = 0;  // backbone, via the clock callback
@@ -125,5 +137,6 @@ struct Stats {
 static const uint16_t kClassNameBytes = 16;  // fixed, NUL padded (blob format)
 
 }  // namespace odl
+ODL_NUMERICS_END
 
 #endif  // ODL_TYPES_H

@@ -32,6 +32,7 @@ from odlkit import weights as weights_mod
 from odlkit.board.protocol import (
     CHUNK_BYTES,
     ERROR_NAMES,
+    FRAMING_ERRORS,
     MAX_SEQ,
     PROTOCOL_VERSION,
     Frame,
@@ -196,7 +197,7 @@ class Board:
             except BoardTimeout as e:  # board still booting, or not our firmware
                 last = e
             except BoardError as e:  # noise on the line damaged the HELLO: try again
-                if e.code not in (1, 2, 3):
+                if e.code not in FRAMING_ERRORS:
                     raise
                 last = e
         else:
@@ -243,7 +244,7 @@ class Board:
             try:
                 return self._await(seq, cmd, timeout, on_event, on_line)
             except BoardError as e:
-                transient = isinstance(e, BoardTimeout) or e.code in (1, 2, 3)
+                transient = isinstance(e, BoardTimeout) or e.code in FRAMING_ERRORS
                 if attempt + 1 < attempts and transient:
                     continue
                 raise
@@ -285,7 +286,7 @@ class Board:
             if f.kind == "ERR" and f.seq == 0:
                 # A framing error: either our request was damaged (then no reply with our seq
                 # will come) or noise before it was rejected (then our reply follows at once).
-                if f.code in (1, 2, 3):
+                if f.code in FRAMING_ERRORS:
                     framing_error = f
                     deadline = min(deadline, time.monotonic() + FRAMING_GRACE_S)
                 continue
@@ -321,12 +322,20 @@ class Board:
             raise ValueError(f"class name {name!r} must be 1..15 characters of A-Z a-z 0-9 _ . - and not a number")
         return self._request("ADDCLASS", name).int("index")
 
-    def record(self, label: str | int, n: int = 1, on_window: Callable[[int, int, str], None] | None = None) -> int:
+    def record(
+        self,
+        label: str | int,
+        n: int = 1,
+        on_window: Callable[[int, int, str], None] | None = None,
+        add_class: bool = False,
+    ) -> int:
         """Record ``n`` windows of class ``label`` (name or index) into the board's training store.
 
         On the real board each window is 2 s of IMU data: on_window(i, n, label) is called
         just before window i starts (tell the user to move). On the virtual board the next
-        recorded windows of that class are replayed. Returns the number of stored samples.
+        recorded windows of that class are replayed. add_class: create the class if the board
+        does not have it, once its first window is stored (a failed RECORD adds no class).
+        Returns the number of stored samples.
         """
         n = int(n)
         if n < 1:
@@ -337,7 +346,8 @@ class Board:
                 on_window(f.int("i"), f.int("n"), f.fields.get("class", str(label)))
 
         timeout = self.timeout + (RECORD_SECONDS_PER_WINDOW + 1.0 if self.kind == "serial" else 0.0)
-        return self._request("RECORD", str(label), f"n={n}", timeout=timeout, on_event=ev).int("stored")
+        args = [str(label), f"n={n}"] + (["add=1"] if add_class else [])
+        return self._request("RECORD", *args, timeout=timeout, on_event=ev).int("stored")
 
     def train(
         self,
@@ -349,12 +359,15 @@ class Board:
         mode: str = "full",
         use_replay: bool = True,
         callback: Callable[[int, float, float], None] | None = None,
+        seed: int | None = None,
     ) -> TrainResult:
         """Train the head on the board (SGD with momentum on the stored features).
 
         mode: "full" (W and b) or "bias" (bias only, the TinyTL idea). use_replay: train on
         the whole store (True) or only this session's samples. callback(epoch, loss, acc) is
-        called after each epoch as the board reports it.
+        called after each epoch as the board reports it. seed: restart the board's shuffle from
+        this seed (the orders of ``odlkit.head.Head.fit(order="shuffle", seed=seed)``); None
+        continues the board's generator.
         """
         if mode not in ("full", "bias"):
             raise ValueError(f"mode must be 'full' or 'bias', got {mode!r}")
@@ -375,6 +388,7 @@ class Board:
             f"batch={int(batch_size)}",
             f"mode={mode}",
             f"replay={int(bool(use_replay))}",
+            *([] if seed is None else [f"seed={int(seed)}"]),
             on_event=ev,
         )
         return TrainResult(f.int("epochs"), f.float("loss"), f.float("acc"), f.int("train_us"), history)
@@ -401,10 +415,17 @@ class Board:
 
     def evaluate(self, use_replay: bool = True) -> Evaluation:
         """Accuracy and confusion matrix of the board's head on its stored samples."""
-        f = self._request("EVAL", f"replay={int(bool(use_replay))}")
+        rows: dict[int, list[int]] = {}
+
+        def ev(e: Frame) -> None:  # one row of the confusion matrix per event
+            rows[e.int("row")] = [int(v) for v in e.fields.get("cm", "").split(",") if v]
+
+        f = self._request("EVAL", f"replay={int(bool(use_replay))}", on_event=ev)
         k = f.int("classes")
-        cm = np.asarray([int(v) for v in f.fields.get("cm", "").split(",") if v], dtype=np.int64)
-        return Evaluation(f.int("n"), f.int("correct"), f.float("acc"), f.float("loss"), cm.reshape(k, k))
+        if sorted(rows) != list(range(k)) or any(len(r) != k for r in rows.values()):
+            raise BoardError(f"EVAL sent {len(rows)} confusion rows for {k} classes", command="EVAL")
+        cm = np.asarray([rows[i] for i in range(k)], dtype=np.int64).reshape(k, k)
+        return Evaluation(f.int("n"), f.int("correct"), f.float("acc"), f.float("loss"), cm)
 
     def get_weights(self) -> weights_mod.HeadWeights:
         """Download the head as ``odlkit.weights.HeadWeights`` (W is (feature_dim, n_classes))."""

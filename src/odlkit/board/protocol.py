@@ -11,26 +11,36 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass, field
+from enum import IntEnum
 
 PROTOCOL_VERSION = 1
 MAX_LINE = 1024  # bytes of one frame including '$' and '\n' (odl::kMaxLine)
 CHUNK_BYTES = 512  # weights bytes per GETW / SETW frame (odl::kChunkBytes)
 MAX_SEQ = 999_999_999
 
-ERROR_NAMES = {
-    1: "LINE_TOO_LONG",
-    2: "BAD_CRC",
-    3: "MALFORMED",
-    4: "BAD_SEQ",
-    5: "UNKNOWN_CMD",
-    6: "BAD_ARG",
-    7: "BAD_PAYLOAD",
-    8: "STATE",
-    9: "ENGINE",
-    10: "WEIGHTS",
-    11: "STORAGE",
-    12: "SENSOR",
-}
+
+
+class ErrorCode(IntEnum):
+    """The board's error codes (``odl::ProtoError`` in odl_frame.h; tests/test_protocol.py
+    checks that both lists agree)."""
+
+    LINE_TOO_LONG = 1
+    BAD_CRC = 2
+    MALFORMED = 3
+    BAD_SEQ = 4
+    UNKNOWN_CMD = 5
+    BAD_ARG = 6
+    BAD_PAYLOAD = 7
+    STATE = 8
+    ENGINE = 9
+    WEIGHTS = 10
+    STORAGE = 11
+    SENSOR = 12
+
+
+ERROR_NAMES = {int(c): c.name for c in ErrorCode}
+# A request damaged on the way (the board could not read it): safe to send again.
+FRAMING_ERRORS = frozenset({ErrorCode.LINE_TOO_LONG, ErrorCode.BAD_CRC, ErrorCode.MALFORMED})
 
 _TOKEN = re.compile(rb"^[\x21-\x23\x25-\x29\x2b-\x7e]+$")  # printable ASCII except '$' and '*'
 _CRC = re.compile(rb"^[0-9a-f]{8}$")

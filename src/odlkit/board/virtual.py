@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from odlkit import config
+from odlkit.board import cxxflags
 from odlkit.sketches import DEFAULT_SKETCH, get_sketch
 
 SKETCHES_DIR = config.SKETCHES_DIR  # a checkout's arduino_sketches/, or the copy inside the wheel
 LIBRARY_SRC = SKETCHES_DIR / "ODLEngine" / "src"
 VIRTUAL_MAIN = SKETCHES_DIR / "virtual_board" / "main.cpp"
 BUILD_DIR = config.BUILD_DIR / "virtual_board"
-CXXFLAGS = ["-std=gnu++14", "-O2", "-fno-rtti", "-fno-exceptions", "-Wall", "-Wextra"]
+CXXFLAGS = cxxflags.HOST  # includes -ffp-contract=off: the build must not depend on the compiler's default
 
 
 def _sources(sketch: str) -> tuple[list[Path], list[Path]]:

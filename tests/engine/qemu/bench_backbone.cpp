@@ -13,7 +13,10 @@ static float g_feat[ODL_FEATURE_DIM];
 
 int main() {
   if (g_engine.begin(kOdlModel) != odl::kOk) return 1;
-  const int R = 4;
+#ifndef REPS
+#define REPS 4
+#endif
+  const int R = REPS;
   counter_start();
   for (int r = 0; r < R; ++r) g_engine.extract_features(kExampleWindows[r % EXAMPLE_COUNT], g_feat);
   printf("backbone_ticks %lu reps %d macs %lu\n", (unsigned long)counter_ticks(), R, (unsigned long)ODL_BACKBONE_MACS);

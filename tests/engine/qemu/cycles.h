@@ -8,10 +8,10 @@
 #if defined(__arm__)
 #define ODL_TIMER0 ((volatile uint32_t*)0x40000000u)
 static inline void counter_start(void) {
-  ODL_TIMER0[0] = 0;           // CTRL: stop
-  ODL_TIMER0[2] = 0xFFFFFFFFu; // RELOAD
-  ODL_TIMER0[1] = 0xFFFFFFFFu; // VALUE
-  ODL_TIMER0[0] = 1;           // CTRL: enable
+  ODL_TIMER0[0] = 0;            // CTRL: stop
+  ODL_TIMER0[2] = 0xFFFFFFFFu;  // RELOAD
+  ODL_TIMER0[1] = 0xFFFFFFFFu;  // VALUE
+  ODL_TIMER0[0] = 1;            // CTRL: enable
 }
 static inline uint32_t counter_ticks(void) { return 0xFFFFFFFFu - ODL_TIMER0[1]; }
 static const uint32_t kInstructionsPerTick = 40;

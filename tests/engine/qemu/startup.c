@@ -26,8 +26,19 @@ void Default_Handler(void) {
   }
 }
 
-__attribute__((section(".isr_vector"), used)) const void* const g_vectors[16] = {
-    &__StackTop, (const void*)Reset_Handler, (const void*)Default_Handler, (const void*)Default_Handler,
-    (const void*)Default_Handler, (const void*)Default_Handler, (const void*)Default_Handler, 0, 0, 0, 0,
-    (const void*)Default_Handler, (const void*)Default_Handler, 0, (const void*)Default_Handler,
-    (const void*)Default_Handler};
+__attribute__((section(".isr_vector"), used)) const void* const g_vectors[16] = {&__StackTop,
+                                                                                 (const void*)Reset_Handler,
+                                                                                 (const void*)Default_Handler,
+                                                                                 (const void*)Default_Handler,
+                                                                                 (const void*)Default_Handler,
+                                                                                 (const void*)Default_Handler,
+                                                                                 (const void*)Default_Handler,
+                                                                                 0,
+                                                                                 0,
+                                                                                 0,
+                                                                                 0,
+                                                                                 (const void*)Default_Handler,
+                                                                                 (const void*)Default_Handler,
+                                                                                 0,
+                                                                                 (const void*)Default_Handler,
+                                                                                 (const void*)Default_Handler};

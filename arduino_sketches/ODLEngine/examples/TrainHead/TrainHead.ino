@@ -47,7 +47,7 @@ void setup() {
   odl::TrainConfig cfg;
   cfg.epochs = 20;
   cfg.batch_size = 4;
-  cfg.lr = 1e-4f;
+  cfg.lr = 3e-3f;  // features of windows in g and deg/s (tests/test_engine.py runs this configuration)
   cfg.momentum = 0.9f;
   report("train", engine.train(cfg, on_epoch, nullptr));
   Serial.print("train us: ");
@@ -59,7 +59,10 @@ void setup() {
   Serial.println(ev.accuracy, 3);
 
 #if defined(ARDUINO_ARCH_MBED)
-  if (!storage.begin()) Serial.println("flash: FlashIAP init failed");
+  if (!storage.begin()) {
+    Serial.print("flash: ");
+    Serial.println(storage.error());
+  }
 #endif
   report("save", engine.save(storage));
   engine.reset();
