@@ -245,6 +245,29 @@ def test_adaptive_clipping_tracks_target_quantile():
     assert abs(np.log(agg.clip_norm / q)) < 0.3, (agg.clip_norm, q)
 
 
+@pytest.mark.parametrize("k,z,count_sd", [(40, 1.0, None), (10, 0.5, None), (20, 0.8, 3.0)])
+def test_adaptive_clipping_update_noise_pays_for_the_noised_count(k, z, count_sd):
+    from flwr.supercore.differential_privacy import compute_adaptive_noise_params
+
+    clip = 1.0
+    agg = federated.AdaptiveClipDPFedAvg(initial_clip=clip, noise_multiplier=z, count_noise_std=count_sd, seed=0)
+    # Flower's implementation of Andrew et al.'s z_delta, not ours
+    flwr_count_sd, flwr_z_delta = compute_adaptive_noise_params(z, k, count_sd)
+    assert agg.count_std(k) == pytest.approx(flwr_count_sd, rel=1e-12)
+    assert agg.update_noise_multiplier(k) == pytest.approx(flwr_z_delta, rel=1e-12)
+    # realised noise: 200k coordinates give the sample std to ~0.16 % (1/sqrt(2n)); 1 % is > 6 sd,
+    # and z C / K without the correction is 3.3 % (K 40, z 1) or more below the due value
+    out = agg(np.zeros((k, 200_000)), np.ones(k))
+    due = flwr_z_delta * clip / k
+    assert abs(out.std() / due - 1) < 0.01, (out.std(), due, z * clip / k)
+
+
+def test_adaptive_clipping_refuses_a_count_that_spends_the_whole_budget():
+    agg = federated.AdaptiveClipDPFedAvg(initial_clip=1.0, noise_multiplier=1.0, seed=0)
+    with pytest.raises(ValueError, match="count_noise_std"):
+        agg(np.zeros((10, 5)), np.ones(10))  # K/20 = 0.5: 2 * 0.5 is not > z = 1
+
+
 def test_dpfedavg_plugs_into_fl_loop():
     from odlkit.data import load
     from odlkit.fl import ClientPool, SoftmaxRegression, run_fedavg
