@@ -324,6 +324,19 @@ def test_single_masked_update_is_independent_of_the_true_one():
     assert stats.ks_2samp(y, y0).pvalue > 1e-3
 
 
+def test_secagg_refuses_updates_whose_sum_would_wrap_around():
+    agg = secagg.SecureAggregator(4, seed=0)
+    updates = np.full((4, 3), 10_000.0)  # each fits 16 fractional bits (< 32768), the sum 40,000 does not
+    with pytest.raises(ValueError, match="sum of 4 updates"):
+        agg.aggregate(updates)
+    # the largest values that are accepted still decode to the exact sum (np.sum is the reference)
+    top = ((2**31 - 1) // 4) / 2**16
+    edge = np.array([[top, -top, 0.5]] * 4)
+    np.testing.assert_array_equal(agg.aggregate(edge), edge.sum(axis=0))
+    with pytest.raises(ValueError, match="sum of 4 updates"):
+        agg.aggregate(edge + np.array([2**-16, 0, 0]))
+
+
 def test_secagg_bad_input():
     with pytest.raises(ValueError, match="at least 2"):
         secagg.SecureAggregator(1)
