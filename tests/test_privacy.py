@@ -47,6 +47,31 @@ def test_per_example_gradients_match_one_at_a_time(digits):
         np.testing.assert_allclose(g[i], ref, rtol=1e-4, atol=1e-6)
 
 
+def test_dpsgd_on_a_nested_classifier_uses_the_probability_loss_without_keras_warning():
+    import warnings
+
+    import tensorflow as tf
+
+    from odlkit.models import build_backbone, build_classifier, build_head
+    from odlkit.privacy import DPSGD
+
+    # build_classifier ends in a nested head Model whose last layer is Dense(softmax)
+    clf = build_classifier(build_backbone((30, 3), feature_dim=8, seed=1), build_head(8, 4, seed=2))
+    X = np.random.default_rng(0).normal(size=(4, 30, 3)).astype(np.float32)
+    y = np.array([0, 1, 2, 3])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dp = DPSGD(clf, l2_norm_clip=1.0, noise_multiplier=0.0)
+        g, losses = dp.per_example_gradients(X, y)
+    assert not [w for w in caught if "from_logits" in str(w.message)], [str(w.message) for w in caught]
+    for i in range(len(y)):  # brute force: one tape per example, cross-entropy -log p_y written out
+        with tf.GradientTape() as tape:
+            nll = -tf.math.log(clf(X[i : i + 1], training=False)[0, y[i]])
+        ref = np.concatenate([t.numpy().ravel() for t in tape.gradient(nll, clf.trainable_variables)])
+        np.testing.assert_allclose(g[i], ref, rtol=1e-4, atol=1e-6)
+        assert losses[i] == pytest.approx(float(nll), rel=1e-5)
+
+
 def test_clipping_bound_holds_per_example(digits):
     from odlkit.privacy import DPSGD
 

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from odlkit.clipping import clip_l2
+from odlkit.keras_utils import outputs_probabilities
 
 
 def privatize(per_example_grads, l2_norm_clip: float, noise_multiplier: float, rng, batch_size=None):
@@ -86,7 +87,7 @@ class DPSGD:
         if not l2_norm_clip > 0:
             raise ValueError(f"l2_norm_clip must be > 0 (got {l2_norm_clip}); use np.inf for no clipping")
         if from_logits is None:
-            from_logits = not _ends_with_softmax(model)
+            from_logits = not outputs_probabilities(model)
         self.model = model
         self.l2_norm_clip = float(l2_norm_clip)
         self.noise_multiplier = float(noise_multiplier)
@@ -209,17 +210,12 @@ def _single_dense(model):
     return lyr, act == "softmax"
 
 
-def _ends_with_softmax(model) -> bool:
-    act = getattr(model.layers[-1], "activation", None) if model.layers else None
-    return getattr(act, "__name__", "") == "softmax" or type(model.layers[-1]).__name__ == "Softmax"
-
-
 def sgd_step_fn(model, learning_rate: float, from_logits: bool | None = None):
     """Plain mini-batch SGD step (same loss, same update rule) as a compiled function: the baseline."""
     import tensorflow as tf
 
     if from_logits is None:
-        from_logits = not _ends_with_softmax(model)
+        from_logits = not outputs_probabilities(model)
     loss_obj = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     variables = list(model.trainable_variables)
 

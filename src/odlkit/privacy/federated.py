@@ -31,12 +31,12 @@ import math
 import numpy as np
 
 from odlkit.clipping import clip_l2
+from odlkit.validation import check_updates
 
 
-def _check_updates(updates):
-    u = np.asarray(updates, dtype=np.float64)
-    if u.ndim != 2 or u.shape[0] < 1:
-        raise ValueError(f"updates must be a (n_clients, n_params) array, got shape {u.shape}")
+def _check_updates(updates, weights=None):
+    u, _ = check_updates(updates, weights)
+    u = np.asarray(u, dtype=np.float64)
     if not np.all(np.isfinite(u)):
         raise ValueError("updates contain NaN or inf: drop or fix the client before aggregating")
     return u
@@ -60,7 +60,7 @@ class DPFedAvg:
         return self.noise_multiplier * self.clip_norm / n_clients
 
     def __call__(self, updates, weights=None):
-        u = _check_updates(updates)
+        u = _check_updates(updates, weights)
         k = u.shape[0]
         norms = np.linalg.norm(u, axis=1)
         clipped = clip_l2(u, self.clip_norm, axis=1)
@@ -127,7 +127,7 @@ class AdaptiveClipDPFedAvg(DPFedAvg):
         return self.update_noise_multiplier(n_clients) * self.clip_norm / n_clients
 
     def __call__(self, updates, weights=None):
-        u = _check_updates(updates)
+        u = _check_updates(updates, weights)
         k = u.shape[0]
         below = np.linalg.norm(u, axis=1) <= self.clip_norm
         out = super().__call__(u, weights)
