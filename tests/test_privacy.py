@@ -72,6 +72,56 @@ def test_dpsgd_on_a_nested_classifier_uses_the_probability_loss_without_keras_wa
         assert losses[i] == pytest.approx(float(nll), rel=1e-5)
 
 
+def _brute_force_per_example(model, X, y):
+    """One tf.GradientTape per example: the definition of per-example gradients."""
+    import tensorflow as tf
+
+    loss_obj = tf.keras.losses.SparseCategoricalCrossentropy()  # the kit's models end in softmax
+    out = []
+    for i in range(len(X)):
+        with tf.GradientTape() as tape:
+            loss = loss_obj(y[i : i + 1], model(X[i : i + 1], training=False))
+        out.append(np.concatenate([t.numpy().ravel() for t in tape.gradient(loss, model.trainable_variables)]))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("which", ["head", "mlp", "backbone+head"])
+def test_ghost_clipping_equals_brute_force_per_example_clipping(which):
+    from odlkit import models
+    from odlkit.privacy import DPSGD
+
+    rng = np.random.default_rng(0)
+    if which == "head":
+        m, X, nc = models.build_head(16, 4), rng.normal(size=(6, 16)), 4
+    elif which == "mlp":
+        m, X, nc = models.build_mlp(16, 5, hidden=(8,)), rng.normal(size=(6, 16)), 5
+    else:  # conv backbone (Conv1D, DepthwiseConv1D, BatchNorm, pooling) + nested head, all trainable
+        m = models.build_classifier(models.build_backbone((30, 3), feature_dim=8, seed=1), models.build_head(8, 3),
+                                    trainable_backbone=True)
+        X, nc = rng.normal(size=(6, 30, 3)), 3
+    X = X.astype(np.float32)
+    m(X[:1])
+    y = rng.integers(0, nc, len(X))
+    ref = _brute_force_per_example(m, X, y)
+    clip = float(np.median(np.linalg.norm(ref, axis=1)))  # half the examples are clipped
+    dp = DPSGD(m, l2_norm_clip=clip, noise_multiplier=0.0, fast_dense=False)
+    assert dp.ghost is not None, "ghost clipping should handle the kit's models"
+    total, norms, _ = dp.clipped_gradient_sum(X, y)
+    # float32 throughout, different summation order: 1e-5 relative on norms, 1e-5 of the scale on sums
+    np.testing.assert_allclose(norms, np.linalg.norm(ref, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(total, clip_l2(ref, clip, axis=1).sum(axis=0), atol=1e-5 * clip * len(X))
+    # the exact per-example path (kept as the reference) agrees too
+    exact = DPSGD(m, l2_norm_clip=clip, noise_multiplier=0.0, ghost=False, fast_dense=False)
+    g, _ = exact.per_example_gradients(X, y)
+    np.testing.assert_allclose(clip_l2(g, clip, axis=1).sum(axis=0), total, atol=1e-5 * clip * len(X))
+    # and a whole step moves the weights by -lr * total / B
+    w0 = np.concatenate([v.numpy().ravel() for v in m.trainable_variables])
+    dp.step(X, y)
+    w1 = np.concatenate([v.numpy().ravel() for v in m.trainable_variables])
+    np.testing.assert_allclose(w1 - w0, -dp.learning_rate * clip_l2(ref, clip, axis=1).sum(axis=0) / len(X),
+                               atol=1e-6)
+
+
 def test_clipping_bound_holds_per_example(digits):
     from odlkit.privacy import DPSGD
 
