@@ -8,6 +8,12 @@ SGD (batch 16, lr 0.1), same seeds. A client update = one client's local trainin
 Flower runs in its simulation engine (Ray backend): we report the whole wall time (with Ray
 start-up) and the steady-state time per round measured between the server's evaluations.
 Also reports the final accuracies, which should agree (same arithmetic).
+
+The floor (20 and 1,000 clients): the clients' local training alone, i.e. the same
+``odlkit.fl.local_sgd`` updates from the same global weights on data padded once, with a plain
+weighted average between rounds and nothing else (no selection, no pool bookkeeping, no
+history). ``pool/floor`` is ``run_fedavg`` on a ``ClientPool`` (no evaluation) over that floor,
+timed alternately in the same run (best of 3 repeats each, the machine is shared); goal <= 1.2x.
 """
 
 from __future__ import annotations
@@ -24,6 +30,43 @@ from _common import print_table, write_results  # noqa: E402
 from odlkit import fl  # noqa: E402
 from odlkit.config import quick  # noqa: E402
 from odlkit.fl.tasks import digits_task  # noqa: E402
+
+POOL_OVER_FLOOR_GOAL = 1.2
+
+
+def floor_vs_pool(n_clients: int, rounds: int, repeats: int = 3) -> dict:
+    """Best-of-``repeats`` seconds of ``run_fedavg`` + ``ClientPool`` and of the bare local training."""
+    task = digits_task(seed=0)
+    parts = (fl.dirichlet_partition(task.y_train, n_clients, 0.5, seed=0) if n_clients <= 100
+             else fl.iid_partition(len(task.y_train), n_clients, seed=0))  # 1,000 clients: ~1-2 samples each
+    data = task.clients(parts)
+    model = fl.SoftmaxRegression(task.n_features, task.n_classes)
+    kw = dict(local_epochs=1, lr=0.1, batch_size=16, seed=0)
+    X, y, n = fl.pad_clients(data)
+    ids = np.arange(n_clients)
+
+    def floor():
+        w = model.init(0)
+        for t in range(1, rounds + 1):
+            W, _ = fl.local_sgd(model, np.broadcast_to(w, (n_clients, w.size)), X, y, n, ids, {"round": t, **kw})
+            w = ((n / n.sum()) @ W).astype(np.float32)
+        return w
+
+    def pool():
+        w, _ = fl.run_fedavg(fl.ClientPool(model, data), model.init(0), rounds, eval_clients=False, **kw)
+        return w
+
+    best = {"floor": np.inf, "pool": np.inf}
+    for _ in range(repeats):
+        for name, fn in (("floor", floor), ("pool", pool)):
+            t0 = time.perf_counter()
+            w = fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+            best[f"w_{name}"] = w
+    same = bool(np.allclose(best.pop("w_floor"), best.pop("w_pool"), atol=1e-5))
+    return {"clients": n_clients, "rounds": rounds, "floor_s": best["floor"], "pool_s": best["pool"],
+            "pool_over_floor": best["pool"] / best["floor"], "goal": POOL_OVER_FLOOR_GOAL,
+            "same_weights": same}
 
 
 def main():
@@ -72,7 +115,10 @@ def main():
               f"accuracy odlkit {rows[0]['final_accuracy']:.3f} vs Flower {flower['final_accuracy']:.3f}")
     else:
         print("\nFlower run failed:", flower.get("error"))
-    write_results("fl_speed", {"n_clients": n_clients, "rounds": rounds, "rows": rows, "ratio_vectorized_over_flower": ratio})
+    floors = [floor_vs_pool(k, rounds) for k in (20, 1000)]
+    print_table(floors, "ClientPool (run_fedavg, no evaluation) vs the floor: local training alone")
+    write_results("fl_speed", {"n_clients": n_clients, "rounds": rounds, "rows": rows, "ratio_vectorized_over_flower": ratio,
+                               "pool_vs_floor": floors})
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 
     .venv/bin/python benchmarks/privacy_dpsgd.py     (full mode; ODL_QUICK=1 for a smoke run)
 
-1. Step time of :class:`odlkit.privacy.DPSGD` (vectorized per-example gradients, numpy
-   clipping + noise, update) divided by the step time of plain SGD (one compiled
-   GradientTape step) on the same model and batch. Goal: <= 3x. Measured as the median of
-   interleaved repeats in one run (the machine is shared: ratios, not absolute times).
-2. Epsilon from :func:`odlkit.privacy.compute_epsilon` vs a direct dp_accounting call
-   (RDP and PLD) for a few configurations. Goal: equal (they are the same computation).
+1. Step time of :class:`odlkit.privacy.DPSGD` divided by the step time of plain SGD (one
+   compiled GradientTape step) on the same model and batch, for both ways of clipping: ghost
+   clipping (per-example norms without per-example gradients, the default; goal <= 1.5x) and
+   the exact per-example path (vectorized per-example gradients, numpy clipping + noise; the
+   reference). Measured as the median of interleaved repeats in one run (the machine is
+   shared: ratios, not absolute times).
+2. Epsilon from :func:`odlkit.privacy.compute_epsilon` vs a direct dp_accounting call for a
+   few configurations: RDP equal (the same computation); PLD within 1e-3 of a PLD with a
+   1e-5 discretisation interval (slow: up to a minute per configuration).
 """
 
 from __future__ import annotations
@@ -23,28 +26,31 @@ from _common import print_table, write_results  # noqa: E402
 
 from odlkit.config import quick, seed_everything  # noqa: E402
 
+GHOST_GOAL = 1.5
+PLD_REFERENCE_INTERVAL = 1e-5
+
 
 def step_times(make_model, X, y, batch: int, repeats: int):
+    """Median step seconds of (ghost DP-SGD, exact per-example DP-SGD, plain SGD), interleaved."""
     from odlkit.privacy import DPSGD, sgd_step_fn
 
-    a, b = make_model(), make_model()
-    dp = DPSGD(a, l2_norm_clip=1.0, noise_multiplier=1.0, learning_rate=0.05)
-    sgd = sgd_step_fn(b, 0.05)
+    a, b, c = make_model(), make_model(), make_model()
+    ghost = DPSGD(a, l2_norm_clip=1.0, noise_multiplier=1.0, learning_rate=0.05, ghost=True)
+    exact = DPSGD(b, l2_norm_clip=1.0, noise_multiplier=1.0, learning_rate=0.05, ghost=False)
+    sgd = sgd_step_fn(c, 0.05)
+    steps = {"ghost": lambda xb, yb: ghost.step(xb, yb), "exact": lambda xb, yb: exact.step(xb, yb), "sgd": sgd}
     rng = np.random.default_rng(0)
     batches = [rng.choice(len(y), batch, replace=False) for _ in range(repeats + 3)]
     for idx in batches[:3]:  # warm-up: tracing
-        dp.step(X[idx], y[idx])
-        sgd(X[idx], y[idx])
-    t_dp, t_sgd = [], []
+        for fn in steps.values():
+            fn(X[idx], y[idx])
+    times = {k: [] for k in steps}
     for idx in batches[3:]:
-        t0 = time.perf_counter()
-        dp.step(X[idx], y[idx])
-        t1 = time.perf_counter()
-        sgd(X[idx], y[idx])
-        t2 = time.perf_counter()
-        t_dp.append(t1 - t0)
-        t_sgd.append(t2 - t1)
-    return float(np.median(t_dp)), float(np.median(t_sgd)), dp.n_params
+        for k, fn in steps.items():
+            t0 = time.perf_counter()
+            fn(X[idx], y[idx])
+            times[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}, ghost.n_params
 
 
 def main():
@@ -76,22 +82,25 @@ def main():
     rows = []
     for name, make, X, y in cases:
         for batch in (32, 64):
-            t_dp, t_sgd, n_params = step_times(make, X, y, batch, repeats)
-            rows.append({"model": name, "params": n_params, "batch": batch, "dpsgd_ms": 1e3 * t_dp,
-                         "sgd_ms": 1e3 * t_sgd, "ratio": t_dp / t_sgd, "goal_le_3x": bool(t_dp / t_sgd <= 3)})
-    print_table(rows, "DP-SGD step time vs plain SGD (median of interleaved steps)")
+            t, n_params = step_times(make, X, y, batch, repeats)
+            rows.append({"model": name, "params": n_params, "batch": batch, "sgd_ms": 1e3 * t["sgd"],
+                         "ghost_ms": 1e3 * t["ghost"], "exact_ms": 1e3 * t["exact"],
+                         "ghost_ratio": t["ghost"] / t["sgd"], "exact_ratio": t["exact"] / t["sgd"],
+                         "goal": GHOST_GOAL, "ghost_meets_goal": bool(t["ghost"] / t["sgd"] <= GHOST_GOAL)})
+    print_table(rows, "DP-SGD step time / plain SGD (median of interleaved steps): ghost clipping and exact")
 
     acc_rows = []
     for sigma, q, steps in [(1.1, 256 / 60000, 14063), (1.0, 0.01, 1000), (0.8, 64 / 1797, 300), (2.0, 0.1, 100)]:
         ev = dp_accounting.SelfComposedDpEvent(
             dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps)
         for name, fresh in (("rdp", rdp.RdpAccountant),
-                            ("pld", lambda: pld.PLDAccountant(value_discretization_interval=1e-3))):
+                            ("pld", lambda: pld.PLDAccountant(value_discretization_interval=PLD_REFERENCE_INTERVAL))):
             direct = fresh().compose(ev).get_epsilon(1e-5)
             ours = compute_epsilon(sigma, q, steps, 1e-5, accountant=name)
+            tol = 0.0 if name == "rdp" else 1e-3  # PLD: within 1e-3 of a 1e-5-interval PLD
             acc_rows.append({"noise": sigma, "q": q, "steps": steps, "accountant": name, "epsilon_odlkit": ours,
-                             "epsilon_direct": direct, "equal": bool(ours == direct)})
-    print_table(acc_rows, "epsilon (delta=1e-5): odlkit wrapper vs direct dp_accounting")
+                             "epsilon_direct": direct, "within_tol": bool(abs(ours - direct) <= tol)})
+    print_table(acc_rows, "epsilon (delta=1e-5): odlkit vs direct dp_accounting (RDP: equal; PLD at 1e-5 interval: 1e-3)")
     write_results("privacy_dpsgd", {"step_time": rows, "accounting": acc_rows})
 
 

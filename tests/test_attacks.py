@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -103,6 +105,22 @@ def test_krum_scores_brute_force_and_selection():
     assert set(multi.selected) == set(range(3, 12))
     with pytest.raises(ValueError, match="K > f \\+ 2"):
         robust.krum(10)(U, w)
+
+
+def test_krum_selection_equals_direct_distances_under_a_large_common_offset():
+    # issue 15: with an offset of 1e7 x the spread, the Gram-matrix form of the distances chose a
+    # different update than the direct sum of squared differences in 2 of these 20 trials
+    rng = np.random.default_rng(0)
+    k, d, f = 20, 50, 4
+    for trial in range(20):
+        spread = rng.uniform(0.01, 1.0)
+        U = 1e7 * spread * rng.normal(size=d) + spread * rng.normal(size=(k, d))
+        direct = np.array([sorted(np.sum((U[i] - U[j]) ** 2) for j in range(k) if j != i)[: k - f - 2]
+                           for i in range(k)]).sum(axis=1)  # the definition, one pair at a time
+        agg = robust.krum(f)
+        agg(U, np.ones(k))
+        assert agg.selected[0] == np.argmin(direct), trial
+        np.testing.assert_allclose(robust.krum_scores(U, f), direct, rtol=1e-6)
 
 
 def test_norm_clipping_bounds_a_boosted_client():
@@ -242,3 +260,64 @@ def test_model_inversion_recovers_class_prototypes(linear_model, digits):
         for c in range(10)
     )
     assert hits >= 8, hits  # chance is 1 of 10
+
+
+# ---------------------------------------------------------------- nested classifier (backbone + head models)
+@pytest.fixture(scope="module")
+def nested_classifier():
+    import keras
+
+    from odlkit.models import build_backbone, build_classifier, build_head
+
+    # float64 layers, so a central difference with a small step is exact to ~1e-8 (ReLU and
+    # max-pool kinks are not crossed at h = 1e-4; in float32 the rounding of the loss would be
+    # ~1e-7 / h and force a step that crosses them)
+    policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
+    keras.config.set_dtype_policy("float64")
+    keras.config.set_floatx("float64")  # the Input layers too, or they cast the windows to float32
+    try:
+        clf = build_classifier(build_backbone((30, 3), feature_dim=8, seed=1), build_head(8, 4, seed=2))
+    finally:
+        keras.config.set_dtype_policy(policy)
+        keras.config.set_floatx(floatx)
+    X = np.random.default_rng(0).normal(size=(6, 30, 3)).astype(np.float32)
+    return clf, X, np.array([0, 1, 2, 3, 0, 1])
+
+
+def test_softmax_is_seen_through_nested_models(nested_classifier):
+    import keras
+
+    from odlkit.keras_utils import outputs_probabilities
+
+    clf, _, _ = nested_classifier
+    assert isinstance(clf.layers[-1], keras.Model)  # what fooled model.layers[-1].activation
+    assert outputs_probabilities(clf)
+    inp = keras.Input((5,))
+    logits_head = keras.Model(inp, keras.layers.Dense(3)(inp))
+    inp2 = keras.Input((5,))
+    assert not outputs_probabilities(keras.Model(inp2, logits_head(inp2)))
+    inp3 = keras.Input((5,))
+    assert outputs_probabilities(keras.Model(inp3, keras.layers.Softmax()(logits_head(inp3))))
+
+
+def test_fgsm_gradient_equals_central_finite_differences_on_nested_classifier(nested_classifier):
+    from odlkit.attacks.adversarial import input_gradient
+
+    clf, X, y = nested_classifier
+
+    def mean_nll(x):  # the model outputs probabilities: cross-entropy is -log p_y, computed here
+        p = np.asarray(clf(x, training=False), np.float64)
+        return float(np.mean(-np.log(p[np.arange(len(y)), y])))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        g = input_gradient(clf, X, y)
+    assert not [w for w in caught if "from_logits" in str(w.message)], [str(w.message) for w in caught]
+    rng = np.random.default_rng(1)
+    for _ in range(3):  # directional derivatives along random directions: many coordinates at once
+        v = rng.normal(size=X.shape)
+        h = 1e-4
+        fd = (mean_nll(X + h * v) - mean_nll(X - h * v)) / (2 * h)
+        # float64 model: the difference is exact to ~1e-8 relative (measured); the returned gradient
+        # is float32 (1e-7); differentiating a double softmax would give a different number altogether
+        assert np.sum(g * v) == pytest.approx(fd, rel=1e-5), (np.sum(g * v), fd)

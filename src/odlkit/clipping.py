@@ -25,7 +25,3 @@ def clip_l2(x: np.ndarray, max_norm: float, axis: int | tuple[int, ...] | None =
     factor = np.minimum(1.0, max_norm / np.maximum(norms, 1e-300))
     return (x * factor).astype(x.dtype, copy=False)
 
-
-def l2_norms(x: np.ndarray, axis: int | tuple[int, ...] | None = -1) -> np.ndarray:
-    """L2 norms of the slices of ``x`` along ``axis`` (the quantity ``clip_l2`` bounds)."""
-    return np.sqrt(np.sum(np.square(np.asarray(x, dtype=np.float64)), axis=axis))

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from odlkit.validation import check_xy
+
 __all__ = [
     "softmax",
     "softmax_cross_entropy",
@@ -60,22 +62,7 @@ def softmax(z):
 
 
 def _check_xy(X, y, n_classes=None):
-    X = np.asarray(X, dtype=_F32)
-    y = np.asarray(y)
-    if X.ndim != 2:
-        raise ValueError(f"features must be a 2-D array (n_samples, feature_dim), got shape {X.shape}")
-    if y.ndim != 1 or len(y) != len(X):
-        raise ValueError(f"labels must be a 1-D array with one label per row of X: X has {len(X)} rows, y has shape {y.shape}")
-    if len(X) == 0:
-        raise ValueError("no samples: X is empty (record or add samples first)")
-    if not np.issubdtype(y.dtype, np.integer):
-        if np.all(np.mod(y, 1) == 0):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
-    if n_classes is not None and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"labels must be in [0, {n_classes}) for a head with {n_classes} classes; got range [{y.min()}, {y.max()}]")
-    return X, y.astype(np.int64)
+    return check_xy(X, y, n_classes=n_classes, ndim=2)
 
 
 def softmax_cross_entropy(logits, y):

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from odlkit.config import SEED
+from odlkit.keras_utils import accuracy, copy_model, flat_layers
+from odlkit.validation import check_xy
 
 STRATEGIES = ("feature_extraction", "fine_tune", "scratch")
 """The three inductive-transfer learners compared in chapter 1."""
@@ -48,32 +50,12 @@ def _keras():
 # --------------------------------------------------------------------------------------------
 
 
-def flat_layers(model) -> list:
-    """All layers of ``model`` in order, with nested models expanded (the nested model itself is left out)."""
-    keras = _keras()
-    out = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            out.extend(flat_layers(layer))
-        else:
-            out.append(layer)
-    return out
-
-
 def kernel_layers(model) -> list:
     """The layers that hold a learned kernel (Conv / DepthwiseConv / Dense), input to output.
 
     These are what "the last k layers" counts; BatchNorm layers are not counted.
     """
     return [layer for layer in flat_layers(model) if type(layer).__name__ in _KERNEL_LAYERS]
-
-
-def copy_model(model):
-    """An independent copy of ``model`` with the same weights (training the copy leaves the original intact)."""
-    keras = _keras()
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
 
 
 def fresh_copy(model, seed: int = SEED):
@@ -203,20 +185,8 @@ def make_transfer_model(backbone, n_classes: int, strategy: str, k: int = 1, see
 
 
 def _check_xy(X, y, model=None):
-    X = np.asarray(X, dtype="float32")
-    y = np.asarray(y).astype("int64").ravel()
-    if len(X) != len(y):
-        raise ValueError(f"X has {len(X)} samples but y has {len(y)} labels")
-    if len(X) == 0:
-        raise ValueError("no training samples")
-    if model is not None:
-        expected = tuple(model.input_shape[1:])
-        if tuple(X.shape[1:]) != expected:
-            raise ValueError(
-                f"inputs have shape {X.shape[1:]} but the model expects {expected}; "
-                "use odlkit.data.imu_windows or match_input_shape to convert them"
-            )
-    return X, y
+    return check_xy(X, y, sample_shape=None if model is None else model.input_shape[1:],
+                    shape_hint="use odlkit.data.imu_windows or match_input_shape to convert them")
 
 
 def train(model, X, y, steps: int = 200, lr: float = 1e-3, batch_size: int = 32, seed: int = SEED,
@@ -253,12 +223,6 @@ def predict_proba(model, X, batch_size: int = 512) -> np.ndarray:
 def extract_features(backbone, X, batch_size: int = 512) -> np.ndarray:
     """Feature vectors of ``X`` from ``backbone`` in inference mode, shape (n, feature_dim)."""
     return predict_proba(backbone, X, batch_size=batch_size)
-
-
-def accuracy(model, X, y) -> float:
-    """Fraction of ``X`` whose arg-max prediction equals ``y``."""
-    X, y = _check_xy(X, y)
-    return float(np.mean(predict_proba(model, X).argmax(1) == y))
 
 
 def train_head_on_features(features, y, n_classes: int, steps: int = 200, lr: float = 1e-2, batch_size: int = 32,

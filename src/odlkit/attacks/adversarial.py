@@ -19,13 +19,11 @@ import time
 
 import numpy as np
 
+from odlkit.keras_utils import accuracy, classification_loss
+
 
 def _loss_fn(model):
-    import tensorflow as tf
-
-    from odlkit.privacy.dpsgd import _ends_with_softmax
-
-    return tf.keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_with_softmax(model))
+    return classification_loss(model)
 
 
 def input_gradient(model, X, y):
@@ -68,10 +66,6 @@ def pgd(model, X, y, eps: float, alpha: float | None = None, steps: int = 10, ra
         if clip is not None:
             adv = np.clip(adv, *clip)
     return adv.astype(np.float32)
-
-
-def accuracy(model, X, y, batch_size: int = 256) -> float:
-    return float(np.mean(model.predict(np.asarray(X, np.float32), batch_size=batch_size, verbose=0).argmax(1) == np.asarray(y)))
 
 
 def robust_accuracy_curve(model, X, y, eps_values, attack: str = "fgsm", **kw) -> list[float]:

@@ -19,9 +19,9 @@ def invert_class(model, class_idx: int, input_shape, steps: int = 300, lr: float
     n_out = model.output_shape[-1]
     if not 0 <= class_idx < n_out:
         raise ValueError(f"class_idx {class_idx} out of range for a model with {n_out} outputs")
-    from odlkit.privacy.dpsgd import _ends_with_softmax
+    from odlkit.keras_utils import outputs_probabilities
 
-    probs_out = _ends_with_softmax(model)
+    probs_out = outputs_probabilities(model)
     rng = np.random.default_rng(seed)
     x0 = np.zeros((1, *input_shape), np.float32) if init is None else np.asarray(init, np.float32).reshape(1, *input_shape)
     x0 = x0 + 0.01 * rng.standard_normal(x0.shape).astype(np.float32)

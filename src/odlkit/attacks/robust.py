@@ -22,7 +22,7 @@ from odlkit.fl.aggregators import check_updates, clipped_mean, weighted_mean
 
 def coordinate_median(updates, weights=None) -> np.ndarray:
     """Coordinate-wise median of the client updates."""
-    updates, _ = check_updates(updates, np.ones(len(updates)) if weights is None else weights)
+    updates, _ = check_updates(updates, weights)
     return np.median(updates, axis=0).astype(updates.dtype)
 
 
@@ -32,7 +32,7 @@ def trimmed_mean(beta: float = 0.1):
         raise ValueError(f"beta must be in [0, 0.5) (got {beta}): it is the fraction trimmed at each end")
 
     def aggregate(updates, weights=None):
-        updates, _ = check_updates(updates, np.ones(len(updates)) if weights is None else weights)
+        updates, _ = check_updates(updates, weights)
         k = len(updates)
         b = int(np.floor(beta * k))
         s = np.sort(updates, axis=0)
@@ -49,6 +49,11 @@ def krum_scores(updates, f: int) -> np.ndarray:
     m = k - f - 2
     if m < 1:
         raise ValueError(f"Krum needs K > f + 2 clients (got K={k}, f={f}): lower f or select more clients")
+    # ||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b (one matrix product) cancels catastrophically when
+    # the updates share a large offset (1e7 x their spread loses every digit); distances do not
+    # change under a shift, so shift by the coordinate-wise median first (robust: a far-away
+    # attacker cannot drag the centre away from the honest updates, as it would drag a mean).
+    u = u - np.median(u, axis=0)
     sq = np.sum(u * u, axis=1)
     d = np.maximum(sq[:, None] + sq[None, :] - 2 * u @ u.T, 0.0)
     np.fill_diagonal(d, np.inf)
@@ -61,7 +66,7 @@ def krum(f: int, m: int = 1):
         raise ValueError(f"need f >= 0 and m >= 1 (got f={f}, m={m})")
 
     def aggregate(updates, weights=None):
-        updates, _ = check_updates(updates, np.ones(len(updates)) if weights is None else weights)
+        updates, _ = check_updates(updates, weights)
         best = np.argsort(krum_scores(updates, f), kind="stable")[: min(m, len(updates))]
         aggregate.selected = best
         return updates[best].mean(axis=0).astype(updates.dtype)
@@ -81,7 +86,7 @@ def norm_clipping(max_norm: float | None = None):
         return clipped_mean(max_norm)
 
     def aggregate(updates, weights=None):
-        updates, weights = check_updates(updates, np.ones(len(updates)) if weights is None else weights)
+        updates, weights = check_updates(updates, weights)
         med = float(np.median(np.linalg.norm(updates, axis=1)))
         return weighted_mean(clip_l2(updates, med, axis=1) if med > 0 else updates, weights)
 

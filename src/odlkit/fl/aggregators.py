@@ -6,8 +6,12 @@ training samples ``n_k``. FedAvg is :func:`weighted_mean`::
 
     w^{t+1} = w^t + sum_k (n_k / n) (w_k^{t+1} - w^t) = sum_k (n_k / n) w_k^{t+1}
 
-Anything with that signature plugs into :func:`odlkit.fl.run_fedavg`: robust aggregators (median, trimmed mean, Krum) and
-DP-FedAvg (clip + noise) from the privacy and attacks chapters are written the same way.
+Anything with that signature plugs into :func:`odlkit.fl.run_fedavg`, whichever client pool
+trains the round (any :class:`odlkit.fl.Pool`: :class:`odlkit.fl.ClientPool`, which trains all K clients as one batched numpy
+computation, or :class:`odlkit.fl.LoopPool`, one client at a time, or the boards of Lab 3): robust aggregators (median,
+trimmed mean, Krum) and DP-FedAvg (clip + noise) from the privacy and attacks chapters are
+written the same way, and ``tests/test_aggregators.py`` holds every one of them to that contract.
+(:mod:`odlkit.fl.flower` runs Flower's own ``FedAvg`` strategy, not these functions.)
 """
 
 from __future__ import annotations
@@ -17,24 +21,10 @@ from collections.abc import Callable
 import numpy as np
 
 from odlkit.clipping import clip_l2
+from odlkit.validation import check_updates
 
 Aggregator = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-def check_updates(updates, weights) -> tuple[np.ndarray, np.ndarray]:
-    """Validate and return ``(updates (K, D) float, weights (K,) float)``."""
-    updates = np.asarray(updates)
-    weights = np.asarray(weights, dtype=np.float64)
-    if updates.ndim != 2:
-        raise ValueError(f"updates must be a (K clients, D parameters) array, got shape {updates.shape}")
-    if weights.shape != (updates.shape[0],):
-        raise ValueError(f"weights must have one entry per client: expected shape ({updates.shape[0]},), "
-                         f"got {weights.shape}")
-    if len(weights) == 0:
-        raise ValueError("no client updates to aggregate (K = 0): every selected client dropped out?")
-    if np.any(weights < 0) or not np.isfinite(weights).all() or weights.sum() <= 0:
-        raise ValueError(f"weights must be finite, >= 0 and not all 0 (sample counts n_k), got {weights}")
-    return updates, weights
+__all__ = ["Aggregator", "ServerOptimizer", "check_updates", "clipped_mean", "uniform_mean", "weighted_mean"]
 
 
 def weighted_mean(updates, weights) -> np.ndarray:

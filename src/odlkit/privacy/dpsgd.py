@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from odlkit.clipping import clip_l2
+from odlkit.keras_utils import outputs_probabilities
 
 
 def privatize(per_example_grads, l2_norm_clip: float, noise_multiplier: float, rng, batch_size=None):
@@ -78,6 +79,7 @@ class DPSGD:
         seed: int = 0,
         from_logits: bool | None = None,
         fast_dense: bool = True,
+        ghost: bool | None = None,
     ):
         import tensorflow as tf
 
@@ -86,7 +88,7 @@ class DPSGD:
         if not l2_norm_clip > 0:
             raise ValueError(f"l2_norm_clip must be > 0 (got {l2_norm_clip}); use np.inf for no clipping")
         if from_logits is None:
-            from_logits = not _ends_with_softmax(model)
+            from_logits = not outputs_probabilities(model)
         self.model = model
         self.l2_norm_clip = float(l2_norm_clip)
         self.noise_multiplier = float(noise_multiplier)
@@ -129,6 +131,26 @@ class DPSGD:
         d = _single_dense(model) if fast_dense else None
         self._dense = d if d is not None and d[1] == (not from_logits) else None
         self._tf = tf
+        if ghost is None:
+            ghost = ghost_layers(model) is not None
+        self.ghost = GhostClippedGradient(model, from_logits) if ghost else None
+        if self.ghost is not None:
+            compute = self.ghost.compute
+
+            @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((), tf.float32),
+                                          tf.TensorSpec((self.n_params,), tf.float32),
+                                          tf.TensorSpec((), tf.float32), tf.TensorSpec((), tf.float32)])
+            def ghost_step(x, y, clip, noise, denom, lr):
+                total, _, losses = compute(x, y, clip)
+                apply_inline((total + noise) / denom, lr)
+                return tf.reduce_mean(losses)
+
+            def apply_inline(flat_grad, lr):
+                parts = tf.split(flat_grad, self.sizes)
+                for v, p, s in zip(variables, parts, self.shapes, strict=True):
+                    v.assign_sub(lr * tf.reshape(p, s))
+
+            self._ghost_step = ghost_step
 
     def per_example_gradients(self, X, y):
         """(B, n_params) flattened per-example gradients and (B,) per-example losses, as numpy.
@@ -157,8 +179,35 @@ class DPSGD:
         gW = (X[:, :, None] * d[:, None, :]).reshape(len(y), -1)
         return np.concatenate([gW, d], axis=1).astype(np.float32), loss.astype(np.float32)
 
+    def clipped_gradient_sum(self, X, y):
+        """``(sum_i clip(g_i) (n_params,), ||g_i|| (B,), losses (B,))`` without noise.
+
+        By ghost clipping when the model allows it (no per-example gradients), else from
+        :meth:`per_example_gradients`; tests compare the two with brute force.
+        """
+        if self.ghost is not None:
+            return self.ghost(np.asarray(X, np.float32), np.asarray(y), self.l2_norm_clip)
+        g, losses = self.per_example_gradients(X, y)
+        return clip_l2(g, self.l2_norm_clip, axis=1).sum(axis=0), np.linalg.norm(g, axis=1), losses
+
     def step(self, X, y, batch_size=None) -> float:
-        """One DP-SGD step on the batch ``(X, y)``; returns its mean (pre-update) loss."""
+        """One DP-SGD step on the batch ``(X, y)``; returns its mean (pre-update) loss.
+
+        Ghost-clipping models run the whole step (clipped sum, noise, update) as one compiled
+        function; the noise is drawn from the same numpy generator with the same std either way.
+        """
+        if len(X) and self.ghost is not None:
+            if self.noise_multiplier > 0 and not math.isfinite(self.l2_norm_clip):
+                raise ValueError("noise needs a finite l2_norm_clip: the noise std is noise_multiplier * l2_norm_clip")
+            denom = len(X) if batch_size is None else batch_size
+            noise = (self.rng.normal(0.0, self.noise_multiplier * self.l2_norm_clip, size=self.n_params)
+                     if self.noise_multiplier > 0 else np.zeros(self.n_params))
+            tf = self._tf
+            loss = self._ghost_step(tf.convert_to_tensor(np.asarray(X, np.float32)), tf.convert_to_tensor(np.asarray(y), tf.int64),
+                                    tf.constant(self.l2_norm_clip, tf.float32), tf.constant(noise, tf.float32),
+                                    tf.constant(denom, tf.float32), tf.constant(self.learning_rate, tf.float32))
+            self.steps_done += 1
+            return float(loss)
         if len(X) == 0:
             # Poisson sampling can draw an empty batch: the step is pure noise.
             grad = privatize(np.zeros((0, self.n_params), np.float32), self.l2_norm_clip,
@@ -209,17 +258,12 @@ def _single_dense(model):
     return lyr, act == "softmax"
 
 
-def _ends_with_softmax(model) -> bool:
-    act = getattr(model.layers[-1], "activation", None) if model.layers else None
-    return getattr(act, "__name__", "") == "softmax" or type(model.layers[-1]).__name__ == "Softmax"
-
-
 def sgd_step_fn(model, learning_rate: float, from_logits: bool | None = None):
     """Plain mini-batch SGD step (same loss, same update rule) as a compiled function: the baseline."""
     import tensorflow as tf
 
     if from_logits is None:
-        from_logits = not _ends_with_softmax(model)
+        from_logits = not outputs_probabilities(model)
     loss_obj = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     variables = list(model.trainable_variables)
 
@@ -237,3 +281,162 @@ def sgd_step_fn(model, learning_rate: float, from_logits: bool | None = None):
         return float(step(tf.convert_to_tensor(X, tf.float32), tf.convert_to_tensor(y, tf.int64)))
 
     return run
+
+
+# ----------------------------------------------------------------------------------------------
+# Ghost clipping: per-example gradient norms without per-example gradients
+# ----------------------------------------------------------------------------------------------
+# For a layer z = a W (+ b) the per-example gradient is a_i^T dz_i, so its squared norm is
+# ||a_i||^2 ||dz_i||^2 for a vector input (Goodfellow 2015) and, for a sequence or a convolution
+# (patches a_it), ||sum_t a_it dz_it^T||^2, computed from per-example sums over t that are as small
+# as the kernel (Li et al. 2022; Bu et al. 2023 book-keeping: the per-example pieces are reused
+# for the clipped sum, so no second backward pass is needed). All it needs is one forward pass
+# that keeps every trainable layer's input and pre-activation output, and one backward pass to
+# those outputs. Layers handled: Dense, Conv1D and DepthwiseConv1D (stride 1, no dilation, valid
+# padding, channels last) and BatchNormalization in inference mode; parameter-free layers are
+# called as they are. Anything else falls back to the exact vectorized per-example path.
+
+_PASS_THROUGH = {"InputLayer", "ReLU", "Activation", "MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
+                 "GlobalMaxPooling1D", "Flatten", "Dropout", "Softmax", "Reshape"}
+
+
+def _conv_ok(layer) -> bool:
+    cfg = layer.get_config()
+    return (tuple(cfg.get("strides", (1,))) == (1,) and tuple(cfg.get("dilation_rate", (1,))) == (1,)
+            and cfg.get("padding") == "valid" and cfg.get("data_format", "channels_last") == "channels_last"
+            and cfg.get("groups", 1) == 1 and cfg.get("depth_multiplier", 1) == 1)
+
+
+def ghost_layers(model):
+    """The model's layers as a chain if ghost clipping can handle every one of them, else None."""
+    from odlkit.keras_utils import flat_layers
+
+    try:
+        layers = flat_layers(model, chain=True)
+    except ValueError:
+        return None
+    covered = []
+    for layer in layers:
+        kind = type(layer).__name__
+        if not layer.trainable_weights:
+            if kind in _PASS_THROUGH or kind in ("Dense", "Conv1D", "DepthwiseConv1D", "BatchNormalization"):
+                continue
+            return None
+        if kind in ("Conv1D", "DepthwiseConv1D") and not _conv_ok(layer):
+            return None
+        if kind not in ("Dense", "Conv1D", "DepthwiseConv1D", "BatchNormalization"):
+            return None
+        covered += [v.path for v in layer.trainable_weights]
+    if covered != [v.path for v in model.trainable_variables]:
+        return None  # a trainable variable the chain does not account for (or a different order)
+    return layers
+
+
+def _ghost_forward(layers, x, tape):
+    """Forward pass; returns the output and, per trainable layer, ``(layer, kind, input, z)``."""
+    import keras
+    from keras import ops
+
+    taps = []
+    h = x
+    for layer in layers:
+        kind = type(layer).__name__
+        if not layer.trainable_weights:
+            h = layer(h, training=False)
+            continue
+        if kind == "BatchNormalization":
+            xhat = (h - layer.moving_mean) / ops.sqrt(layer.moving_variance + layer.epsilon)
+            z = xhat * (layer.gamma if layer.scale else 1.0) + (layer.beta if layer.center else 0.0)
+            taps.append((layer, kind, xhat, z))
+            h = z
+            continue
+        if kind == "Dense":
+            z = ops.matmul(h, layer.kernel)
+        elif kind == "Conv1D":
+            z = ops.conv(h, layer.kernel, strides=1, padding="valid")
+        else:
+            z = ops.depthwise_conv(h, layer.kernel, strides=1, padding="valid")
+        if layer.use_bias:
+            z = z + layer.bias
+        taps.append((layer, kind, h, z))
+        act = layer.activation
+        h = z if act is None or act is keras.activations.linear else act(z)
+    return h, taps
+
+
+def _tap_pieces(kind, layer, a, g):
+    """Per layer: (sum of squared per-example gradient norms (B,), fn(c) -> clipped gradient list)."""
+    import tensorflow as tf
+
+    if kind == "BatchNormalization":
+        axes = list(range(1, len(a.shape) - 1))
+        pg = tf.reduce_sum(g * a, axis=axes) if axes else g * a  # (B, C) per-example d gamma
+        pb = tf.reduce_sum(g, axis=axes) if axes else g  # (B, C) per-example d beta
+        pieces = ([pg] if layer.scale else []) + ([pb] if layer.center else [])
+        sq = tf.add_n([tf.reduce_sum(p * p, axis=1) for p in pieces])
+        return sq, lambda c: [tf.linalg.matvec(p, c, transpose_a=True) for p in pieces]
+    if kind == "Dense" and len(a.shape) == 2:
+        gg = tf.reduce_sum(g * g, axis=1)
+        sq = tf.reduce_sum(a * a, axis=1) * gg + (gg if layer.use_bias else 0.0)
+
+        def clipped(c):
+            cg = g * c[:, None]
+            return [tf.matmul(a, cg, transpose_a=True)] + ([tf.reduce_sum(cg, axis=0)] if layer.use_bias else [])
+
+        return sq, clipped
+    if kind == "Dense":  # (B, T, d) input: per-example kernel gradients are small (d x o)
+        pw = tf.einsum("btd,bto->bdo", a, g)
+    else:
+        k = layer.kernel.shape[0]
+        patches = tf.signal.frame(a, k, 1, axis=1)  # (B, T_out, k, C_in)
+        if kind == "Conv1D":
+            pw = tf.einsum("btkc,bto->bkco", patches, g)
+        else:  # depthwise, multiplier 1: kernel (k, C, 1)
+            pw = tf.einsum("btkc,btc->bkc", patches, g)[..., None]
+    pieces = [pw] + ([tf.reduce_sum(g, axis=1)] if layer.use_bias else [])
+    sq = tf.add_n([tf.reduce_sum(tf.reshape(p * p, [tf.shape(p)[0], -1]), axis=1) for p in pieces])
+    return sq, lambda c: [tf.tensordot(c, p, axes=1) for p in pieces]
+
+
+class GhostClippedGradient:
+    """Clipped per-example gradient *sum* of a Keras chain model by ghost clipping (see above).
+
+    ``__call__(x, y, clip)`` returns ``(clipped_sum (n_params,), per-example norms (B,), losses (B,))``
+    in one compiled function: one forward pass, one backward pass to the layers' outputs, and
+    per-example pieces no larger than the kernels. :class:`DPSGD` uses it when
+    :func:`ghost_layers` accepts the model; the exact per-example path stays the reference.
+    """
+
+    def __init__(self, model, from_logits: bool):
+        import tensorflow as tf
+
+        layers = ghost_layers(model)
+        if layers is None:
+            raise ValueError("ghost clipping handles chains of Dense / Conv1D / DepthwiseConv1D / "
+                             "BatchNormalization (inference) and parameter-free layers only")
+        loss_obj = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, reduction="none")
+        self.layers = layers
+
+        def compute(x, y, clip):
+            with tf.GradientTape() as tape:
+                out, taps = _ghost_forward(layers, x, tape)
+                losses = loss_obj(y, out)
+                total = tf.reduce_sum(losses)
+            gz = tape.gradient(total, [t[3] for t in taps])
+            parts = [_tap_pieces(kind, layer, a, g) for (layer, kind, a, _), g in zip(taps, gz, strict=True)]
+            norms = tf.sqrt(tf.add_n([sq for sq, _ in parts]))
+            c = tf.minimum(1.0, clip / tf.maximum(norms, 1e-12))
+            flat = tf.concat([tf.reshape(p, [-1]) for _, fn in parts for p in fn(c)], axis=0)
+            return flat, norms, losses
+
+        self.compute = compute
+        x_spec = tf.TensorSpec((None, *tuple(model.inputs[0].shape[1:])), tf.float32)
+        self._fn = tf.function(compute, input_signature=[x_spec, tf.TensorSpec((None,), tf.int64),
+                                                         tf.TensorSpec((), tf.float32)])
+
+    def __call__(self, x, y, clip):
+        import tensorflow as tf
+
+        s, n, loss = self._fn(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y, tf.int64),
+                              tf.constant(clip, tf.float32))
+        return s.numpy(), n.numpy(), loss.numpy()

@@ -13,7 +13,11 @@ clipping, state across rounds.
 * :class:`AdaptiveClipDPFedAvg` (Andrew et al. 2021, "Differentially private learning with
   adaptive clipping"): the clip norm follows a target quantile ``gamma`` of the update norms,
   ``C <- C * exp(-eta_C * (b - gamma))`` with ``b`` the (noised) fraction of clients whose
-  norm was <= C.
+  norm was <= C. The noised count is a second Gaussian mechanism on the same clients (noise
+  multiplier ``2 sigma_b`` for sensitivity 1/2), so the update's noise multiplier is raised to
+  ``z_delta = (z^-2 - (2 sigma_b)^-2)^(-1/2)``: the two together compose to one Gaussian
+  mechanism with multiplier ``z`` (Andrew et al., Thm. 1; Flower's
+  ``compute_adaptive_noise_params``), which is what the epsilon for ``z`` assumes.
 
 Uniform weights are deliberate: sample-size weights would let one client with many
 examples dominate and break the ``C / K`` sensitivity bound. The ``weights`` argument is
@@ -27,12 +31,12 @@ import math
 import numpy as np
 
 from odlkit.clipping import clip_l2
+from odlkit.validation import check_updates
 
 
-def _check_updates(updates):
-    u = np.asarray(updates, dtype=np.float64)
-    if u.ndim != 2 or u.shape[0] < 1:
-        raise ValueError(f"updates must be a (n_clients, n_params) array, got shape {u.shape}")
+def _check_updates(updates, weights=None):
+    u, _ = check_updates(updates, weights)
+    u = np.asarray(u, dtype=np.float64)
     if not np.all(np.isfinite(u)):
         raise ValueError("updates contain NaN or inf: drop or fix the client before aggregating")
     return u
@@ -56,7 +60,7 @@ class DPFedAvg:
         return self.noise_multiplier * self.clip_norm / n_clients
 
     def __call__(self, updates, weights=None):
-        u = _check_updates(updates)
+        u = _check_updates(updates, weights)
         k = u.shape[0]
         norms = np.linalg.norm(u, axis=1)
         clipped = clip_l2(u, self.clip_norm, axis=1)
@@ -73,8 +77,13 @@ class AdaptiveClipDPFedAvg(DPFedAvg):
     """DP-FedAvg whose clip norm tracks the ``target_quantile`` of client update norms.
 
     Each round the server also gets, from each client, the bit ``||u_k|| <= C``; the count is
-    noised with std ``count_noise_std`` (Andrew et al. use ~K/20) and the clip norm moves
-    geometrically: ``C <- C * exp(-clip_lr * (b - target_quantile))``.
+    noised with std ``count_noise_std`` (Andrew et al. use K/20, the default) and the clip norm
+    moves geometrically: ``C <- C * exp(-clip_lr * (b - target_quantile))``.
+
+    ``noise_multiplier`` is the multiplier ``z`` of the whole round (give it to the accountant);
+    the update itself gets the larger :meth:`update_noise_multiplier` so that the noised count is
+    paid for. It needs ``z < 2 * count_noise_std``: a less noisy count would use up the whole
+    budget.
     """
 
     def __init__(
@@ -89,16 +98,41 @@ class AdaptiveClipDPFedAvg(DPFedAvg):
         super().__init__(initial_clip, noise_multiplier, seed)
         if not 0 < target_quantile < 1:
             raise ValueError(f"target_quantile must be in (0, 1) (got {target_quantile})")
+        if count_noise_std is not None and not (count_noise_std >= 0 and math.isfinite(count_noise_std)):
+            raise ValueError(f"count_noise_std must be a finite number >= 0 or None for K/20 (got {count_noise_std})")
         self.target_quantile = float(target_quantile)
         self.clip_lr = float(clip_lr)
         self.count_noise_std = count_noise_std
 
+    def count_std(self, n_clients: int) -> float:
+        """Std of the noise on the clipped count (``count_noise_std``, default ``n_clients / 20``)."""
+        return n_clients / 20 if self.count_noise_std is None else float(self.count_noise_std)
+
+    def update_noise_multiplier(self, n_clients: int) -> float:
+        """``z_delta = (z^-2 - (2 sigma_b)^-2)^(-1/2)``: the update's share of the round's multiplier ``z``."""
+        z = self.noise_multiplier
+        if z == 0:
+            return 0.0
+        sd = self.count_std(n_clients)
+        if z >= 2 * sd:
+            raise ValueError(
+                f"noise_multiplier {z} needs count_noise_std > {z / 2:g} (got {sd:g} for {n_clients} clients): "
+                "the noised count would use the whole privacy budget; raise count_noise_std, select more "
+                "clients or lower noise_multiplier"
+            )
+        return (z**-2 - (2 * sd) ** -2) ** -0.5
+
+    def noise_std(self, n_clients: int) -> float:
+        """Per-coordinate std of the noise on the averaged update: ``z_delta * C / K``."""
+        return self.update_noise_multiplier(n_clients) * self.clip_norm / n_clients
+
     def __call__(self, updates, weights=None):
-        u = _check_updates(updates)
+        u = _check_updates(updates, weights)
         k = u.shape[0]
         below = np.linalg.norm(u, axis=1) <= self.clip_norm
         out = super().__call__(u, weights)
-        sd = k / 20 if self.count_noise_std is None else self.count_noise_std
+        self.history[-1]["update_noise_multiplier"] = self.update_noise_multiplier(k)
+        sd = self.count_std(k)
         b = (below.sum() + (self.rng.normal(0.0, sd) if sd > 0 else 0.0)) / k
         self.clip_norm = float(self.clip_norm * math.exp(-self.clip_lr * (b - self.target_quantile)))
         return out

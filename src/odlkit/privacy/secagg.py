@@ -7,7 +7,10 @@ Updates are encoded as fixed-point integers in the ring Z_{2^32}; client i sends
     y_i = enc(x_i) + sum_{j > i} PRG(s_ij) - sum_{j < i} PRG(s_ij)   (mod 2^32)
 
 Each mask appears once with + and once with -, so the masks cancel in the sum and the
-server decodes the *exact* sum of the encoded updates. A single ``y_i`` is the encoding plus
+server decodes the *exact* sum of the encoded updates, provided that sum fits the ring: with
+``n`` clients each encoded value must satisfy ``n * |round(x 2^f)| <= 2^31 - 1`` (each client can
+check that on its own; after masking nobody can see an overflow), and :func:`encode` refuses
+anything else instead of letting the sum wrap around. A single ``y_i`` is the encoding plus
 a uniformly random ring element, hence itself uniform on the ring and independent of ``x_i``
 (a one-time pad), as long as at least one other client's seed stays secret.
 
@@ -25,16 +28,29 @@ RING_BITS = 32
 MOD = 1 << RING_BITS
 
 
-def encode(x, frac_bits: int = 16):
-    """Fixed-point encode floats into Z_{2^32} (two's complement for negatives)."""
+def encode(x, frac_bits: int = 16, n_summands: int = 1):
+    """Fixed-point encode floats into Z_{2^32} (two's complement for negatives).
+
+    ``n_summands`` is how many such encodings will be added up (the number of clients): each
+    value is refused unless ``n_summands`` of them still sum inside the signed 32-bit range, so
+    the decoded sum is exact and never wraps around.
+    """
     x = np.asarray(x, dtype=np.float64)
-    limit = 2.0 ** (RING_BITS - 1 - frac_bits)
-    if np.any(np.abs(x) >= limit):
+    if n_summands < 1:
+        raise ValueError(f"n_summands must be >= 1 (got {n_summands})")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("update contains NaN or inf: it cannot be encoded")
+    scaled = np.round(x * (1 << frac_bits))
+    max_int = (MOD // 2 - 1) // n_summands  # n_summands * max_int <= 2^31 - 1
+    if np.any(np.abs(scaled) > max_int):
+        limit = max_int / (1 << frac_bits)
+        worst = float(np.max(np.abs(x)))
+        where = f"the sum of {n_summands} updates" if n_summands > 1 else "the value"
         raise ValueError(
-            f"value out of range for {frac_bits} fractional bits: |x| must be < {limit:g} "
-            "(clip the update or lower frac_bits)"
+            f"value out of range for {frac_bits} fractional bits: {where} must stay below 2^{RING_BITS - 1 - frac_bits}"
+            f" in magnitude, so each |x| must be <= {limit:g} (got {worst:g}); clip the update or lower frac_bits"
         )
-    return np.round(x * (1 << frac_bits)).astype(np.int64).astype(np.uint64) % MOD
+    return scaled.astype(np.int64).astype(np.uint64) % MOD
 
 
 def decode(v, frac_bits: int = 16):
@@ -58,7 +74,7 @@ def pairwise_seeds(n_clients: int, seed: int = 0) -> dict:
 
 def mask_update(i: int, update, seeds: dict, n_clients: int, frac_bits: int = 16):
     """What client ``i`` sends: its encoded update plus its pairwise masks (uint64 holding Z_{2^32})."""
-    enc = encode(update, frac_bits)
+    enc = encode(update, frac_bits, n_summands=n_clients)
     y = enc.copy()
     for j in range(n_clients):
         if j == i:

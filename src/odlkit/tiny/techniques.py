@@ -19,7 +19,10 @@ import time
 
 import numpy as np
 
+from odlkit.keras_utils import accuracy, flat_layers, outputs_probabilities
+from odlkit.keras_utils import copy_model as clone_model
 from odlkit.tiny.memory import _layers_with_params, _param_part, resolve_plan, training_memory
+from odlkit.validation import check_xy
 
 __all__ = [
     "clone_model",
@@ -36,22 +39,6 @@ __all__ = [
     "layerwise_train",
     "recompute_benchmark",
 ]
-
-
-def _chain_layers(model) -> list:
-    """The layers of a chain-shaped model, in order, nested models flattened."""
-    out = []
-    for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
-            continue
-        if hasattr(layer, "layers"):  # a nested model (e.g. the backbone inside a classifier)
-            out.extend(_chain_layers(layer))
-            continue
-        if len(layer._inbound_nodes) != 1 or isinstance(layer.input, list):
-            raise ValueError(f"expected a chain of single-input layers; layer {layer.name!r} has several "
-                             "inputs or is used several times")
-        out.append(layer)
-    return out
 
 
 def _copy_layer(layer):
@@ -74,7 +61,7 @@ def flat_classifier(backbone, n_classes: int, seed: int = 0, name: str = "classi
 
     if n_classes < 2:
         raise ValueError(f"n_classes must be >= 2, got {n_classes}")
-    src = _chain_layers(backbone)
+    src = flat_layers(backbone, chain=True)
     inp = keras.Input(backbone.inputs[0].shape[1:], name="window")
     copies = [_copy_layer(la) for la in src]
     x = _build_chain(inp, copies)
@@ -83,15 +70,6 @@ def flat_classifier(backbone, n_classes: int, seed: int = 0, name: str = "classi
     for la, c in zip(src, copies, strict=True):
         c.set_weights(la.get_weights())
     return keras.Model(inp, out, name=name)
-
-
-def clone_model(model):
-    """A copy of a Keras model with the same weights (fresh variables)."""
-    import keras
-
-    m = keras.models.clone_model(model)
-    m.set_weights(model.get_weights())
-    return m
 
 
 def select_variables(model, strategy) -> list:
@@ -104,27 +82,6 @@ def select_variables(model, strategy) -> list:
             if _param_part(v) in parts:
                 out.append(v)
     return out
-
-
-def _check_xy(X, y):
-    X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y)
-    if len(X) != len(y):
-        raise ValueError(f"X has {len(X)} samples but y has {len(y)} labels")
-    if len(X) == 0:
-        raise ValueError("no training samples")
-    return X, y.astype(np.int64)
-
-
-def accuracy(model, X, y, batch_size: int = 256) -> float:
-    """Top-1 accuracy of a Keras classifier (logits or probabilities) on ``(X, y)``.
-
-    Calls the model directly (inference mode) rather than ``model.predict``, which would build
-    a new prediction function for every new model."""
-    X, y = _check_xy(X, y)
-    preds = [np.argmax(np.asarray(model(X[k:k + batch_size], training=False)), axis=1)
-             for k in range(0, len(X), batch_size)]
-    return float(np.mean(np.concatenate(preds) == y))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,9 +115,9 @@ def grad_weight_ratios(model, X, y, strategy="full"):
     import keras
     import tensorflow as tf
 
-    X, y = _check_xy(X, y)
+    X, y = check_xy(X, y)
     variables = [v for v in select_variables(model, strategy) if len(v.shape) >= 2]
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=_outputs_logits(model))
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
     with tf.GradientTape() as tape:
         loss = loss_fn(y, model(X, training=False))
     grads = tape.gradient(loss, variables)
@@ -178,12 +135,6 @@ def grad_weight_ratios(model, X, y, strategy="full"):
             "int8_qas": float(np.linalg.norm(qas_scale_gradient(g_wq, s)) / np.linalg.norm(wq)),
         })
     return rows
-
-
-def _outputs_logits(model) -> bool:
-    last = model.layers[-1]
-    fn = getattr(last, "activation", None)
-    return getattr(fn, "__name__", "linear") != "softmax"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,7 +158,7 @@ def train(model, X, y, strategy="full", epochs: int = 10, batch_size: int = 32, 
     import tensorflow as tf
     from tqdm.auto import tqdm
 
-    X, y = _check_xy(X, y)
+    X, y = check_xy(X, y)
     if weight_quant not in (None, "naive", "qas"):
         raise ValueError(f"weight_quant must be None, 'naive' or 'qas', got {weight_quant!r}")
     if optimizer not in ("sgd", "momentum", "adam"):
@@ -220,7 +171,7 @@ def train(model, X, y, strategy="full", epochs: int = 10, batch_size: int = 32, 
     opt = {"sgd": lambda: keras.optimizers.SGD(lr),
            "momentum": lambda: keras.optimizers.SGD(lr, momentum=0.9),
            "adam": lambda: keras.optimizers.Adam(lr)}[optimizer]()
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=_outputs_logits(model))
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
 
     mask_t = []
     for v in variables:
@@ -298,7 +249,7 @@ def add_lite_residual(model, downsample: int = 2, kernel_size: int = 3, reductio
     x = inp
     n = 0
     pairs = []
-    for layer in _chain_layers(model):
+    for layer in flat_layers(model, chain=True):
         copy = _copy_layer(layer)
         pairs.append((layer, copy))
         y = copy(x)

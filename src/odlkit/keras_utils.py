@@ -1,0 +1,106 @@
+"""Keras helpers shared by the whole kit: one home each, so every caller answers the same way.
+
+* :func:`flat_layers`: the layers of a model in order, nested models expanded (``chain=True``
+  also checks the model is a chain of single-input layers);
+* :func:`copy_model`: an independent copy with the same weights;
+* :func:`outputs_probabilities`: does the model end in a softmax, looking through nested models
+  (``odlkit.models.build_classifier`` ends in a nested head model, so ``model.layers[-1]`` is a
+  Model, not a layer with an activation); decides ``from_logits`` for every loss in the kit;
+* :func:`classification_loss`: the sparse cross-entropy matching that output;
+* :func:`accuracy`: top-1 accuracy of a classifier on ``(X, y)`` (:func:`odlkit.validation.check_xy`).
+
+Keras is imported lazily: importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from odlkit.validation import check_xy
+
+__all__ = ["accuracy", "classification_loss", "copy_model", "flat_layers", "outputs_probabilities"]
+
+
+def _is_model(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.Model)
+
+
+def flat_layers(model, chain: bool = False) -> list:
+    """All layers of ``model`` in order, nested models expanded (the nested model itself left out).
+
+    Input layers are kept unless ``chain=True``, which drops them and raises ``ValueError`` if a
+    layer has several inputs or is called several times (the model is not a simple chain, so
+    rebuilding it layer by layer would change it).
+    """
+    out = []
+    for layer in model.layers:
+        if _is_model(layer):
+            out.extend(flat_layers(layer, chain=chain))
+            continue
+        if chain:
+            if type(layer).__name__ == "InputLayer":
+                continue
+            if len(layer._inbound_nodes) != 1 or isinstance(layer.input, list):
+                raise ValueError(f"expected a chain of single-input layers; layer {layer.name!r} has several "
+                                 "inputs or is used several times")
+        out.append(layer)
+    return out
+
+
+def copy_model(model):
+    """An independent copy of ``model`` with the same weights (training the copy leaves the original intact)."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _is_softmax(layer) -> bool:
+    if type(layer).__name__ == "Softmax":
+        return True
+    return getattr(getattr(layer, "activation", None), "__name__", "") == "softmax"
+
+
+def _output_layer(model):
+    """The layer (or nested model) that produces the model's (first) output."""
+    outputs = getattr(model, "outputs", None)
+    if outputs:
+        history = getattr(outputs[0], "_keras_history", None)
+        if history is not None:
+            return history[0]
+    return model.layers[-1] if model.layers else None
+
+
+def outputs_probabilities(model) -> bool:
+    """True if ``model``'s output is a softmax (probabilities), False if it gives logits.
+
+    Follows the output back through nested models (a classifier whose head is itself a Model)
+    down to the layer that makes it: a ``Softmax`` layer or a layer with ``activation="softmax"``.
+    """
+    layer = _output_layer(model)
+    while layer is not None and _is_model(layer) and layer is not model:
+        model, layer = layer, _output_layer(layer)
+    return layer is not None and _is_softmax(layer)
+
+
+def classification_loss(model, reduction: str = "sum_over_batch_size"):
+    """``SparseCategoricalCrossentropy`` with ``from_logits`` matching ``model``'s output."""
+    import keras
+
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model),
+                                                      reduction=reduction)
+
+
+def accuracy(model, X, y, batch_size: int = 256) -> float:
+    """Top-1 accuracy of a Keras classifier (logits or probabilities) on ``(X, y)``.
+
+    Calls the model directly (inference mode) in batches rather than ``model.predict``, which
+    builds a new prediction function for every new model.
+    """
+    X, y = check_xy(X, y)
+    preds = [np.argmax(np.asarray(model(X[k:k + batch_size], training=False)), axis=1)
+             for k in range(0, len(X), batch_size)]
+    return float(np.mean(np.concatenate(preds) == y))
