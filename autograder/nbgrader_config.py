@@ -50,9 +50,9 @@ c.Autograde.autograde_preprocessors = [
 if os.environ.get("ODL_GRADER_REPLAY") == "1":
     # `python -m odlkit.grading autograde --jobs N` ran the notebooks in parallel sandboxes
     # (odlkit/grading/parallel.py); this records their grades here without running them again.
-    c.Autograde.sanitize_preprocessors = [
-        RequireExecuted, DeduplicateIds, OverwriteKernelspec, RestoreCells, CheckCellMetadata,
-    ]
+    # The sandboxes restored the locked cells already (RestoreCells again would drop the
+    # "was missing" notes of restored cells from the graded notebook).
+    c.Autograde.sanitize_preprocessors = [RequireExecuted, DeduplicateIds, OverwriteKernelspec, CheckCellMetadata]
     c.Autograde.autograde_preprocessors = [
         IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
         CheckCellMetadata,

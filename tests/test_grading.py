@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -392,7 +393,7 @@ def test_clean_feedback_drops_tensorflow_noise_and_machine_paths():
                                           "File /tmp/odl-grade-abc123/course/autograded/ann/ch00/x.py:1",
                                           f"File {ROOT}/src/odlkit/exercises.py:90"]),
     ])])
-    out, _ = CleanFeedback(course_root="/srv/course").preprocess(nb, {})
+    out, _ = CleanFeedback(course_root="/srv/course")(nb, {})  # as nbgrader calls it
     outs = out.cells[0].outputs
     assert len(outs) == 3                                          # the all-noise stderr output is gone
     assert outs[0].text.strip() == "UserWarning: keep me"
@@ -409,12 +410,12 @@ def test_replay_refuses_unexecuted_test_cells():
 
     src = load(FIXTURES / FX / f"{FX}.ipynb")
     with pytest.raises(RuntimeError, match="'ex1_tests' was not executed"):
-        RequireExecuted().preprocess(copy.deepcopy(src), {})
+        RequireExecuted()(copy.deepcopy(src), {})  # as nbgrader calls it
     done = copy.deepcopy(src)
     for i, c in enumerate(done.cells):
         if c.cell_type == "code":
             c.execution_count = i + 1
-    RequireExecuted().preprocess(done, {})
+    RequireExecuted()(done, {})
 
 
 def test_local_course_has_an_exchange_and_formgrader_runs_as_root(tmp_path):
@@ -473,3 +474,34 @@ def test_course_assignment_end_to_end(assignment, tmp_path):
     assert all(not x.errors for x in r.values())
     totals = C.export(tmp_path / "grades.csv", course)
     assert totals["blank"] == 0 and totals["solution"] == full_pts
+
+
+@pytest.mark.slow  # starts a 3-node Ray cluster on 127.0.0.1 (about a minute on 2 loaded cores)
+def test_autograde_on_a_local_multi_node_ray_cluster(tmp_path):
+    """`autograde --ray ADDRESS`: every student a Ray task, spread over two worker nodes; the
+    gradebook is written on the driver, and the grades are those of the sequential batch."""
+    cluster_utils = pytest.importorskip("ray.cluster_utils")
+    import ray
+
+    course = make_course(tmp_path, [FIXTURES / FXD])
+    src, rel, name = release_and_load(course, tmp_path / "out", FXD)
+    delegating = N.solved(rel, src)
+    cell(delegating, "ex1_impl").source = DELEGATES
+    subs = {"solution": N.solved(rel, src), "delegates": delegating, "blank": rel, "partial": N.solved(rel, src, ["ex2"])}
+    C.collect(zip_submissions(tmp_path / "subs.zip", {s: (name, nb) for s, nb in subs.items()}), course)
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        r = {x.student: x for x in C.autograde(FXD, course, env=FX_ENV, ray_address=cluster.address)}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert {s: x.grades for s, x in r.items()} == {
+        "solution": {"ex1_tests": 2, "ex2_tests": 1}, "delegates": {"ex1_tests": 0, "ex2_tests": 1},
+        "blank": {"ex1_tests": 0, "ex2_tests": 0}, "partial": {"ex1_tests": 0, "ex2_tests": 1}}
+    assert r["delegates"].delegations and not r["solution"].delegations
+    log = (course / "autograded" / f"autograde_{FXD}.log").read_text()
+    nodes = set(re.findall(r"^==== .+?: [\d.]+ s on (\S+) ====$", log, re.M))
+    assert len(nodes) == 2 and all("/ray-node-" in n for n in nodes), nodes

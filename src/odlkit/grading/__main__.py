@@ -52,6 +52,9 @@ def main(argv=None) -> int:
     a.add_argument("--jobs", "-j", type=int, default=None,
                    help="students graded at once, each in its own kernel (default: the cores; 1: nbgrader's "
                         "sequential batch)")
+    a.add_argument("--full", action="store_true",
+                   help="run the notebooks at full size (default: ODL_QUICK=1, the quick sizes; the tests call the "
+                        "students' functions on their own inputs, so scores do not depend on it)")
     a.add_argument("--ray", metavar="ADDRESS",
                    help="grade on a Ray cluster instead (e.g. auto, or ray://HEAD:10001); see the instructor guide")
 
@@ -99,7 +102,7 @@ def main(argv=None) -> int:
                 raise C.GradingError(f"no submissions under {course / 'submitted'}: run collect first")
             for asg in names:
                 res = C.autograde(asg, course, args.student, force=not args.no_force, jobs=args.jobs,
-                                  ray_address=args.ray)
+                                  ray_address=args.ray, env=C.grading_env(full=args.full))
                 print(f"== {asg} ==")
                 print(C.format_results(res))
         elif args.cmd == "feedback":

@@ -273,6 +273,15 @@ class StudentResult:
     grading_seconds: float | None = None                   # wall time of this student's run (parallel runs)
 
 
+def grading_env(full: bool = False) -> dict:
+    """Environment of the grading kernels from the command line: the notebooks' quick sizes
+    (``ODL_QUICK=1``) unless ``full``, and TensorFlow's C++ start-up log quieted (it only
+    fills the feedback). Values already set in the caller's environment win."""
+    env = {} if full else {"ODL_QUICK": "1"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return {k: os.environ.get(k, v) for k, v in env.items()}
+
+
 def _submitted(course_dir: Path, assignment: str, students=None) -> list[str]:
     base = course_dir / "submitted"
     found = sorted(p.parent.name for p in base.glob(f"*/{assignment}") if p.is_dir()) if base.is_dir() else []
@@ -428,36 +437,37 @@ def _autograde_parallel(assignment, course_dir, who, force, env, jobs, ray_addre
         for s in sorted(todo):  # in the order a sequential batch adds them (the export lists them so)
             gb.update_or_create_student(s)
     snapshot = P.snapshot_gradebook(course_dir / "gradebook.db")
-    job_list = [P.make_job(course_dir, assignment, s, snapshot, env) for s in todo]
-    if ray_address:
-        runs = P.run_ray(job_list, ray_address)
+    if ray_address:  # a group per cluster CPU (a Ray task each), else a group per local job
+        groups = P.split(sorted(todo), P.ray_cpus(ray_address))
+        runs = P.run_ray([P.make_job(course_dir, assignment, g, snapshot, env) for g in groups], ray_address)
     else:
-        runs = P.run_local(job_list, jobs)
-    good = [r for r in runs if r.ok(assignment)]
-    output = "".join(f"==== {r.student}: {r.seconds:.1f} s on {r.host} ====\n{r.output}" for r in runs)
-    again = {r.student for r in runs if not r.ok(assignment)}
-    if good:
-        staged = Path(tempfile.mkdtemp(prefix=".replay-", dir=course_dir))
-        try:
-            P.stage_results(good, staged, course_dir, assignment)
+        groups = P.split(sorted(todo), jobs)
+        runs = P.run_local([P.make_job(course_dir, assignment, g, snapshot, env) for g in groups], jobs)
+    output = "".join(f"==== {', '.join(r.students)}: {r.seconds:.1f} s on {r.host} ====\n{r.output}" for r in runs)
+    seconds = {s: r.seconds / len(r.students) for r in runs for s in r.students}
+    staged = Path(tempfile.mkdtemp(prefix=".replay-", dir=course_dir))
+    try:
+        good = P.stage_results(runs, staged, course_dir, assignment)
+        again = set(todo) - set(good)
+        if good:
             proc = nbgrader(["autograde", assignment, "--force", f"--CourseDirectory.submitted_directory={staged}"],
                             course_dir, env={P.REPLAY_ENV: "1"}, check=False)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
-        out = proc.stdout + proc.stderr
-        output += f"==== recording {len(good)} graded submission(s) in the gradebook ====\n{out}"
-        bad = _failed_students(assignment, out)
-        if proc.returncode != 0 and not bad:
-            tail = "\n".join(out.splitlines()[-25:])
-            raise GradingError(f"recording the parallel grades failed (exit {proc.returncode}):\n{tail}")
-        again |= bad
+            out = proc.stdout + proc.stderr
+            output += f"==== recording {len(good)} graded submission(s) in the gradebook ====\n{out}"
+            bad = _failed_students(assignment, out)
+            if proc.returncode != 0 and not bad:
+                tail = "\n".join(out.splitlines()[-25:])
+                raise GradingError(f"recording the parallel grades failed (exit {proc.returncode}):\n{tail}")
+            again |= bad
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     failed = set()
     if again:  # graded the sequential way, so the gradebook holds what a sequential run records
         f, out = _autograde_sequential(assignment, course_dir, sorted(again), True, env,
                                        course_dir / "autograded" / f"autograde_{assignment}.log")
         failed |= f
         output += f"==== graded again one by one: {sorted(again)} ====\n{out}"
-    return failed, output, {r.student: r.seconds for r in runs}
+    return failed, output, seconds
 
 
 def _num(x) -> str:

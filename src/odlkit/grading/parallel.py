@@ -3,13 +3,14 @@
 nbgrader grades one student after another and keeps its gradebook in one SQLite file, which
 concurrent writers would lock. So the work is split in two:
 
-1. **Run** (parallel, the expensive part): each student's submission is graded by the real
-   ``nbgrader autograde`` in a *sandbox course* of its own, a temporary folder holding the
-   course's ``nbgrader_config.py`` (so the same limits: per-cell timeout, memory and CPU
-   ceilings of :mod:`odlkit.grading.limits`), ``source/<assignment>/``, a snapshot of the
-   gradebook and that one submission. A :class:`Job` carries all of that as bytes, so the same
-   function runs in a local thread (which waits on its nbgrader process) or as a Ray task on
-   another machine, without a shared file system.
+1. **Run** (parallel, the expensive part): the students are dealt into groups (one per job or
+   per Ray CPU) and each group is graded by the real ``nbgrader autograde`` in a *sandbox
+   course* of its own, a temporary folder holding the course's ``nbgrader_config.py`` (so the
+   same limits: per-cell timeout, memory and CPU ceilings of :mod:`odlkit.grading.limits`, a
+   fresh kernel per student), ``source/<assignment>/``, a snapshot of the gradebook and that
+   group's submissions. A :class:`Job` carries all of that as bytes, so the same function runs
+   in a local thread (which waits on its nbgrader process) or as a Ray task on another
+   machine, without a shared file system.
 2. **Record** (serial, on the driver, a second or two): the executed notebooks come back and
    one ``nbgrader autograde`` in the real course records them with ``ODL_GRADER_REPLAY=1``
    (``nbgrader_config.py`` then drops ``ClearOutput`` and ``Execute`` and adds
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -56,26 +58,30 @@ def default_jobs() -> int:
 
 @dataclass
 class Job:
-    """One student's grading run, self-contained (picklable, no paths of the driver)."""
+    """A group of students graded in one sandbox course, self-contained (picklable, no paths of
+    the driver). One nbgrader process grades the group one after another, each student in a
+    fresh kernel; the group amortises nbgrader's start-up (tens of seconds on a loaded machine)."""
 
     assignment: str
-    student: str
-    course_zip: bytes            # nbgrader_config.py, source/<a>/, gradebook.db, submitted/<s>/<a>/
+    students: list[str]
+    course_zip: bytes            # nbgrader_config.py, source/<a>/, gradebook.db, submitted/<s>/<a>/ per student
     env: dict = field(default_factory=dict)
 
 
 @dataclass
 class JobResult:
-    student: str
+    students: list[str]
     returncode: int
-    output: str                  # nbgrader's log of this student's run
-    autograded_zip: bytes        # autograded/<s>/<a>/ of the sandbox (empty if nothing was written)
+    output: str                  # nbgrader's log of this group's run
+    autograded: dict[str, bytes]  # student -> zip of autograded/<s>/<a>/ (only students nbgrader finished)
     seconds: float
     host: str = ""
 
-    def ok(self, assignment: str) -> bool:
-        failed = f"error processing assignment '{assignment}' for student '{self.student}'" in self.output
-        return self.returncode == 0 and not failed and bool(self.autograded_zip)
+    def graded(self, assignment: str) -> list[str]:
+        """Students of this group whose notebooks nbgrader executed and scored."""
+        failed = set(re.findall(rf"error processing assignment '{re.escape(assignment)}' for student '([^']+)'",
+                                self.output))
+        return [s for s in self.students if s in self.autograded and s not in failed]
 
 
 def snapshot_gradebook(db: Path) -> bytes:
@@ -97,18 +103,25 @@ def _zip_dir(zf: zipfile.ZipFile, folder: Path, arc_root: str) -> None:
             zf.write(p, f"{arc_root}/{p.relative_to(folder).as_posix()}")
 
 
-def make_job(course_dir: Path, assignment: str, student: str, gradebook: bytes, env: dict | None) -> Job:
+def make_job(course_dir: Path, assignment: str, students: list[str], gradebook: bytes, env: dict | None) -> Job:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.write(course_dir / "nbgrader_config.py", "nbgrader_config.py")
         _zip_dir(zf, course_dir / "source" / assignment, f"source/{assignment}")
-        _zip_dir(zf, course_dir / "submitted" / student / assignment, f"submitted/{student}/{assignment}")
+        for s in students:
+            _zip_dir(zf, course_dir / "submitted" / s / assignment, f"submitted/{s}/{assignment}")
         zf.writestr("gradebook.db", gradebook)
-    return Job(assignment, student, buf.getvalue(), dict(env or {}))
+    return Job(assignment, list(students), buf.getvalue(), dict(env or {}))
+
+
+def split(students: list[str], groups: int) -> list[list[str]]:
+    """``students`` dealt round-robin into at most ``groups`` non-empty groups."""
+    groups = max(1, min(groups, len(students)))
+    return [students[i::groups] for i in range(groups)]
 
 
 def grade_job(job: Job) -> JobResult:
-    """Grade one student in a sandbox course (runs wherever it is called: thread, Ray task)."""
+    """Grade a group of students in a sandbox course (runs wherever it is called: a thread, a Ray task)."""
     import socket
 
     t0 = time.perf_counter()
@@ -116,30 +129,33 @@ def grade_job(job: Job) -> JobResult:
         course = Path(tmp) / "course"
         with zipfile.ZipFile(io.BytesIO(job.course_zip)) as zf:
             zf.extractall(course)
-        cmd = [sys.executable, "-m", "nbgrader", "autograde", job.assignment, "--student", job.student, "--force"]
+        cmd = [sys.executable, "-m", "nbgrader", "autograde", job.assignment, "--force"]
         proc = subprocess.run(cmd, cwd=course, env=nbgrader_env(job.env), capture_output=True, text=True)
-        out_dir = course / "autograded" / job.student / job.assignment
-        buf = io.BytesIO()
-        if out_dir.is_dir() and any(out_dir.glob("*.ipynb")):
-            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-                _zip_dir(zf, out_dir, ".")
+        graded = {}
+        for s in job.students:
+            out_dir = course / "autograded" / s / job.assignment
+            if out_dir.is_dir() and any(out_dir.glob("*.ipynb")):
+                buf = io.BytesIO()
+                with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+                    _zip_dir(zf, out_dir, ".")
+                graded[s] = buf.getvalue()
         output = (proc.stdout + proc.stderr).replace(str(course), "<sandbox>")
-    return JobResult(job.student, proc.returncode, output, buf.getvalue(), time.perf_counter() - t0,
-                     socket.gethostname())
+    host = socket.gethostname()
+    if "ray" in sys.modules:  # a Ray task: name the node, several may share a host name
+        import ray
+
+        if ray.is_initialized():
+            host += "/ray-node-" + ray.get_runtime_context().get_node_id()[:12]
+    return JobResult(list(job.students), proc.returncode, output, graded, time.perf_counter() - t0, host)
 
 
-def run_local(jobs: list[Job], workers: int, progress=None) -> list[JobResult]:
+def run_local(jobs: list[Job], workers: int) -> list[JobResult]:
     """Grade ``jobs`` with ``workers`` nbgrader processes at a time on this machine."""
-    results = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for res in pool.map(grade_job, jobs):
-            results.append(res)
-            if progress:
-                progress(res)
-    return results
+        return list(pool.map(grade_job, jobs))
 
 
-def run_ray(jobs: list[Job], address: str, progress=None) -> list[JobResult]:
+def run_ray(jobs: list[Job], address: str) -> list[JobResult]:
     """Grade ``jobs`` as Ray tasks (one CPU each) on the cluster at ``address`` ("auto": the
     cluster this machine belongs to). Every node needs this environment (odlkit, nbgrader, the
     notebooks' dependencies); nothing else is shared, the jobs carry their files."""
@@ -150,31 +166,40 @@ def run_ray(jobs: list[Job], address: str, progress=None) -> list[JobResult]:
         ray.init(address=address, log_to_driver=False, include_dashboard=False)
     try:
         remote = ray.remote(num_cpus=1, max_retries=1)(grade_job)
-        pending = {remote.remote(j): j.student for j in jobs}
-        done: dict[str, JobResult] = {}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                res = ray.get(ref)
-                done[pending.pop(ref)] = res
-                if progress:
-                    progress(res)
-        return [done[j.student] for j in jobs]
+        return ray.get([remote.remote(j) for j in jobs])
     finally:
         if started_here:
             ray.shutdown()
 
 
-def stage_results(results: list[JobResult], staged: Path, course_dir: Path, assignment: str) -> None:
-    """Unpack each graded notebook set under ``staged/<student>/<assignment>/`` with the
-    submission's own ``timestamp.txt`` (late penalties are computed from it again)."""
+def ray_cpus(address: str) -> int:
+    """CPUs of the Ray cluster at ``address`` (how many groups to make)."""
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+    try:
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def stage_results(results: list[JobResult], staged: Path, course_dir: Path, assignment: str) -> list[str]:
+    """Unpack each graded student's notebooks under ``staged/<student>/<assignment>/`` with the
+    submission's own ``timestamp.txt`` (late penalties are computed from it again). Returns them."""
+    done = []
     for res in results:
-        dest = staged / res.student / assignment
-        dest.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(io.BytesIO(res.autograded_zip)) as zf:
-            zf.extractall(dest)
-        ts = course_dir / "submitted" / res.student / assignment / "timestamp.txt"
-        if ts.is_file():
-            (dest / "timestamp.txt").write_bytes(ts.read_bytes())
-        elif (dest / "timestamp.txt").exists():
-            (dest / "timestamp.txt").unlink()
+        for student in res.graded(assignment):
+            dest = staged / student / assignment
+            dest.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(io.BytesIO(res.autograded[student])) as zf:
+                zf.extractall(dest)
+            ts = course_dir / "submitted" / student / assignment / "timestamp.txt"
+            if ts.is_file():
+                (dest / "timestamp.txt").write_bytes(ts.read_bytes())
+            elif (dest / "timestamp.txt").exists():
+                (dest / "timestamp.txt").unlink()
+            done.append(student)
+    return sorted(done)

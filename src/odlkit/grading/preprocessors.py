@@ -7,10 +7,10 @@ import re
 import sys
 from pathlib import Path
 
-from nbconvert.preprocessors import Preprocessor
 from nbformat.notebooknode import NotebookNode
 from nbgrader.nbgraderformat import MetadataValidator
 from nbgrader.preprocessors import OverwriteCells
+from nbgrader.preprocessors.base import NbGraderPreprocessor
 from traitlets import Unicode
 
 
@@ -75,7 +75,7 @@ class RestoreCells(OverwriteCells):
         return MetadataValidator().upgrade_cell_metadata(NotebookNode(cell))
 
 
-class RequireExecuted(Preprocessor):
+class RequireExecuted(NbGraderPreprocessor):
     """Refuse a notebook whose graded test cells were not run (``ODL_GRADER_REPLAY`` mode).
 
     Recording grades without executing (see :mod:`odlkit.grading.parallel`) is only right for
@@ -107,7 +107,7 @@ NOISE_LINES = re.compile(
 )
 
 
-class CleanFeedback(Preprocessor):
+class CleanFeedback(NbGraderPreprocessor):
     """What a student's feedback should not show: TensorFlow's start-up noise on stderr and the
     grading machine's paths (course folder, grading sandbox, Python installation, home).
 
