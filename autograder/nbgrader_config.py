@@ -6,12 +6,13 @@ which always does. Instructor guide: README.md in this folder.
 
 import os
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
     ClearOutput,
     DeduplicateIds,
+    GetGrades,
     IgnorePattern,
     LimitOutput,
     OverwriteKernelspec,
@@ -19,7 +20,7 @@ from nbgrader.preprocessors import (
 )
 
 from odlkit.grading.limits import LimitedExecute
-from odlkit.grading.preprocessors import RestoreCells
+from odlkit.grading.preprocessors import CleanFeedback, RequireExecuted, RestoreCells
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
 
@@ -46,9 +47,26 @@ c.Autograde.autograde_preprocessors = [
     LimitedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
     SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
 ]
+if os.environ.get("ODL_GRADER_REPLAY") == "1":
+    # `python -m odlkit.grading autograde --jobs N` ran the notebooks in parallel sandboxes
+    # (odlkit/grading/parallel.py); this records their grades here without running them again.
+    # The sandboxes restored the locked cells already (RestoreCells again would drop the
+    # "was missing" notes of restored cells from the graded notebook).
+    c.Autograde.sanitize_preprocessors = [RequireExecuted, DeduplicateIds, OverwriteKernelspec, CheckCellMetadata]
+    c.Autograde.autograde_preprocessors = [
+        IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
+        CheckCellMetadata,
+    ]
+
+# Feedback HTML for students: without TensorFlow's start-up noise and the grading machine's paths.
+c.GenerateFeedback.preprocessors = [GetGrades, CleanFeedback, CSSHTMLHeaderPreprocessor]
+c.CleanFeedback.course_root = c.CourseDirectory.root
 
 # Late submissions: no penalty by default; see the nbgrader docs for LateSubmissionPlugin.
 # c.AssignLatePenalties.plugin_class = "nbgrader.plugins.LateSubmissionPlugin"
 
-# JupyterHub exchange (only needed for `release_assignment` / `collect` over the hub).
-# c.Exchange.root = "/srv/nbgrader/exchange"
+# The exchange (nbgrader's `release_assignment` / `collect` on JupyterHub). Without a hub it is a
+# git-ignored folder of the course, so the formgrader finds one and shows no missing-exchange
+# warning; on a hub set ODL_EXCHANGE_ROOT (or this line) to the shared folder, e.g. /srv/nbgrader/exchange.
+c.Exchange.root = os.environ.get("ODL_EXCHANGE_ROOT") or os.path.join(c.CourseDirectory.root, "exchange")
+os.makedirs(c.Exchange.root, exist_ok=True)

@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--assignment", default=default)
     ap.add_argument("--students", type=int, default=30)
     ap.add_argument("--full", action="store_true", help="grade without ODL_QUICK=1")
+    ap.add_argument("--jobs", type=int, default=1, help="students graded at once (autograde --jobs)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "grading_time.json")
     args = ap.parse_args()
 
@@ -77,7 +78,7 @@ def main() -> None:
         C.collect(tmp / "subs.zip", course)
         t_collect = time.perf_counter() - t0
         t0 = time.perf_counter()
-        results = C.autograde(args.assignment, course, env=env)
+        results = C.autograde(args.assignment, course, env=env, jobs=args.jobs)
         t_autograde = time.perf_counter() - t0
         t0 = time.perf_counter()
         C.export(tmp / "grades.csv", course)
@@ -86,6 +87,7 @@ def main() -> None:
     res = {
         "assignment": args.assignment,
         "students": args.students,
+        "jobs": args.jobs,
         "quick": not args.full,
         "seconds": {"release": round(t_release, 1), "collect": round(t_collect, 2),
                     "autograde": round(t_autograde, 1), "export": round(t_export, 1)},
@@ -109,7 +111,7 @@ def main() -> None:
     runs = {}
     if args.out.is_file():  # keep the other assignments' runs
         runs = json.loads(args.out.read_text()).get("runs", {})
-    runs[f"{args.assignment}/{args.students}"] = res
+    runs[f"{args.assignment}/{args.students}" + (f"/jobs{args.jobs}" if args.jobs != 1 else "")] = res
     args.out.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
     print(f"wrote {args.out}")
 

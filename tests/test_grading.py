@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -215,11 +216,13 @@ def fixture_batch(tmp_path_factory):
     }
     zpath = zip_submissions(tmp / "lms.zip", {s: (name, nb) for s, nb in subs.items()})
     collected = C.collect(zpath, course)
-    env = dict(GRADER_ENV, ODL_GRADER_TIMEOUT="8", ODL_GRADER_MEM_MB="1024")
-    results = {r.student: r for r in C.autograde(FX, course, env=env)}
+    results = {r.student: r for r in C.autograde(FX, course, env=FX_ENV, jobs=2)}   # in parallel
     totals = C.export(tmp / "grades.csv", course)
     return {"src": src, "course": course, "results": results, "totals": totals,
-            "collected": collected, "csv": tmp / "grades.csv"}
+            "collected": collected, "csv": tmp / "grades.csv", "zip": zpath}
+
+
+FX_ENV = dict(GRADER_ENV, ODL_GRADER_TIMEOUT="8", ODL_GRADER_MEM_MB="1024")
 
 
 def _auto(fixture_batch, student):
@@ -289,6 +292,146 @@ def test_fx_feedback_is_generated(fixture_batch):
     assert "moving_average" in next(p for p in html if p.parent.parent.name == "solution").read_text()
 
 
+# --------------------------------------------------------- e2e: parallel grading = sequential grading
+def _comparable(nb_path: Path) -> dict:
+    """A graded notebook without what differs between any two runs: nbclient's execution
+    timestamps and the random ids of cells RestoreCells puts back."""
+    nb = load(nb_path)
+    for c in nb.cells:
+        c.pop("id", None)
+        c.get("metadata", {}).pop("execution", None)
+    return nb
+
+
+def test_fx_jobs_1_and_jobs_2_grade_the_same(fixture_batch, tmp_path):
+    """The fixture batch above was graded with --jobs 2; nbgrader's own sequential batch
+    (--jobs 1) on the same zip gives the same grades, report, CSV and graded notebooks.
+    Costs one more sequential grading of the 11 submissions (about a minute on 2 idle cores)."""
+    course = make_course(tmp_path, [FIXTURES / FX])
+    C.release([FX], course, tmp_path / "out")
+    C.collect(fixture_batch["zip"], course)
+    seq = {r.student: r for r in C.autograde(FX, course, env=FX_ENV, jobs=1)}
+    par = fixture_batch["results"]
+    assert sorted(seq) == sorted(par)
+    for s, r in seq.items():
+        p = par[s]
+        assert (p.grades, p.score, p.auto_score, p.max_score, p.needs_manual_grade) == (
+            r.grades, r.score, r.auto_score, r.max_score, r.needs_manual_grade), s
+        assert (p.findings, p.cell_errors, p.delegations, bool(p.errors)) == (
+            r.findings, r.cell_errors, r.delegations, bool(r.errors)), s
+        assert p.grading_seconds is not None and r.grading_seconds is None
+    C.export(tmp_path / "grades.csv", course)
+    assert (tmp_path / "grades.csv").read_text() == fixture_batch["csv"].read_text()
+    for s in seq:
+        ours = sorted((fixture_batch["course"] / "autograded" / s / FX).glob("*.ipynb"))
+        theirs = sorted((course / "autograded" / s / FX).glob("*.ipynb"))
+        assert [p.name for p in ours] == [p.name for p in theirs], s
+        for a, b in zip(ours, theirs, strict=True):
+            assert _comparable(a) == _comparable(b), f"{s}: {a.name} differs between --jobs 2 and --jobs 1"
+
+
+# ------------------------------------------------- e2e: delegation, release tags, feedback for students
+FXD = "fx_delegation"
+DELEGATES = ("from odlkit.fl.aggregators import weighted_mean as _avg   # the kit's FedAvg, renamed\n"
+             "def fedavg(updates, sizes):\n    return _avg(updates, sizes)")
+
+
+def test_delegating_solution_earns_nothing_and_is_named_in_the_report(tmp_path, capsys):
+    # fx_signals sits in the course unreleased and ungraded: `feedback` without names must skip it
+    course = make_course(tmp_path, [FIXTURES / FXD, FIXTURES / FX])
+    src, rel, name = release_and_load(course, tmp_path / "out", FXD)
+    # the student copy has the run-past tag on every test and solution cell, the source has none
+    tagged = [N.grade_id(c) for c in rel.cells if "raises-exception" in c.metadata.get("tags", [])]
+    assert tagged == ["ex1_impl", "ex1_tests", "ex2_impl", "ex2_tests"]
+    assert not any("raises-exception" in c.metadata.get("tags", []) for c in src.cells)
+    assert load(course / "release" / FXD / name).cells[4].metadata["tags"] == ["raises-exception"]
+    delegating = N.solved(rel, src)
+    cell(delegating, "ex1_impl").source = DELEGATES
+    subs = {"solution": N.solved(rel, src), "delegates": delegating, "blank": rel}
+    C.collect(zip_submissions(tmp_path / "subs.zip", {s: (name, nb) for s, nb in subs.items()}), course)
+    r = {x.student: x for x in C.autograde(FXD, course, env=FX_ENV, jobs=2)}
+    assert r["solution"].auto_score == 3 and r["solution"].delegations == []
+    assert r["delegates"].grades == {"ex1_tests": 0, "ex2_tests": 1}
+    assert len(r["delegates"].delegations) == 1
+    d = r["delegates"].delegations[0]
+    assert d.startswith(f"{name}: ex1_tests (0 of 2 points): DELEGATES TO THE KIT") and "weighted_mean" in d
+    assert r["blank"].delegations == [] and r["blank"].auto_score == 0    # NotImplementedError is not delegation
+    report = C.format_results(list(r.values()))
+    assert f"delegates: {name}: ex1_tests (0 of 2 points): DELEGATES TO THE KIT" in report
+    saved = (course / "autograded" / f"grading_report_{FXD}.json").read_text()
+    assert "DELEGATES TO THE KIT" in saved
+    # feedback without names: only the assignment with autograded submissions
+    html = C.feedback(None, course)
+    assert {p.parent.name for p in html} == {FXD}
+    page = next(p for p in html if p.parent.parent.name == "delegates").read_text()
+    assert "DELEGATES TO THE KIT" in page
+    for secret in (str(course), sys.prefix, str(ROOT)):
+        assert secret not in page, f"feedback shows the grading machine's path {secret}"
+
+
+def test_feedback_without_anything_autograded_says_so(tmp_path):
+    course = make_course(tmp_path, [FIXTURES / FXD])
+    with pytest.raises(C.GradingError, match="nothing autograded"):
+        C.feedback(None, course)
+
+
+def test_clean_feedback_drops_tensorflow_noise_and_machine_paths():
+    from odlkit.grading.preprocessors import CleanFeedback
+
+    noise = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+             "I0000 00:00:1796117395.780712   14287 cpu_feature_guard.cc:227] This TensorFlow binary is "
+             "optimized to use available CPU instructions in performance-critical operations.\n"
+             "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with "
+             "the appropriate compiler flags.\n"
+             "2026-12-01 09:30:01.123456: I tensorflow/core/util/port.cc:153] oneDNN custom operations are on.\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("stream", name="stderr", text=noise),
+        nbformat.v4.new_output("stream", name="stderr", text=noise + "UserWarning: keep me\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="/srv/course/autograded/ann/ch00/data.npz\n"),
+        nbformat.v4.new_output("error", ename="ValueError", evalue="bad",
+                               traceback=[f"File {sys.prefix}/lib/python3.11/site-packages/numpy/core.py:3",
+                                          "File /tmp/odl-grade-abc123/course/autograded/ann/ch00/x.py:1",
+                                          f"File {ROOT}/src/odlkit/exercises.py:90"]),
+    ])])
+    out, _ = CleanFeedback(course_root="/srv/course")(nb, {})  # as nbgrader calls it
+    outs = out.cells[0].outputs
+    assert len(outs) == 3                                          # the all-noise stderr output is gone
+    assert outs[0].text.strip() == "UserWarning: keep me"
+    assert outs[1].text == "<course>/autograded/ann/ch00/data.npz\n"
+    assert outs[2].traceback[0].startswith("File <python>/lib/python3.11/site-packages/numpy")
+    assert outs[2].traceback[1] == "File <course>/autograded/ann/ch00/x.py:1"
+    assert str(ROOT) not in outs[2].traceback[2] and outs[2].traceback[2].endswith("odlkit/exercises.py:90")
+
+
+def test_replay_refuses_unexecuted_test_cells():
+    """Recording grades without running (the parallel merge) must never see an unexecuted test
+    cell: nbgrader would give it full points."""
+    from odlkit.grading.preprocessors import RequireExecuted
+
+    src = load(FIXTURES / FX / f"{FX}.ipynb")
+    with pytest.raises(RuntimeError, match="'ex1_tests' was not executed"):
+        RequireExecuted()(copy.deepcopy(src), {})  # as nbgrader calls it
+    done = copy.deepcopy(src)
+    for i, c in enumerate(done.cells):
+        if c.cell_type == "code":
+            c.execution_count = i + 1
+    RequireExecuted()(done, {})
+
+
+def test_local_course_has_an_exchange_and_formgrader_runs_as_root(tmp_path):
+    """The formgrader's 'exchange directory does not exist' banner comes from NbGraderAPI.exchange_missing."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    course = make_course(tmp_path, [FIXTURES / FX])
+    cfg = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    api = NbGraderAPI(CourseDirectory(config=cfg), config=cfg)
+    assert not api.exchange_missing and api.exchange_root == str(course / "exchange")
+    assert "--allow-root" in C.formgrader_command(course, euid=0)
+    assert "--allow-root" not in C.formgrader_command(course, euid=1000)
+
+
 # ------------------------------------------------------------------ e2e: the course's assignments
 def course_e2e_assignments() -> list[str]:
     have = C.assignments(COURSE)
@@ -331,3 +474,34 @@ def test_course_assignment_end_to_end(assignment, tmp_path):
     assert all(not x.errors for x in r.values())
     totals = C.export(tmp_path / "grades.csv", course)
     assert totals["blank"] == 0 and totals["solution"] == full_pts
+
+
+@pytest.mark.slow  # starts a 3-node Ray cluster on 127.0.0.1 (about a minute on 2 loaded cores)
+def test_autograde_on_a_local_multi_node_ray_cluster(tmp_path):
+    """`autograde --ray ADDRESS`: every student a Ray task, spread over two worker nodes; the
+    gradebook is written on the driver, and the grades are those of the sequential batch."""
+    cluster_utils = pytest.importorskip("ray.cluster_utils")
+    import ray
+
+    course = make_course(tmp_path, [FIXTURES / FXD])
+    src, rel, name = release_and_load(course, tmp_path / "out", FXD)
+    delegating = N.solved(rel, src)
+    cell(delegating, "ex1_impl").source = DELEGATES
+    subs = {"solution": N.solved(rel, src), "delegates": delegating, "blank": rel, "partial": N.solved(rel, src, ["ex2"])}
+    C.collect(zip_submissions(tmp_path / "subs.zip", {s: (name, nb) for s, nb in subs.items()}), course)
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        r = {x.student: x for x in C.autograde(FXD, course, env=FX_ENV, ray_address=cluster.address)}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert {s: x.grades for s, x in r.items()} == {
+        "solution": {"ex1_tests": 2, "ex2_tests": 1}, "delegates": {"ex1_tests": 0, "ex2_tests": 1},
+        "blank": {"ex1_tests": 0, "ex2_tests": 0}, "partial": {"ex1_tests": 0, "ex2_tests": 1}}
+    assert r["delegates"].delegations and not r["solution"].delegations
+    log = (course / "autograded" / f"autograde_{FXD}.log").read_text()
+    nodes = set(re.findall(r"^==== .+?: [\d.]+ s on (\S+) ====$", log, re.M))
+    assert len(nodes) == 2 and all("/ray-node-" in n for n in nodes), nodes

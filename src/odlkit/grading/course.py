@@ -25,6 +25,7 @@ import nbformat
 from odlkit.config import CHECKOUT
 
 from . import notebooks as nbs
+from . import parallel as P
 
 # The course (autograder/) lives in a repository checkout; an installed odlkit works on the
 # course in the current directory.
@@ -64,15 +65,12 @@ def nbgrader(args: list[str], course_dir: Path = COURSE_DIR, env: dict | None = 
     """Run ``nbgrader ARGS`` in ``course_dir`` with this interpreter.
 
     ``env`` entries are added to the environment (the grading kernel inherits them, e.g.
-    ``ODL_QUICK=1``). The venv's ``bin`` goes first on PATH because nbgrader runs ``alembic``.
+    ``ODL_QUICK=1``); see :func:`odlkit.grading.parallel.nbgrader_env`.
     """
     course_dir = Path(course_dir)
     if not (course_dir / "nbgrader_config.py").is_file():
         raise GradingError(f"{course_dir} has no nbgrader_config.py; pass the course folder (default {COURSE_DIR})")
-    full_env = dict(os.environ)
-    full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")
-    full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course_dir, env=full_env,
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course_dir, env=P.nbgrader_env(env),
                           capture_output=True, text=True)
     output = proc.stdout + proc.stderr
     if log is not None:
@@ -85,18 +83,43 @@ def nbgrader(args: list[str], course_dir: Path = COURSE_DIR, env: dict | None = 
 
 
 # ------------------------------------------------------------------------------------------ release
+RUN_PAST_TAG = "raises-exception"
+
+
+def tag_run_past(nb) -> int:
+    """Give every graded test cell and every solution cell of a *student* notebook the cell tag
+    ``raises-exception``, so JupyterLab's Run All goes on past an exercise that is not solved
+    yet (its ``NotImplementedError`` or failing test). Returns how many cells got the tag."""
+    n = 0
+    for c in nb.cells:
+        m = nbs.nbmeta(c)
+        if m.get("solution") or (m.get("grade") and c["cell_type"] == "code"):
+            tags = c.setdefault("metadata", {}).setdefault("tags", [])
+            if RUN_PAST_TAG not in tags:
+                tags.append(RUN_PAST_TAG)
+                n += 1
+    return n
+
+
 def release(names=None, course_dir: Path = COURSE_DIR, out_root: Path = REPO_ROOT, env=None) -> list[Path]:
     """``nbgrader generate_assignment`` each assignment and copy the student version into
     ``out_root/chapters/<a>/`` or ``out_root/labs/<a>/``. Returns the written notebooks.
 
     Student notebooks that no longer exist in the release are removed from the target
-    folder (it is generated, never edited by hand); nothing else there is touched.
+    folder (it is generated, never edited by hand); nothing else there is touched. Test and
+    solution cells of the student version get the ``raises-exception`` tag (:func:`tag_run_past`);
+    the instructor sources stay untagged.
     """
     course_dir, out_root = Path(course_dir), Path(out_root)
     written = []
     for a in _check_assignments(names, course_dir):
         nbgrader(["generate_assignment", a, "--force"], course_dir, env=env)
         rel = course_dir / "release" / a
+        for nb_path in sorted(rel.rglob("*.ipynb")):
+            if ".ipynb_checkpoints" not in nb_path.parts:
+                student_nb = nbformat.read(str(nb_path), as_version=4)
+                if tag_run_past(student_nb):
+                    nbformat.write(student_nb, str(nb_path))
         dest = out_root / release_folder(a) / a
         dest.mkdir(parents=True, exist_ok=True)
         released = {p.relative_to(rel) for p in rel.rglob("*") if p.is_file()}
@@ -250,6 +273,17 @@ class StudentResult:
     cell_errors: list[str] = field(default_factory=list)  # exceptions/timeouts in graded notebooks
     findings: list[str] = field(default_factory=list)     # integrity audit (edited tests, monkeypatching)
     needs_manual_grade: bool = False
+    delegations: list[str] = field(default_factory=list)  # test cells failed for calling the kit's implementation
+    grading_seconds: float | None = None                   # wall time of this student's run (parallel runs)
+
+
+def grading_env(full: bool = False) -> dict:
+    """Environment of the grading kernels from the command line: the notebooks' quick sizes
+    (``ODL_QUICK=1``) unless ``full``, and TensorFlow's C++ start-up log quieted (it only
+    fills the feedback). Values already set in the caller's environment win."""
+    env = {} if full else {"ODL_QUICK": "1"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return {k: os.environ.get(k, v) for k, v in env.items()}
 
 
 def _submitted(course_dir: Path, assignment: str, students=None) -> list[str]:
@@ -261,6 +295,24 @@ def _submitted(course_dir: Path, assignment: str, students=None) -> list[str]:
             raise GradingError(f"no submission of {assignment} for {missing} under {base}")
         found = [s for s in found if s in students]
     return found
+
+
+def _delegations(nb) -> list[str]:
+    """``grade_id (points): message`` of every graded test cell that failed with a
+    :class:`odlkit.exercises.DelegationError` (a solution calling the kit's implementation)."""
+    from odlkit.exercises import DELEGATION_MARK
+
+    out = []
+    for c in nb.cells:
+        if not nbs.is_autograded_test(c):
+            continue
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "error" and (
+                    o.get("ename") == "DelegationError" or str(o.get("evalue", "")).startswith(DELEGATION_MARK)):
+                pts = nbs.nbmeta(c).get("points", 0)
+                out.append(f"{nbs.grade_id(c)} (0 of {pts:g} points): {o.get('evalue', '')}")
+                break
+    return out
 
 
 def _cell_errors(nb) -> list[str]:
@@ -278,8 +330,12 @@ def _cell_errors(nb) -> list[str]:
 
 
 def autograde(assignment: str, course_dir: Path = COURSE_DIR, students=None, force: bool = True,
-              env: dict | None = None) -> list[StudentResult]:
+              env: dict | None = None, jobs: int | None = 1, ray_address: str | None = None) -> list[StudentResult]:
     """Autograde every (or the given) student's submission of ``assignment``.
+
+    ``jobs`` students are graded at once (``None``: the cores; see :mod:`odlkit.grading.parallel`),
+    or with ``ray_address`` as Ray tasks on that cluster; the gradebook, the graded notebooks and
+    the report are the same as with ``jobs=1``, which runs nbgrader's own sequential batch.
 
     One student's broken submission (invalid JSON, an exception at import, an infinite
     loop, a huge allocation) gives that student an error or zeros; the others are graded.
@@ -307,21 +363,16 @@ def autograde(assignment: str, course_dir: Path = COURSE_DIR, students=None, for
             if rel_nb.is_file():
                 results[s].findings += [f"{nb_path.name}: {f}" for f in
                                         nbs.audit_submission(nbformat.read(str(rel_nb), 4), sub)]
-    args = ["autograde", assignment] + (["--force"] if force else [])
     log = course_dir / "autograded" / f"autograde_{assignment}.log"
-    runs = [args + ["--student", s] for s in who] if students else [args]  # one batch, or one run per student
-    failed, output = set(), ""
-    for run in runs:
-        proc = nbgrader(run, course_dir, env=env, check=False)
-        out = proc.stdout + proc.stderr
-        output += out
-        bad = set(re.findall(rf"error processing assignment '{re.escape(assignment)}' for student '([^']+)'", out))
-        if proc.returncode != 0 and not bad:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(output)
-            tail = "\n".join(out.splitlines()[-25:])
-            raise GradingError(f"nbgrader autograde failed as a whole (exit {proc.returncode}); log {log}:\n{tail}")
-        failed |= bad
+    jobs = P.default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise GradingError(f"--jobs {jobs}: give at least 1")
+    if ray_address or (jobs > 1 and len(who) > 1):
+        failed, output, seconds = _autograde_parallel(assignment, course_dir, who, force, env, jobs, ray_address)
+        for s, t in seconds.items():
+            results[s].grading_seconds = round(t, 2)
+    else:
+        failed, output = _autograde_sequential(assignment, course_dir, who if students else None, force, env, log)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(output)
     for s in failed & set(results):
@@ -343,7 +394,9 @@ def autograde(assignment: str, course_dir: Path = COURSE_DIR, students=None, for
     for s, r in results.items():
         for nb_path in sorted((course_dir / "autograded" / s / assignment).glob("*.ipynb")):
             try:
-                r.cell_errors += [f"{nb_path.name}: {e}" for e in _cell_errors(nbformat.read(str(nb_path), 4))]
+                graded = nbformat.read(str(nb_path), 4)
+                r.cell_errors += [f"{nb_path.name}: {e}" for e in _cell_errors(graded)]
+                r.delegations += [f"{nb_path.name}: {e}" for e in _delegations(graded)]
             except Exception as e:  # report, don't crash the batch
                 r.cell_errors.append(f"{nb_path.name}: cannot read graded notebook ({e})")
     out = [results[s] for s in who]
@@ -351,6 +404,74 @@ def autograde(assignment: str, course_dir: Path = COURSE_DIR, students=None, for
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps([asdict(r) for r in out], indent=1))
     return out
+
+
+def _failed_students(assignment: str, output: str) -> set[str]:
+    return set(re.findall(rf"error processing assignment '{re.escape(assignment)}' for student '([^']+)'", output))
+
+
+def _autograde_sequential(assignment, course_dir, students, force, env, log) -> tuple[set[str], str]:
+    """nbgrader's own batch (one run per student when ``students`` is given)."""
+    args = ["autograde", assignment] + (["--force"] if force else [])
+    runs = [args + ["--student", s] for s in students] if students else [args]
+    failed, output = set(), ""
+    for run in runs:
+        proc = nbgrader(run, course_dir, env=env, check=False)
+        out = proc.stdout + proc.stderr
+        output += out
+        bad = _failed_students(assignment, out)
+        if proc.returncode != 0 and not bad:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(output)
+            tail = "\n".join(out.splitlines()[-25:])
+            raise GradingError(f"nbgrader autograde failed as a whole (exit {proc.returncode}); log {log}:\n{tail}")
+        failed |= bad
+    return failed, output
+
+
+def _autograde_parallel(assignment, course_dir, who, force, env, jobs, ray_address):
+    """Run the notebooks in parallel sandboxes, record their grades here serially (see
+    :mod:`odlkit.grading.parallel`). Returns (failed students, log text, seconds per student)."""
+    todo = [s for s in who if force or not (course_dir / "autograded" / s / assignment).is_dir()]
+    if not todo:
+        return set(), "", {}
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
+        for s in sorted(todo):  # in the order a sequential batch adds them (the export lists them so)
+            gb.update_or_create_student(s)
+    snapshot = P.snapshot_gradebook(course_dir / "gradebook.db")
+    if ray_address:  # a group per cluster CPU (a Ray task each), else a group per local job
+        groups = P.split(sorted(todo), P.ray_cpus(ray_address))
+        runs = P.run_ray([P.make_job(course_dir, assignment, g, snapshot, env) for g in groups], ray_address)
+    else:
+        groups = P.split(sorted(todo), jobs)
+        runs = P.run_local([P.make_job(course_dir, assignment, g, snapshot, env) for g in groups], jobs)
+    output = "".join(f"==== {', '.join(r.students)}: {r.seconds:.1f} s on {r.host} ====\n{r.output}" for r in runs)
+    seconds = {s: r.seconds / len(r.students) for r in runs for s in r.students}
+    staged = Path(tempfile.mkdtemp(prefix=".replay-", dir=course_dir))
+    try:
+        good = P.stage_results(runs, staged, course_dir, assignment)
+        again = set(todo) - set(good)
+        if good:
+            proc = nbgrader(["autograde", assignment, "--force", f"--CourseDirectory.submitted_directory={staged}"],
+                            course_dir, env={P.REPLAY_ENV: "1"}, check=False)
+            out = proc.stdout + proc.stderr
+            output += f"==== recording {len(good)} graded submission(s) in the gradebook ====\n{out}"
+            bad = _failed_students(assignment, out)
+            if proc.returncode != 0 and not bad:
+                tail = "\n".join(out.splitlines()[-25:])
+                raise GradingError(f"recording the parallel grades failed (exit {proc.returncode}):\n{tail}")
+            again |= bad
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    failed = set()
+    if again:  # graded the sequential way, so the gradebook holds what a sequential run records
+        f, out = _autograde_sequential(assignment, course_dir, sorted(again), True, env,
+                                       course_dir / "autograded" / f"autograde_{assignment}.log")
+        failed |= f
+        output += f"==== graded again one by one: {sorted(again)} ====\n{out}"
+    return failed, output, seconds
 
 
 def _num(x) -> str:
@@ -367,6 +488,8 @@ def format_results(results: list[StudentResult]) -> str:
             notes.append("needs manual grading")
         if r.findings:
             notes.append(f"{len(r.findings)} integrity finding(s)")
+        if r.delegations:
+            notes.append(f"{len(r.delegations)} test(s) failed: DELEGATES TO THE KIT")
         if r.cell_errors:
             notes.append(f"{len(r.cell_errors)} cell error(s)")
         lines.append(f"{r.student:<20} {_num(r.auto_score):>6} {_num(r.score):>6} {_num(r.max_score):>6}  {', '.join(notes)}")
@@ -374,23 +497,47 @@ def format_results(results: list[StudentResult]) -> str:
             lines.append(f"{'':<22}error: {e}")
         for e in r.findings:
             lines.append(f"{'':<22}review: {e}")
+        for e in r.delegations:
+            lines.append(f"{'':<22}delegates: {e}")
         for e in r.cell_errors[:6]:
             lines.append(f"{'':<22}cell: {e}")
     return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------- feedback & export
+def _autograded(course_dir: Path, assignment: str) -> list[str]:
+    base = Path(course_dir) / "autograded"
+    return sorted(p.parent.name for p in base.glob(f"*/{assignment}") if p.is_dir()) if base.is_dir() else []
+
+
 def feedback(names=None, course_dir: Path = COURSE_DIR, exchange: bool = False) -> list[Path]:
     """``nbgrader generate_feedback`` (HTML per student in ``feedback/``); with ``exchange``
-    also ``release_feedback`` to the JupyterHub exchange."""
+    also ``release_feedback`` to the JupyterHub exchange. Without ``names``: every assignment
+    that has autograded submissions (like ``autograde`` takes those with submissions)."""
     course_dir = Path(course_dir)
+    if names:
+        todo = _check_assignments(names, course_dir)
+    else:
+        todo = [a for a in assignments(course_dir) if _autograded(course_dir, a)]
+        if not todo:
+            raise GradingError(f"nothing autograded under {course_dir / 'autograded'}: run autograde first")
     out = []
-    for a in _check_assignments(names, course_dir):
+    for a in todo:
         nbgrader(["generate_feedback", a, "--force"], course_dir)
         if exchange:
             nbgrader(["release_feedback", a], course_dir)
         out += sorted((course_dir / "feedback").glob(f"*/{a}/*.html"))
     return out
+
+
+def formgrader_command(course_dir: Path = COURSE_DIR, euid: int | None = None) -> list[str]:
+    """JupyterLab in the course folder (the nbgrader formgrader is in its *Nbgrader* menu);
+    as root (a container, a VM) with ``--allow-root``, which Jupyter otherwise demands."""
+    euid = os.geteuid() if euid is None and hasattr(os, "geteuid") else euid
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={Path(course_dir)}"]
+    if euid == 0:
+        cmd.append("--allow-root")
+    return cmd
 
 
 def export(csv_path: Path, course_dir: Path = COURSE_DIR) -> dict[str, float]:

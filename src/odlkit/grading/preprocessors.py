@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+import sys
+from pathlib import Path
+
 from nbformat.notebooknode import NotebookNode
 from nbgrader.nbgraderformat import MetadataValidator
 from nbgrader.preprocessors import OverwriteCells
+from nbgrader.preprocessors.base import NbGraderPreprocessor
+from traitlets import Unicode
 
 
 def _grade_id(cell) -> str | None:
@@ -66,3 +73,84 @@ class RestoreCells(OverwriteCells):
             cell.update(execution_count=None, outputs=[])
             cell["source"] = "# " + cell["source"]
         return MetadataValidator().upgrade_cell_metadata(NotebookNode(cell))
+
+
+class RequireExecuted(NbGraderPreprocessor):
+    """Refuse a notebook whose graded test cells were not run (``ODL_GRADER_REPLAY`` mode).
+
+    Recording grades without executing (see :mod:`odlkit.grading.parallel`) is only right for
+    notebooks a grading worker has executed: nbgrader gives full points to a test cell without
+    an error output, so an unexecuted test cell would pass. This makes such a notebook an error
+    for that student instead.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        m = cell.get("metadata", {}).get("nbgrader", {}) or {}
+        if (cell.cell_type == "code" and m.get("grade") and not m.get("solution")
+                and cell.source.strip() and cell.get("execution_count") is None):
+            raise RuntimeError(f"test cell {m.get('grade_id')!r} was not executed: refusing to record "
+                               "grades of a notebook no grading kernel ran")
+        return cell, resources
+
+
+# Lines TensorFlow, XLA and absl write to stderr when they load: noise to a student reading feedback.
+NOISE_LINES = re.compile(
+    r"^(?:"
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IWE]\d{4} [\d:. ]+\s*\d+ \S+\.(?:cc|h):\d+\].*"                  # absl/glog C++ log lines
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] (?:tensorflow|external|xla)/.*"   # TF C++ log lines
+    r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\."
+    r"|.*oneDNN custom operations are on.*"
+    r"|.*Unable to register cu(?:DNN|FFT|BLAS) factory.*"
+    r"|.*TF-TRT Warning: Could not find TensorRT.*"
+    r")$"
+)
+
+
+class CleanFeedback(NbGraderPreprocessor):
+    """What a student's feedback should not show: TensorFlow's start-up noise on stderr and the
+    grading machine's paths (course folder, grading sandbox, Python installation, home).
+
+    Runs in ``GenerateFeedback.preprocessors`` only: the graded notebook the instructor sees in
+    the formgrader keeps every byte.
+    """
+
+    course_root = Unicode("", help="the course folder, shown to students as '<course>'").tag(config=True)
+
+    def _paths(self) -> list[tuple[re.Pattern, str]]:
+        pairs = [(re.compile(r"/\S*?/odl-grade-[^/\s]+/course"), "<course>")]     # parallel grading sandboxes
+        kit_root = str(Path(__file__).resolve().parents[2])  # the folder holding odlkit/
+        literal = [(self.course_root, "<course>"), (sys.prefix, "<python>"), (sys.base_prefix, "<python>"),
+                   (kit_root, "<lib>"), (os.path.expanduser("~"), "~")]
+        for path, label in sorted(literal, key=lambda p: -len(p[0])):
+            if path and len(path) > 1:
+                pairs.append((re.compile(re.escape(path.rstrip("/"))), label))
+        return pairs
+
+    def _clean(self, text: str, paths) -> str:
+        for rx, label in paths:
+            text = rx.sub(label, text)
+        return text
+
+    def preprocess(self, nb, resources):
+        paths = self._paths()
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            kept = []
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "stream":
+                    lines = [ln for ln in out.text.split("\n") if not NOISE_LINES.match(ln)]
+                    out.text = self._clean("\n".join(lines), paths)
+                    if out.get("name") == "stderr" and not out.text.strip():
+                        continue
+                elif out.get("output_type") == "error":
+                    out.evalue = self._clean(str(out.get("evalue", "")), paths)
+                    out.traceback = [self._clean(t, paths) for t in out.get("traceback", [])]
+                else:
+                    for mime, data in out.get("data", {}).items():
+                        if mime.startswith("text/") and isinstance(data, str):
+                            out["data"][mime] = self._clean(data, paths)
+                kept.append(out)
+            cell.outputs = kept
+        return nb, resources

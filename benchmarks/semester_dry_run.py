@@ -1,0 +1,249 @@
+"""A semester's grading, dry: synthetic students x every assignment, every score checked.
+
+For each assignment (the course's, plus the grading fixture ``fx_signals``): release it with
+nbgrader into a temporary course, build one submission per student cycling through these kinds,
+pack them as a Moodle-style zip (``<Name>_<id>_assignsubmission_file_/<notebook>.ipynb``),
+collect, autograde in parallel (``--jobs``), generate feedback, export the CSV, and compare every
+student's autograded points and exported score with the expected ones:
+
+* ``full``: the instructor's solutions; every autograded point.
+* ``blank``: the release as handed out; 0.
+* ``partial``: only the first exercise solved; exactly that exercise's test points.
+* ``wrong``: all solved, but the first exercise's functions return plausible wrong values (numbers
+  and arrays shifted by 1, booleans flipped: right type and shape); that exercise's points lost.
+* ``tampered``: only the first exercise solved, every test cell edited to ``pass`` and the
+  first exercise's tests deleted (nbgrader restores them); that exercise's points.
+* ``huge_alloc``: all solved, but the first exercise's cell first allocates without end
+  (the kernel's memory limit turns it into MemoryError); that exercise's points lost.
+* ``not_json``: a truncated file; 0 and an error for that student, the rest still graded.
+
+Writes ``benchmarks/results/semester_dry_run.json`` with one row per assignment under
+``assignments``: ``{assignment, students, jobs, seconds_per_student, wrong_scores}`` (plus the
+per-kind counts and each wrong score's details).
+
+    .venv/bin/python benchmarks/semester_dry_run.py                         # 30 students, every assignment
+    .venv/bin/python benchmarks/semester_dry_run.py --students 7 --assignments fx_signals ch00_getting_started
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+
+from odlkit.grading import course as C
+from odlkit.grading import notebooks as N
+from odlkit.grading import parallel as P
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "grading_fixtures" / "source"
+KINDS = ["full", "blank", "partial", "wrong", "tampered", "huge_alloc", "not_json"]
+
+SHIFT = '''
+import functools as _odl_ft
+import numpy as _odl_np
+
+
+def _odl_shift(v):
+    if isinstance(v, (bool, _odl_np.bool_)):
+        return not v
+    if isinstance(v, (int, float, _odl_np.number)):
+        return v + 1
+    if isinstance(v, _odl_np.ndarray) and v.dtype.kind in "fiu":
+        return v + 1
+    if isinstance(v, (list, tuple)):
+        return type(v)(_odl_shift(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _odl_shift(x) for k, x in v.items()}
+    return v
+
+
+def _odl_wrong(f):
+    @_odl_ft.wraps(f)
+    def wrong(*args, **kwargs):
+        return _odl_shift(f(*args, **kwargs))
+    return wrong
+
+
+'''
+HUGE_ALLOC = "_odl_blocks = []\nwhile True:\n    _odl_blocks.append(b'x' * 2**27)\n"
+
+
+def find_source(assignment: str) -> Path:
+    for base in (C.COURSE_DIR / "source", FIXTURES):
+        if (base / assignment).is_dir():
+            return base / assignment
+    raise SystemExit(f"no source for {assignment} in autograder/source or tests/grading_fixtures/source")
+
+
+def impl_cells(nb, exercise: str) -> list:
+    return [c for c in nb.cells if N.nbmeta(c).get("solution") and c.cell_type == "code"
+            and N.exercise_of(N.grade_id(c)) == exercise]
+
+
+def functions_of(source: str) -> list[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+
+
+def first_wrongable(src, exercises) -> str | None:
+    """The first exercise whose solution defines functions (their outputs can be shifted)."""
+    for ex in exercises:
+        if any(functions_of(c.source) for c in impl_cells(src, ex)):
+            return ex
+    return None
+
+
+def submission(kind: str, src, rel, exercises):
+    """(notebook or raw text, exercises whose test points it must earn)."""
+    first = exercises[:1]
+    if kind == "full":
+        return N.solved(rel, src), exercises
+    if kind == "blank":
+        return rel, []
+    if kind == "partial":
+        return N.solved(rel, src, first), first
+    if kind == "tampered":
+        nb = N.solved(rel, src, first)
+        first_tests = {N.grade_id(c) for c in nb.cells if N.is_autograded_test(c) and N.exercise_of(N.grade_id(c)) in first}
+        for c in nb.cells:
+            if N.is_autograded_test(c):
+                c.source = "pass"
+        nb.cells = [c for c in nb.cells if N.grade_id(c) not in first_tests]
+        return nb, first
+    if kind == "wrong":
+        ex = first_wrongable(src, exercises)
+        nb = N.solved(rel, src)
+        if ex is None:
+            return nb, exercises
+        for c in impl_cells(nb, ex):
+            names = functions_of(c.source)
+            if names:
+                c.source = SHIFT + c.source + "\n\n" + "\n".join(f"{n} = _odl_wrong({n})" for n in names)
+        return nb, [e for e in exercises if e != ex]
+    if kind == "huge_alloc":
+        nb = N.solved(rel, src)
+        for c in impl_cells(nb, exercises[0])[:1]:
+            c.source = HUGE_ALLOC + c.source
+        return nb, exercises[1:]
+    if kind == "not_json":
+        return '{"cells": [ {"cell_type": "code", ', []
+    raise ValueError(kind)
+
+
+def dry_run(assignment: str, students: int, jobs: int, timeout: int) -> dict:
+    src_dir = find_source(assignment)
+    with tempfile.TemporaryDirectory(prefix="odl-semester-") as tmp:
+        tmp = Path(tmp)
+        course = tmp / "course"
+        (course / "source").mkdir(parents=True)
+        shutil.copy(C.COURSE_DIR / "nbgrader_config.py", course)
+        shutil.copytree(src_dir, course / "source" / assignment, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        t0 = time.perf_counter()
+        C.release([assignment], course, tmp / "out")
+        t_release = time.perf_counter() - t0
+        nb_name = next((course / "source" / assignment).glob("*.ipynb")).name
+        src = nbformat.read(str(course / "source" / assignment / nb_name), 4)
+        rel = nbformat.read(str(tmp / "out" / C.release_folder(assignment) / assignment / nb_name), 4)
+        exercises = N.exercises(src)
+        expected, kinds = {}, {}
+        with zipfile.ZipFile(tmp / "moodle.zip", "w") as z:
+            for i in range(students):
+                kind = KINDS[i % len(KINDS)]
+                folder = f"Student {i:03d}_{4000 + i}_assignsubmission_file_"
+                sid = f"Student_{i:03d}"
+                nb, earns = submission(kind, src, copy.deepcopy(rel), exercises)
+                expected[sid] = N.expected_auto_points(src, earns) if earns else 0.0
+                kinds[sid] = kind
+                z.writestr(f"{folder}/{nb_name}", nb if isinstance(nb, str) else nbformat.writes(nb))
+        t0 = time.perf_counter()
+        collected = C.collect(tmp / "moodle.zip", course)
+        t_collect = time.perf_counter() - t0
+        env = {"ODL_QUICK": "1", "ODL_GRADER_TIMEOUT": str(timeout), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        t0 = time.perf_counter()
+        results = {r.student: r for r in C.autograde(assignment, course, env=env, jobs=jobs)}
+        t_autograde = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        html = C.feedback([assignment], course)
+        t_feedback = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        totals = C.export(tmp / "grades.csv", course)
+        t_export = time.perf_counter() - t0
+    wrong = {}
+    for sid, want in expected.items():
+        r = results.get(sid)
+        got_auto = None if r is None else (r.auto_score or 0.0)
+        got_csv = totals.get(sid)
+        not_graded_ok = kinds[sid] == "not_json" and r is not None and r.errors
+        if got_auto != want or got_csv != want or (kinds[sid] != "not_json" and r.errors) or (
+                kinds[sid] == "not_json" and not not_graded_ok):
+            wrong[sid] = {"kind": kinds[sid], "expected": want, "autograded": got_auto, "exported": got_csv,
+                          "grades": None if r is None else r.grades,
+                          "cell_errors": None if r is None else r.cell_errors[:4]}
+    per_student = [r.grading_seconds for r in results.values() if r.grading_seconds is not None]
+    return {
+        "assignment": assignment,
+        "students": students,
+        "jobs": jobs,
+        "seconds_per_student": round(t_autograde / students, 2),
+        "wrong_scores": len(wrong),
+        "wrong": wrong,
+        "kinds": {k: sum(1 for v in kinds.values() if v == k) for k in KINDS},
+        "seconds": {"release": round(t_release, 1), "collect": round(t_collect, 2), "autograde": round(t_autograde, 1),
+                    "feedback": round(t_feedback, 1), "export": round(t_export, 1)},
+        "one_student_run_seconds_median": round(sorted(per_student)[len(per_student) // 2], 1) if per_student else None,
+        "feedback_pages": len(html),
+        "collect_problems": len(collected.problems),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--assignments", nargs="*", help="default: fx_signals and every course assignment")
+    ap.add_argument("--students", type=int, default=30)
+    ap.add_argument("--jobs", type=int, default=P.default_jobs())
+    ap.add_argument("--timeout", type=int, default=int(os.environ.get("ODL_GRADER_TIMEOUT", "300")),
+                    help="per-cell timeout of the grading kernels (s)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "semester_dry_run.json")
+    args = ap.parse_args()
+    names = args.assignments or ["fx_signals", *C.assignments(C.COURSE_DIR)]
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    rows = []
+    print(f"{'assignment':<28}{'students':>9}{'jobs':>5}{'s/student':>10}{'wrong':>6}")
+    for a in names:
+        row = dry_run(a, args.students, args.jobs, args.timeout)
+        rows.append(row)
+        print(f"{a:<28}{row['students']:>9}{row['jobs']:>5}{row['seconds_per_student']:>10}{row['wrong_scores']:>6}",
+              flush=True)
+        for sid, w in row["wrong"].items():
+            print(f"    WRONG {sid}: {w}")
+    res = {
+        "assignments": rows,
+        "total_seconds": round(time.perf_counter() - t0, 1),
+        "goal_seconds_per_student": 10,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "loadavg_1min_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
+                    "note": "times scale with the machine's load: compare runs at similar load"},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1) + "\n")
+    print(f"total {res['total_seconds']} s; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
