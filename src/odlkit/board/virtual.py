@@ -102,6 +102,37 @@ def write_replay(path: str | Path, record, predict=None, rate_hz: int = 25, seed
     return path
 
 
+_replay_class_cache: dict[tuple[str, float], list[str]] = {}
+
+
+def replay_classes(path: str | Path) -> list[str]:
+    """The classes RECORD can play back from a replay file (its ``r`` pool), sorted."""
+    path = Path(path)
+    key = (str(path), path.stat().st_mtime)
+    if key not in _replay_class_cache:
+        names: list[str] = []
+        with open(path) as f:
+            f.readline()
+            for line in f:
+                tag, _, rest = line.partition(" ")
+                name = rest.partition(" ")[0]
+                if tag == "r" and name not in names:
+                    names.append(name)
+        _replay_class_cache[key] = sorted(names)
+    return list(_replay_class_cache[key])
+
+
+def replayable_classes(board) -> list[str] | None:
+    """What a virtual board can RECORD (the classes of its replay file); None for a real board,
+    which records whatever its user performs."""
+    if getattr(board, "kind", None) != "virtual":
+        return None
+    argv = list(getattr(getattr(board, "_t", None), "argv", None) or [])
+    if "--replay" not in argv[:-1]:
+        return None
+    return replay_classes(argv[argv.index("--replay") + 1])
+
+
 def dataset_replay(dataset: str = "basic_motions", test_size: float = 0.25, seed: int = 0) -> Path:
     """Replay file (cached) of an IMU dataset: recordings split by group into RECORD / PREDICT pools."""
     from odlkit import data
