@@ -26,6 +26,7 @@ Cost: one JupyterLab, then each notebook's quick-mode run plus ~10 s of browser 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -450,33 +451,79 @@ def test_student_notebook_runs_with_exercises_unsolved(browser, jupyterlab, path
         page.close()
 
 
-def test_make_lab_serves_the_course(tmp_path) -> None:
-    """`make lab` (the README's command) starts JupyterLab on the repository, with ch00 in it."""
+@contextlib.contextmanager
+def _make_lab(tmp_path: Path, role: str | None = None):
+    """`make lab` (the README's command) on a free port; yields (base URL, token, printed URL)."""
     port, token = _free_port(), secrets.token_hex(16)
-    log_path = tmp_path / "make_lab.log"
+    log_path = tmp_path / f"make_lab_{role or 'student'}.log"
+    # Workspaces and settings of this run stay in tmp_path (not the user's ~/.jupyter).
+    env = {**os.environ, "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings")}
+    args = ["make", "lab", f"PORT={port}", f"LAB_ARGS=--no-browser --ip=127.0.0.1 --IdentityProvider.token={token}"]
     with open(log_path, "w") as log:  # a file, not a pipe: a full pipe would block the server
-        proc = subprocess.Popen(
-            ["make", "lab", f"PORT={port}", f"LAB_ARGS=--no-browser --ip=127.0.0.1 --IdentityProvider.token={token}"],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        proc = subprocess.Popen(args + ([f"ROLE={role}"] if role else []), cwd=REPO_ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
-        url = f"http://127.0.0.1:{port}/api/contents/chapters/ch00_getting_started?token={token}"
-        deadline = time.time() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    listing = r.read().decode()
-                break
-            except urllib.error.HTTPError as e:  # the server answers, but not with the course
-                pytest.fail(f"make lab serves {url} with HTTP {e.code}: is chapters/ch00_getting_started released?")
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"make lab did not serve the course on port {port}:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.5)
-        assert "ch00_getting_started.ipynb" in listing
+        deadline, printed = time.time() + 180, None
+        while printed is None:
+            # the URL a student clicks (jupyter prints "token=..." when the token was given)
+            m = re.search(rf"(http://127\.0\.0\.1:{port}/\S*)", log_path.read_text())
+            printed = m.group(1) if m else None
+            if printed is None and (proc.poll() is not None or time.time() > deadline):
+                pytest.fail(f"make lab did not start on port {port}:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}", token, printed
     finally:
         os.killpg(proc.pid, 15)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
+
+
+def _landing(browser, printed: str, token: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(re.sub(r"token=\S*", f"token={token}", printed), wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook .jp-RenderedMarkdown h1", timeout=120_000)
+    page.wait_for_timeout(2000)  # the extensions' menus and side panels
+    menus = page.locator("div.lm-MenuBar-itemLabel").all_inner_texts()
+    create = page.locator("[data-id='nbgrader-create_assignemnt'], [title*='Create Assignment']").count()
+    return page, menus, create
+
+
+def test_make_lab_serves_the_course(tmp_path, browser) -> None:
+    """`make lab` starts JupyterLab on the repository, with ch00 in it; the URL it prints opens the
+    course's landing page (not the Launcher), without nbgrader's instructor tools."""
+    with _make_lab(tmp_path) as (base, token, printed):
+        url = f"{base}/api/contents/chapters/ch00_getting_started?token={token}"
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:
+                listing = r.read().decode()
+        except urllib.error.HTTPError as e:  # the server answers, but not with the course
+            pytest.fail(f"make lab serves {url} with HTTP {e.code}: is chapters/ch00_getting_started released?")
+        assert "ch00_getting_started.ipynb" in listing
+        assert "/lab/tree/START_HERE.ipynb" in printed, printed
+        page, menus, create = _landing(browser, printed, token)
+        try:
+            assert page.locator(".jp-RenderedMarkdown h1").first.inner_text().startswith("On-Device Learning: start here")
+            assert page.locator(".jp-Launcher").count() == 0
+            assert "Run" in menus and "Nbgrader" not in menus, menus
+            assert create == 0, "the student's JupyterLab shows nbgrader's Create Assignment panel"
+            # every notebook the landing page links to exists
+            hrefs = page.locator(".jp-RenderedMarkdown a").evaluate_all("as => as.map(a => a.getAttribute('href'))")
+            targets = [re.sub(r"^.*?/(files|tree)/", "", h).split("?")[0] for h in hrefs if ".ipynb" in h]
+            assert len(targets) == 8 and all((REPO_ROOT / t).exists() for t in targets), hrefs
+            _shot(page, "make_lab_landing")
+        finally:
+            page.close()
+
+
+def test_make_lab_for_the_instructor_keeps_nbgrader(tmp_path, browser) -> None:
+    """`make lab ROLE=instructor`: the same landing page with nbgrader's menu and Create Assignment
+    (and so the student test's checks can see them)."""
+    with _make_lab(tmp_path, role="instructor") as (_base, token, printed):
+        page, menus, create = _landing(browser, printed, token)
+        try:
+            assert "Nbgrader" in menus and create >= 1, (menus, create)
+        finally:
+            page.close()
