@@ -57,6 +57,27 @@ def test_warning_filter_is_scoped_to_the_block():
                                               "Statistics for quantized inputs were expected, but not specified"]
 
 
+def test_streaming_naive_bayes_in_the_kit_prints_no_runtime_warning():
+    """ch02's online learners: GaussianNB before all classes are seen warned with a venv path."""
+    import numpy as np
+    from sklearn.naive_bayes import GaussianNB
+
+    from odlkit.tiny import classical
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 4)), np.repeat(np.arange(4), 16)  # sorted: early chunks see one class
+    learners = {"GaussianNB": GaussianNB()}
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        classical.online_curves(learners, X, y, X, y, chunk=8, n_classes=4)
+    assert not [w for w in seen if "divide by zero" in str(w.message)]
+    with warnings.catch_warnings(record=True) as seen:  # the same streaming outside the kit still warns
+        warnings.simplefilter("always")
+        nb = GaussianNB().partial_fit(X[:8], y[:8], classes=np.arange(4))
+        nb.predict(X[:8])
+    assert any("divide by zero" in str(w.message) for w in seen)
+
+
 def test_native_stderr_keeps_what_is_not_listed(capfd):
     with _quiet.quiet(native=True):
         os.write(2, b"I0000 00:00:1796117216.535730   11238 reader.cc:83] Reading SavedModel from: /tmp/tmp7e\n"

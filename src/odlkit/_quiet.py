@@ -14,8 +14,9 @@ Three sources print on stderr (red in JupyterLab) while the kit works:
   failed to converge ... Excluding this order`` (the RDP accountant skips an order it cannot
   evaluate; the epsilon it reports stays a valid bound) and TensorFlow's ``triggered
   tf.function retracing`` (a performance hint about the kit's own repeated predictions).
-* Python warnings raised inside TensorFlow's converter (``Statistics for quantized inputs were
-  expected``, printed with the virtual environment's path).
+* Python warnings raised inside libraries during the kit's calls, printed with the virtual
+  environment's path: TensorFlow's converter (``Statistics for quantized inputs were expected``),
+  scikit-learn's GaussianNB streaming before all classes were seen (``divide by zero in log``).
 
 Everything is scoped: the logging filter and the warnings filter act only while a kit function
 wrapped in :func:`quiet` runs, so the same messages caused by a student's own code still show.
@@ -44,8 +45,11 @@ LOG_NOISE = [
     r"_compute_log_a_frac failed to converge",
     r"triggered tf\.function retracing",
 ]
-WARNING_NOISE = [
-    r"Statistics for quantized inputs were expected",
+WARNING_NOISE = [  # (message, module the warning is raised in; "" = any)
+    (r"Statistics for quantized inputs were expected", ""),
+    # GaussianNB.partial_fit before every class was seen: log(prior 0) = -inf, as intended for a
+    # stream (those classes simply score -inf); printed with the venv's path
+    (r"divide by zero encountered in log", r"sklearn\.naive_bayes"),
 ]
 
 _NATIVE = [re.compile(p) for p in NATIVE_NOISE]
@@ -129,8 +133,8 @@ def quiet(native: bool = False):
     token = _active.set(_active.get() + 1)
     try:
         with warnings.catch_warnings():
-            for msg in WARNING_NOISE:
-                warnings.filterwarnings("ignore", message=msg)
+            for msg, module in WARNING_NOISE:
+                warnings.filterwarnings("ignore", message=msg, module=module)
             if native:
                 with _native_stderr_filtered():
                     yield
