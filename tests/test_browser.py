@@ -142,7 +142,9 @@ def jupyterlab(tmp_path_factory):
     nbformat.write(_selftest_notebook(), root / "selftest" / "failing.ipynb")
     settings = _lab_settings(root)
     port, token = _free_port(), secrets.token_hex(16)
-    env = _student_env(JUPYTER_CONFIG_DIR=str(root / ".jupyter-config"), JUPYTERLAB_SETTINGS_DIR=str(settings),
+    # the student's JupyterLab of `make lab` (no nbgrader instructor tools: .jupyter-student/)
+    env = _student_env(JUPYTER_CONFIG_PATH=str(REPO_ROOT / ".jupyter-student"),
+                       JUPYTER_CONFIG_DIR=str(root / ".jupyter-config"), JUPYTERLAB_SETTINGS_DIR=str(settings),
                        JUPYTERLAB_WORKSPACES_DIR=str(root / ".lab-workspaces"))
     log_path = root / "jupyterlab.log"
     with open(log_path, "w") as log:
@@ -527,3 +529,98 @@ def test_make_lab_for_the_instructor_keeps_nbgrader(tmp_path, browser) -> None:
             assert "Nbgrader" in menus and create >= 1, (menus, create)
         finally:
             page.close()
+
+
+def _nbgrader_course(course: Path) -> None:
+    """A one-notebook nbgrader course with one submission, autograded: an autograded exercise
+    and a written answer that needs manual grading."""
+    v4 = nbformat.v4
+
+    def meta(grade_id, grade, solution, points=None, task=False):
+        m = {"grade": grade, "solution": solution, "locked": not solution, "grade_id": grade_id,
+             "schema_version": 3, "task": task}
+        if points is not None:
+            m["points"] = points
+        return {"nbgrader": m}
+
+    nb = v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        v4.new_code_cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
+                         metadata=meta("square", False, True)),
+        v4.new_code_cell("assert square(3) == 9", metadata=meta("test_square", True, False, points=1)),
+        v4.new_markdown_cell("Why does a squared error punish large mistakes more than small ones?"),
+        v4.new_markdown_cell("YOUR ANSWER HERE", metadata=meta("why_square", True, True, points=2)),
+    ]
+    (course / "source" / "hw").mkdir(parents=True)
+    nbformat.write(nb, course / "source" / "hw" / "hw.ipynb")
+    (course / "nbgrader_config.py").write_text(
+        f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\nc.CourseDirectory.course_id = 'browser-test'\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    nbgrader = [sys.executable, "-m", "nbgrader"]
+    subprocess.run([*nbgrader, "generate_assignment", "hw", "--force", "--create"], cwd=course, env=env, check=True,
+                   capture_output=True)
+    sub = nbformat.read(course / "release" / "hw" / "hw.ipynb", as_version=4)
+    sub.cells[0].source = "def square(x):\n    return x ** 2"
+    sub.cells[3].source = "Because the error is multiplied by itself: twice the mistake costs four times as much."
+    (course / "submitted" / "alice" / "hw").mkdir(parents=True)
+    nbformat.write(sub, course / "submitted" / "alice" / "hw" / "hw.ipynb")
+    subprocess.run([*nbgrader, "autograde", "hw", "--force", "--create"], cwd=course, env=env, check=True,
+                   capture_output=True)
+
+
+def test_formgrader_manual_grading_page_loads_and_saves_a_score(tmp_path, browser) -> None:
+    """The instructor's manual-grading page: the student's written answer, the autograded score,
+    and a points field whose value reaches nbgrader's gradebook."""
+    from nbgrader.api import Gradebook
+
+    course = tmp_path / "course"
+    _nbgrader_course(course)
+    gradebook = f"sqlite:///{course / 'gradebook.db'}"
+    with Gradebook(gradebook) as gb:
+        submission_id = gb.find_submission_notebook("hw", "hw", "alice").id
+    settings = _lab_settings(tmp_path)
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / ".jupyter-config"), "JUPYTERLAB_SETTINGS_DIR": str(settings),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / ".lab-workspaces"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log_path = tmp_path / "formgrader.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+             f"--ServerApp.root_dir={course}", f"--IdentityProvider.token={token}", "--allow-root"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=course)
+    base = f"http://127.0.0.1:{port}"
+    page = None
+    try:
+        _wait_http(f"{base}/api/status?token={token}", proc, log_path)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # Log in as the instructor does (a token in the page's URL does not authorize the page's own
+        # API requests: formgrader's grades would load with 302s and the fields stay empty).
+        page.goto(f"{base}/login?next=/formgrader", wait_until="domcontentloaded", timeout=60_000)
+        page.fill("input[type=password]", token)
+        page.click("button[type=submit], input[type=submit]")
+        page.wait_for_load_state("domcontentloaded")
+        page.goto(f"{base}/formgrader/submissions/{submission_id}/", wait_until="domcontentloaded", timeout=60_000)
+        page.wait_for_selector("text=twice the mistake costs four times", timeout=60_000)
+        text = page.inner_text("body")
+        assert "Why does a squared error" in text or "why_square" in text
+        score = page.locator("input.score")
+        assert score.count() >= 2, "no points fields on the manual-grading page"
+        # the page loads the grades from nbgrader's API: the written answer is marked as needing a grade
+        page.wait_for_selector("input.score.needs_manual_grade", state="attached", timeout=60_000)
+        page.get_by_role("button", name="Full credit").last.click()  # the written answer: 2 points
+        _shot(page, "formgrader_manual_grading")
+        deadline = time.time() + 30
+        while True:
+            with Gradebook(gradebook) as gb:
+                grade = gb.find_grade("why_square", "hw", "hw", "alice")
+                manual_score, auto = grade.manual_score, gb.find_grade("test_square", "hw", "hw", "alice").auto_score
+            if manual_score == 2 or time.time() > deadline:
+                break
+            time.sleep(1)
+        assert auto == 1 and manual_score == 2, (auto, manual_score)
+    finally:
+        if page is not None:
+            page.close()
+        _stop(proc)
