@@ -31,8 +31,10 @@ $(VENV)/.synced: pyproject.toml uv.lock
 env: $(VENV)/.synced
 
 # --- the two commands --------------------------------------------------------------------------
+# Opens the course's landing page (START_HERE.ipynb). Students get no nbgrader instructor tools
+# (.jupyter-student/labconfig/page_config.json); `make lab ROLE=instructor` keeps them.
 lab: env
-	$(VENV)/bin/jupyter lab --notebook-dir=. --port=$(PORT) --ServerApp.default_url=/lab/tree/README.md $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+	$(if $(filter instructor,$(ROLE)),,JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter-student$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}") $(VENV)/bin/jupyter lab --notebook-dir=. --port=$(PORT) --LabApp.default_url=/lab/tree/START_HERE.ipynb $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: env
 	ODL_QUICK=1 $(VENV)/bin/pytest -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)

@@ -147,3 +147,90 @@ def test_shipped_recordings_load() -> None:
     for name in folders:
         ds = data.load(name)
         assert len(ds) > 0 and ds.sample_rate_hz
+
+
+# --- Edge Impulse Studio exports of data recorded with Edge Impulse's own Nano 33 BLE Sense firmware
+# The files below are written by hand from the data acquisition format spec
+# (docs.edgeimpulse.com/reference/data-ingestion/data-acquisition-format: protected {ver, alg, iat},
+# signature, payload {device_name, device_type, interval_ms, sensors [{name, units}], values}) and
+# Edge Impulse's CSV format (a `timestamp` column in ms, then one column per axis), with the axes
+# and units the firmware records: accX accY accZ in m/s2, gyrX gyrY gyrZ in dps.
+G = 9.80665
+
+
+def _firmware_export(folder, ds):
+    """A Studio export folder (training/ JSON, testing/ CSV) of the recordings of ``ds`` (g, deg/s)."""
+    to_firmware = np.array([G, G, G, 1.0, 1.0, 1.0])
+    for i, (x, y) in enumerate(zip(ds.X, ds.y, strict=True)):
+        label, values = ds.class_names[y], np.asarray(x, np.float64) * to_firmware
+        if i % 2 == 0:
+            doc = {"protected": {"ver": "v1", "alg": "HS256", "iat": 1700000000 + i},
+                   "signature": f"{i:064x}",
+                   "payload": {"device_name": "5C:E8:A1:33:0B:7D", "device_type": "ARDUINO_NANO33BLE",
+                               "interval_ms": 1000.0 / ds.sample_rate_hz,
+                               "sensors": [{"name": "accX", "units": "m/s2"}, {"name": "accY", "units": "m/s2"},
+                                           {"name": "accZ", "units": "m/s2"}, {"name": "gyrX", "units": "dps"},
+                                           {"name": "gyrY", "units": "dps"}, {"name": "gyrZ", "units": "dps"}],
+                               "values": [[float(f"{v:.9g}") for v in row] for row in values]}}
+            p = folder / "training" / f"{label}.rec{i}.3kq9{i:04d}.json"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps(doc))
+        else:
+            p = folder / "testing" / f"{label}.rec{i}.csv"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            lines = ["timestamp,accX,accY,accZ,gyrX,gyrY,gyrZ"]
+            lines += [",".join([f"{k * 1000.0 / ds.sample_rate_hz:g}", *(f"{v:.9g}" for v in row)])
+                      for k, row in enumerate(values)]
+            p.write_text("\n".join(lines) + "\n")
+
+
+def test_edge_impulse_firmware_export_loads_into_the_imu_pipeline_in_kit_units(tmp_path) -> None:
+    ds = data.load("basic_motions").subset(np.arange(0, 80, 8))  # 10 recordings, g and deg/s
+    _firmware_export(tmp_path / "export", ds)
+    back = data.read_recordings(tmp_path / "export")
+    assert back.channels == data.IMU_CHANNELS and back.sample_rate_hz == pytest.approx(ds.sample_rate_hz)
+    # files are read in path order (testing/ before training/): match them by their recording number
+    rec = [int(f.split("rec")[1].split(".")[0]) for f in back.meta["files"]]
+    np.testing.assert_allclose(back.X, ds.X[rec], rtol=1e-6, atol=1e-6)  # m/s2 -> g, dps -> deg/s
+    assert [back.class_names[y] for y in back.y] == [ds.class_names[ds.y[i]] for i in rec]
+    # ... and into Lab 1's pipeline: the backbone's (n, 50, 6) windows at 25 Hz, equal to the kit's own
+    win, ref = data.imu_windows(back), data.imu_windows(ds.subset(rec))
+    assert win.X.shape[1:] == (data.IMU_WINDOW, 6) and len(win) == len(ref) > 0
+    np.testing.assert_allclose(win.X, ref.X, rtol=1e-5, atol=1e-5)
+
+
+def test_edge_impulse_units_come_from_the_sensors_field(tmp_path) -> None:
+    x = np.array([[G, 0, -G / 2, np.pi, 0, 0], [0, 2 * G, 0, 0, -np.pi / 2, 0]])
+    doc = {"protected": {"ver": "v1", "alg": "none"}, "signature": "0" * 64,
+           "payload": {"device_type": "X", "interval_ms": 10,
+                       "sensors": [{"name": n, "units": "m/s2"} for n in ("accX", "accY", "accZ")]
+                       + [{"name": n, "units": "rad/s"} for n in ("gyrX", "gyrY", "gyrZ")],
+                       "values": x.tolist()}}
+    p = tmp_path / "a.1.json"
+    p.write_text(json.dumps(doc))
+    got, rate, channels = data.read_edge_impulse(p)
+    assert channels == data.IMU_CHANNELS and rate == pytest.approx(100.0)
+    np.testing.assert_allclose(got, [[1, 0, -0.5, 180, 0, 0], [0, 2, 0, 0, -90, 0]], rtol=1e-6, atol=1e-5)
+    raw, _, raw_channels = data.read_edge_impulse(p, kit_units=False)
+    assert raw_channels[0] == "accX" and raw[0, 0] == pytest.approx(G)
+    doc["payload"]["sensors"][4]["units"] = "furlongs"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(DatasetError, match="gyrY is in 'furlongs'") as e:
+        data.read_edge_impulse(p)
+    assert str(p) in str(e.value)
+
+
+def test_edge_impulse_export_in_firmware_units_without_iat_or_a_shared_device_name(tmp_path) -> None:
+    x = data.load("basic_motions").X[3]
+    doc = json.loads(data.write_edge_impulse(tmp_path / "walking.1.json", x, 10.0, axes="edge_impulse").read_text())
+    assert doc["protected"] == {"ver": "v1", "alg": "none"}  # no iat: the board has no clock
+    assert "device_name" not in doc["payload"] and doc["payload"]["device_type"] == "ARDUINO_NANO33BLE"
+    assert [(s["name"], s["units"]) for s in doc["payload"]["sensors"]] == [
+        ("accX", "m/s2"), ("accY", "m/s2"), ("accZ", "m/s2"), ("gyrX", "dps"), ("gyrY", "dps"), ("gyrZ", "dps")]
+    np.testing.assert_allclose(np.array(doc["payload"]["values"])[:, :3], x[:, :3] * G, rtol=1e-5)
+    back, _, channels = data.read_edge_impulse(tmp_path / "walking.1.json")
+    assert channels == data.IMU_CHANNELS
+    np.testing.assert_allclose(back, x, rtol=1e-5, atol=1e-5)
+    kit = json.loads(data.write_edge_impulse(tmp_path / "walking.2.json", x, 10.0, device_name="5C:E8:A1:33:0B:7D")
+                     .read_text())
+    assert kit["payload"]["device_name"] == "5C:E8:A1:33:0B:7D" and "iat" not in kit["protected"]

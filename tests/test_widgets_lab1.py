@@ -122,3 +122,33 @@ def test_recorder_widget_button_records_on_the_virtual_board():
         rec._ui["button"].click()
         assert rec._ui["status"].value.startswith("error:") and not rec._ui["button"].disabled
         assert board.info()["stored"] == 3
+
+
+def test_recorder_refuses_a_gesture_the_virtual_board_cannot_replay():
+    """Checked before RECORD (or ADDCLASS) is sent: the error names what it can record, no class
+    appears on the board or in the widget's list, and a replayable gesture still records."""
+    from odlkit.board import Board
+    from odlkit.board.virtual import replayable_classes
+    from odlkit.widgets.recorder import Recorder
+
+    with Board.virtual(dataset="basic_motions") as board:
+        can = replayable_classes(board)
+        assert can == ["badminton", "running", "standing", "walking"]
+        before = board.class_names()
+        rec = Recorder(board, n=2, live=False)
+        with pytest.raises(ValueError, match="no recordings of 'jumpingjacks'.*badminton, running, standing, walking"):
+            rec.record("jumpingjacks")
+        assert board.class_names() == before and board.info()["stored"] == 0
+        ui = rec.widget()
+        options = rec._ui["name"].options
+        rec._ui["name"].value = "jumpingjacks"
+        rec._ui["button"].click()
+        status = rec._ui["status"]
+        assert status.value.startswith("error:") and "jumpingjacks" in status.value
+        assert "odl-recorder-status" in status._dom_classes  # wraps instead of being cut at the edge
+        assert "white-space: normal" in ui.children[0].value
+        assert rec._ui["name"].options == options and board.class_names() == before
+        rec._ui["name"].value = "badminton"  # replayable, new on the board: added, then recorded
+        rec._ui["button"].click()
+        assert board.class_names() == [*before, "badminton"] and "badminton 2" in status.value
+    assert replayable_classes(object()) is None  # a real board records whatever is performed

@@ -6,3 +6,9 @@ such as ``odlkit.board`` and ``odlkit.data``, never pull in TensorFlow.
 """
 
 __version__ = "0.1.0"
+
+from odlkit import _quiet
+
+# Before any submodule imports TensorFlow: its C++ INFO/WARNING logs stay out of the notebook
+# (see odlkit._quiet for what else is kept quiet, and only during the kit's own calls).
+_quiet.set_environment()

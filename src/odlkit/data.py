@@ -19,7 +19,10 @@ Sources (all shipped inside installed packages or in ``datasets/``, nothing is d
   non-IID federated partition.
 * ``pickup_gesture``: Wiimote accelerometer Z axis, 10 gestures (UCR, bundled in ``aeon``).
 * ``digits``: 8x8 handwritten digits, 64 tabular features (scikit-learn).
-* every folder of ``datasets/`` holding recordings in CSV or Edge Impulse JSON.
+* every folder of ``datasets/`` holding recordings in CSV or Edge Impulse JSON, and any folder
+  given to :func:`read_recordings`, such as an Edge Impulse Studio export of data recorded with
+  Edge Impulse's own Nano 33 BLE Sense firmware (``accX .. gyrZ`` in m/s2 and dps come back as
+  the kit's ``ax .. gz`` in g and deg/s, ready for :func:`imu_windows`).
 """
 
 from __future__ import annotations
@@ -440,8 +443,41 @@ def few_shot(ds: Dataset, per_class: int, seed: int = SEED) -> Dataset:
 # naming: the label is everything before the first dot). CSV: a header ``timestamp,<channels>``
 # with timestamps in milliseconds, one row per sample (Edge Impulse's CSV import format too).
 
-_NAME = re.compile(r"^(?P<label>[^.]+)\.(?P<id>[^.]+)\.(?P<ext>csv|json)$")
+# Edge Impulse names files <label>.<anything>.<ext> (Studio exports add a sample name and an id).
+_NAME = re.compile(r"^(?P<label>[^.]+)\.(?P<id>.+)\.(?P<ext>csv|json)$")
 _EI_UNITS = {"ax": "g", "ay": "g", "az": "g", "gx": "dps", "gy": "dps", "gz": "dps"}
+
+# Edge Impulse's own firmware for the Nano 33 BLE Sense records its IMU as accX accY accZ in m/s2
+# and gyrX gyrY gyrZ in dps (degrees per second); the kit's channels are ax..gz in g and deg/s.
+EDGE_IMPULSE_AXES = ["accX", "accY", "accZ", "gyrX", "gyrY", "gyrZ"]
+EDGE_IMPULSE_FIRMWARE_UNITS = ["m/s2", "m/s2", "m/s2", "dps", "dps", "dps"]
+_ACCEL_PER_UNIT = {"g": 1.0, "m/s2": 1.0 / STANDARD_GRAVITY, "m/s^2": 1.0 / STANDARD_GRAVITY,
+                   "ms2": 1.0 / STANDARD_GRAVITY, "mg": 1e-3}
+"""Accelerometer unit -> g."""
+_GYRO_PER_UNIT = {"dps": 1.0, "deg/s": 1.0, "°/s": 1.0, "rad/s": 180.0 / np.pi, "mdps": 1e-3}
+"""Gyroscope unit -> deg/s."""
+
+
+def to_kit_imu(x: np.ndarray, channels: Sequence[str], units: Sequence[str] | None, path="recording") -> tuple[np.ndarray, list[str]]:
+    """Edge Impulse IMU axes (``accX .. gyrZ``, any order) -> the kit's ``ax .. gz`` in g and deg/s.
+
+    ``units`` are the ``sensors`` units of the file; None (a CSV) means the units of Edge
+    Impulse's Nano 33 BLE Sense firmware (m/s2, dps). Other channel sets come back unchanged.
+    """
+    channels = list(channels)
+    if sorted(channels) != sorted(EDGE_IMPULSE_AXES):
+        return x, channels
+    if units is None:
+        units = [EDGE_IMPULSE_FIRMWARE_UNITS[EDGE_IMPULSE_AXES.index(c)] for c in channels]
+    out = np.empty((len(x), 6), dtype=np.float32)
+    for j, axis in enumerate(EDGE_IMPULSE_AXES):
+        col = channels.index(axis)
+        unit = str(units[col]).strip()
+        table, kind = (_ACCEL_PER_UNIT, "accelerometer") if axis.startswith("acc") else (_GYRO_PER_UNIT, "gyroscope")
+        if unit not in table:
+            raise DatasetError(f"{path}: {axis} is in {unit!r}; known {kind} units: {', '.join(table)}")
+        out[:, j] = np.asarray(x[:, col], dtype=np.float64) * table[unit]
+    return out, list(IMU_CHANNELS)
 
 
 def write_csv(path: str | Path, x: np.ndarray, rate_hz: float, channels: Sequence[str] = IMU_CHANNELS) -> Path:
@@ -457,8 +493,14 @@ def write_csv(path: str | Path, x: np.ndarray, rate_hz: float, channels: Sequenc
     return path
 
 
-def read_csv(path: str | Path) -> tuple[np.ndarray, float, list[str]]:
-    """Read a recording written by :func:`write_csv`: ``(x (T, C), rate_hz, channels)``."""
+def read_csv(path: str | Path, kit_units: bool = True) -> tuple[np.ndarray, float, list[str]]:
+    """Read a recording CSV (:func:`write_csv`, or Edge Impulse's CSV format and Studio export):
+    ``(x (T, C), rate_hz, channels)``.
+
+    With ``kit_units`` (default), Edge Impulse's IMU axes ``accX .. gyrZ``, which a CSV gives
+    without units, are taken in the units of Edge Impulse's Nano 33 BLE Sense firmware (m/s2,
+    dps) and returned as the kit's ``ax .. gz`` in g and deg/s.
+    """
     path = Path(path)
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
@@ -474,7 +516,10 @@ def read_csv(path: str | Path) -> tuple[np.ndarray, float, list[str]]:
     dt = np.diff(values[:, 0])
     if np.any(dt <= 0):
         raise DatasetError(f"{path}: timestamps must increase strictly")
-    return values[:, 1:].astype(np.float32), float(1000.0 / np.median(dt)), channels
+    x = values[:, 1:].astype(np.float32)
+    if kit_units:
+        x, channels = to_kit_imu(x, channels, None, path)
+    return x, float(1000.0 / np.median(dt)), channels
 
 
 def write_edge_impulse(
@@ -482,38 +527,62 @@ def write_edge_impulse(
     x: np.ndarray,
     rate_hz: float,
     channels: Sequence[str] = IMU_CHANNELS,
-    device_name: str = "nano33ble",
+    device_name: str | None = None,
     device_type: str = "ARDUINO_NANO33BLE",
+    axes: str = "kit",
 ) -> Path:
-    """Write one recording in Edge Impulse's data-acquisition format (unsigned, ``alg: none``)."""
+    """Write one recording in Edge Impulse's data-acquisition format (unsigned, ``alg: none``).
+
+    ``axes="kit"`` (default) keeps the kit's channel names and units (``ax .. gz`` in g and
+    dps, declared in ``sensors``): a file that reads back exactly. ``axes="edge_impulse"``
+    writes an IMU recording as Edge Impulse's own Nano 33 BLE Sense firmware records it
+    (``accX .. gyrZ`` in m/s2 and dps), so it joins firmware-recorded data in one Edge Impulse
+    project (an impulse is built on axis names). No ``iat`` (the spec sets it only from an
+    accurate clock) and no ``device_name`` unless given (only a globally unique one, e.g. the
+    board's MAC address, belongs there: a shared name would merge every student into one device).
+    """
     x = _check_recording(x, channels, path)
-    doc = {
-        "protected": {"ver": "v1", "alg": "none", "iat": 0},
-        "signature": "0" * 64,
-        "payload": {
-            "device_name": device_name,
-            "device_type": device_type,
-            "interval_ms": 1000.0 / rate_hz,
-            "sensors": [{"name": c, "units": _EI_UNITS.get(c, "N/A")} for c in channels],
-            "values": [[float(f"{v:.6g}") for v in row] for row in x],
-        },
-    }
+    channels = list(channels)
+    if axes == "edge_impulse":
+        if channels != IMU_CHANNELS:
+            raise DatasetError(f"{path}: axes='edge_impulse' needs the IMU channels {IMU_CHANNELS}, got {channels}")
+        x = x.astype(np.float64) * np.array([STANDARD_GRAVITY] * 3 + [1.0] * 3)
+        channels, units = list(EDGE_IMPULSE_AXES), list(EDGE_IMPULSE_FIRMWARE_UNITS)
+    elif axes == "kit":
+        units = [_EI_UNITS.get(c, "N/A") for c in channels]
+    else:
+        raise DatasetError(f"axes must be 'kit' or 'edge_impulse', got {axes!r}")
+    payload = {"device_type": device_type}
+    if device_name:
+        payload["device_name"] = device_name
+    payload.update({
+        "interval_ms": 1000.0 / rate_hz,
+        "sensors": [{"name": c, "units": u} for c, u in zip(channels, units, strict=True)],
+        "values": [[float(f"{v:.6g}") for v in row] for row in x],
+    })
+    doc = {"protected": {"ver": "v1", "alg": "none"}, "signature": "0" * 64, "payload": payload}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc))
     return path
 
 
-def read_edge_impulse(path: str | Path) -> tuple[np.ndarray, float, list[str]]:
-    """Read an Edge Impulse data-acquisition JSON file: ``(x (T, C), rate_hz, channels)``."""
+def read_edge_impulse(path: str | Path, kit_units: bool = True) -> tuple[np.ndarray, float, list[str]]:
+    """Read an Edge Impulse data-acquisition JSON file: ``(x (T, C), rate_hz, channels)``.
+
+    With ``kit_units`` (default), Edge Impulse's IMU axes ``accX .. gyrZ`` (as its Nano 33 BLE
+    Sense firmware and Studio's export write them) are converted from the units the file's
+    ``sensors`` declare (m/s2, g, dps, rad/s, ...) to the kit's ``ax .. gz`` in g and deg/s.
+    """
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
         payload = doc["payload"]
         channels = [s["name"] for s in payload["sensors"]]
+        units = [s.get("units", "N/A") for s in payload["sensors"]]
         interval = float(payload["interval_ms"])
         x = np.asarray(payload["values"], dtype=np.float32)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise DatasetError(
             f"{path}: not an Edge Impulse data-acquisition file ({type(e).__name__}: {e}); "
             "expected {'payload': {'interval_ms', 'sensors': [{'name'}], 'values': [[...]]}}"
@@ -522,6 +591,8 @@ def read_edge_impulse(path: str | Path) -> tuple[np.ndarray, float, list[str]]:
         x = x[:, None]
     if x.ndim != 2 or x.shape[1] != len(channels) or interval <= 0:
         raise DatasetError(f"{path}: values have shape {x.shape} but there are {len(channels)} sensors")
+    if kit_units:
+        x, channels = to_kit_imu(x, channels, units, path)
     return x, 1000.0 / interval, channels
 
 

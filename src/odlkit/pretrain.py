@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._quiet import quiet_call
 from .config import ASSETS_DIR, SEED, seed_everything
 from .data import Dataset, Standardizer, imu_windows, train_test_split
 
@@ -43,6 +44,7 @@ def source_split(seed: int = SEED) -> tuple[Dataset, Dataset]:
     return train_test_split(imu_windows(SOURCE), test_size=0.2, seed=seed, by_group=True)
 
 
+@quiet_call(native=True)  # tf.data's "E0000 ... NodeDef mentions attribute" lines
 def train_backbone(epochs: int = EPOCHS, seed: int = SEED, verbose: int = 0):
     """Train backbone + a temporary source head on ``watch``; return (backbone, metadata).
 

@@ -40,20 +40,62 @@ def _sources(sketch: str) -> tuple[list[Path], list[Path]]:
     return cpp, headers
 
 
-def build_virtual_board(sketch: str = DEFAULT_SKETCH, extra_flags: list[str] | None = None, force: bool = False) -> Path:
-    """Compile (or reuse) the virtual board executable of ``sketch`` and return its path."""
-    cxx = os.environ.get("CXX", "g++")
-    if shutil.which(cxx) is None:
-        raise RuntimeError(f"no C++ compiler {cxx!r} found; install g++ (Debian: apt-get install g++) to use Board.virtual")
-    cpp, headers = _sources(sketch)
-    flags = CXXFLAGS + list(extra_flags or [])
+class NoCompilerError(RuntimeError):
+    """No C++ compiler to build the virtual board with; the message says how to get one.
+
+    In a notebook only the message is shown (IPython's ``_render_traceback_``): the traceback
+    through the kit would say nothing more."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+# Tried in order when CXX is not set (macOS's command-line tools install `c++`/`clang++`, and a
+# `g++` that is clang too).
+DEFAULT_COMPILERS = ("g++", "c++", "clang++")
+COMPILER_HINTS = """\
+Board.virtual compiles the sketch's C++ for this computer once (cached in {build_dir}) and
+needs a C++14 compiler for that; {tried} found none. Install one, then run the cell again:
+  Debian/Ubuntu:  sudo apt-get install g++
+  Fedora:         sudo dnf install gcc-c++
+  macOS:          xcode-select --install   (Apple's command-line tools: clang++)
+  Windows:        use WSL (`wsl --install`, then the Debian/Ubuntu line inside it)
+  any compiler:   set CXX, e.g. CXX=clang++-14 or CXX=/opt/gcc/bin/g++, before starting Jupyter"""
+
+
+def _build_key(cxx: str, flags: list[str], cpp: list[Path], headers: list[Path]) -> str:
     h = hashlib.sha256()
     h.update(" ".join([cxx, *flags]).encode())
     for p in cpp + headers:
         h.update(p.name.encode())
         h.update(p.read_bytes())
-    out_dir = BUILD_DIR / f"{sketch}-{h.hexdigest()[:12]}"
-    exe = out_dir / ("virtual_board.exe" if os.name == "nt" else "virtual_board")
+    return h.hexdigest()[:12]
+
+
+def _exe_path(sketch: str, key: str) -> Path:
+    return BUILD_DIR / f"{sketch}-{key}" / ("virtual_board.exe" if os.name == "nt" else "virtual_board")
+
+
+def build_virtual_board(sketch: str = DEFAULT_SKETCH, extra_flags: list[str] | None = None, force: bool = False) -> Path:
+    """Compile (or reuse) the virtual board executable of ``sketch`` and return its path.
+
+    A build already in the cache for the current sources is used without a compiler; a new build
+    needs ``$CXX`` (or the first of g++, c++, clang++ on PATH), else :class:`NoCompilerError`.
+    """
+    cpp, headers = _sources(sketch)
+    flags = CXXFLAGS + list(extra_flags or [])
+    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else list(DEFAULT_COMPILERS)
+    if not force:
+        for name in candidates:
+            exe = _exe_path(sketch, _build_key(name, flags, cpp, headers))
+            if exe.exists():
+                return exe
+    cxx = next((c for c in candidates if shutil.which(c)), None)
+    if cxx is None:
+        tried = f"CXX={candidates[0]!r}" if os.environ.get("CXX") else "looking for " + ", ".join(candidates)
+        raise NoCompilerError(COMPILER_HINTS.format(build_dir=BUILD_DIR, tried=tried))
+    exe = _exe_path(sketch, _build_key(cxx, flags, cpp, headers))
+    out_dir = exe.parent
     if exe.exists() and not force:
         return exe
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +145,37 @@ def write_replay(path: str | Path, record, predict=None, rate_hz: int = 25, seed
     tmp.write_text(header + "\n" + "\n".join(lines) + "\n")
     os.replace(tmp, path)
     return path
+
+
+_replay_class_cache: dict[tuple[str, float], list[str]] = {}
+
+
+def replay_classes(path: str | Path) -> list[str]:
+    """The classes RECORD can play back from a replay file (its ``r`` pool), sorted."""
+    path = Path(path)
+    key = (str(path), path.stat().st_mtime)
+    if key not in _replay_class_cache:
+        names: list[str] = []
+        with open(path) as f:
+            f.readline()
+            for line in f:
+                tag, _, rest = line.partition(" ")
+                name = rest.partition(" ")[0]
+                if tag == "r" and name not in names:
+                    names.append(name)
+        _replay_class_cache[key] = sorted(names)
+    return list(_replay_class_cache[key])
+
+
+def replayable_classes(board) -> list[str] | None:
+    """What a virtual board can RECORD (the classes of its replay file); None for a real board,
+    which records whatever its user performs."""
+    if getattr(board, "kind", None) != "virtual":
+        return None
+    argv = list(getattr(getattr(board, "_t", None), "argv", None) or [])
+    if "--replay" not in argv[:-1]:
+        return None
+    return replay_classes(argv[argv.index("--replay") + 1])
 
 
 def dataset_replay(dataset: str = "basic_motions", test_size: float = 0.25, seed: int = 0) -> Path:

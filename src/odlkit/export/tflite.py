@@ -16,11 +16,14 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from odlkit._quiet import quiet_call
+
 
 class ExportError(RuntimeError):
     """A model could not be converted or run; the message says why and what to do."""
 
 
+@quiet_call(native=True)  # the converter's C++ page (temp paths, "fully_quantize: 0, ...") and its UserWarning
 def to_tflite(model, representative: np.ndarray | None = None, int8: bool = False, max_samples: int = 200) -> bytes:
     """Convert a Keras model to ``.tflite`` bytes.
 

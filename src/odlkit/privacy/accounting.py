@@ -24,6 +24,8 @@ import math
 import dp_accounting
 from dp_accounting import pld, rdp
 
+from odlkit._quiet import quiet_call
+
 ACCOUNTANTS = ("rdp", "pld")
 # Below this noise multiplier the PLD accountant's support explodes (seconds and GBs of RAM
 # for sigma=0.05) while epsilon is already in the hundreds: we refuse instead of hanging.
@@ -94,6 +96,7 @@ def dpsgd_event(noise_multiplier: float, sampling_rate: float, steps: int) -> dp
     )
 
 
+@quiet_call  # dp_accounting's "_compute_log_a_frac failed to converge" (an order skipped; the bound holds)
 def compute_epsilon(
     noise_multiplier: float, sampling_rate: float, steps: int, delta: float, accountant: str = "rdp"
 ) -> float:
@@ -126,6 +129,7 @@ def steps_for(dataset_size: int, batch_size: int, epochs: float) -> tuple[float,
     return q, max(1, int(math.ceil(epochs * dataset_size / batch_size)))
 
 
+@quiet_call
 def noise_for_epsilon(
     target_epsilon: float,
     sampling_rate: float,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from odlkit._quiet import quiet_call
+
 __all__ = ["NearestClassMean", "HeadLearner", "state_bytes", "online_curves", "default_learners"]
 
 
@@ -104,6 +106,7 @@ def default_learners(feature_dim: int, n_classes: int, seed: int = 0) -> dict:
     }
 
 
+@quiet_call  # GaussianNB's "divide by zero in log" before every class was seen in the stream
 def online_curves(learners: dict, X, y, X_test, y_test, chunk: int = 8, n_classes: int | None = None,
                   seed: int = 0):
     """Stream ``(X, y)`` (shuffled) in chunks to every learner's ``partial_fit``; after each chunk

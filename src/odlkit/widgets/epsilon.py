@@ -3,6 +3,9 @@
 >>> from odlkit.widgets.epsilon import EpsilonExplorer
 >>> EpsilonExplorer(utility=[(0.0, 0.95), (0.5, 0.93), (1.0, 0.88), (2.0, 0.75)]).show()
 
+``show()`` displays the sliders once and returns None (so the line above, last in a cell, does
+not render them a second time); :meth:`EpsilonExplorer.widget` returns them undisplayed.
+
 Sliders for the noise multiplier, the sampling rate ``q = batch / n`` and the number of steps;
 the epsilon comes from :func:`odlkit.privacy.accounting.compute_epsilon` (dp_accounting's RDP
 accountant by default). "Expected accuracy" is interpolated from a privacy/utility curve
@@ -53,14 +56,22 @@ class EpsilonExplorer:
             lines.append(f"{z:7.2f} {r['epsilon']:10.3f} {r['expected_accuracy']:9.3f}")
         return "\n".join(lines)
 
-    def show(self, force_text: bool = False):
+    def show(self, force_text: bool = False) -> None:
+        """Display the sliders (a table without a front end). Returns None: a returned widget,
+        last in a cell, would be rendered a second time."""
         from odlkit.widgets.dashboard import frontend_available
 
         if force_text or not frontend_available():
             print(self.table())
             return None
-        import ipywidgets as w
         from IPython.display import display
+
+        display(self.widget())
+        return None
+
+    def widget(self):
+        """The sliders and the epsilon line as an ipywidgets box (not displayed)."""
+        import ipywidgets as w
 
         z = w.FloatLogSlider(value=self.noise_multiplier, base=10, min=-0.5, max=1, step=0.02,
                              description="noise z", continuous_update=False)
@@ -78,6 +89,4 @@ class EpsilonExplorer:
         for s in (z, q, t):
             s.observe(refresh, names="value")
         refresh()
-        box = w.VBox([z, q, t, out])
-        display(box)
-        return box
+        return w.VBox([z, q, t, out])

@@ -5,11 +5,12 @@ Pass :meth:`FLViewer.update` as the ``callback`` of :func:`odlkit.fl.run_fedavg`
     viewer = FLViewer(n_clients=20, title="FedAvg, Dirichlet(0.3)")
     w, hist = fl.run_fedavg(pool, w0, rounds=30, callback=viewer.update)
 
-In a notebook front end it shows an ipywidgets ``Output`` with three panels redrawn every
-``every`` rounds (accuracy of the global model on each client's data as a heat strip, global /
-federated accuracy per round, cumulative megabytes). Without a front end (tests, nbconvert,
-a terminal) it prints one line per ``every`` rounds instead and :meth:`show` draws the final
-figure once.
+In a notebook front end it shows a status line updated every round and an ipywidgets
+``Output`` with three panels redrawn in place every ``every`` rounds and after the last one
+(accuracy of the global model on each client's data as a heat strip, global / federated
+accuracy per round, cumulative megabytes); :meth:`show` then only makes sure the last round is
+drawn there (no second copy of the figure). Without a front end (tests, nbconvert, a terminal)
+it prints one line per ``every`` rounds instead and :meth:`show` draws the final figure once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class FLViewer:
         self.live = frontend_available() if live is None else bool(live)
         self.lines: list[str] = []
         self.history = None
+        self.drawn_round: int | None = None  # the round the live figure shows
+        self.draws = 0
         self._out = None
         if self.live:
             import ipywidgets as w
@@ -39,25 +42,34 @@ class FLViewer:
     def update(self, t: int, history) -> None:
         """Callback for ``run_fedavg``: record round ``t`` and redraw (or print)."""
         self.history = history
+        line = self._line(t, history)
+        if self.live:  # the status line is cheap: every round, so the viewer is live whatever `every` is
+            self._label.value = f"<b>{self.title}</b>: {line}"
         if t % self.every and t != history.config.get("rounds"):
             return
-        acc = history.accuracy[-1]
-        client = np.asarray(history.client_accuracy[-1], dtype=float)
-        worst = np.nanmin(client) if np.isfinite(client).any() else float("nan")
-        mb = history.megabytes[-1]
-        line = (f"round {t:3d}: accuracy {acc:.3f}, worst client {worst:.3f}, "
-                f"{history.reported[-1]}/{len(history.selected[-1])} clients reported, {mb:.3f} MB so far")
         self.lines.append(line)
         if not self.live:
             print(line)
             return
-        self._label.value = f"<b>{self.title}</b>: {line}"
+        self._draw(t)
+
+    def _line(self, t: int, history) -> str:
+        acc = history.accuracy[-1]
+        client = np.asarray(history.client_accuracy[-1], dtype=float)
+        worst = np.nanmin(client) if np.isfinite(client).any() else float("nan")
+        mb = history.megabytes[-1]
+        return (f"round {t:3d}: accuracy {acc:.3f}, worst client {worst:.3f}, "
+                f"{history.reported[-1]}/{len(history.selected[-1])} clients reported, {mb:.3f} MB so far")
+
+    def _draw(self, t: int) -> None:
         import matplotlib.pyplot as plt
 
         with self._out:
             self._out.clear_output(wait=True)
             self.figure()
             plt.show()
+        self.drawn_round = t
+        self.draws += 1
 
     def figure(self):
         """The three-panel figure of the rounds seen so far."""
@@ -90,7 +102,13 @@ class FLViewer:
         return fig
 
     def show(self):
-        """Draw the final figure (use it after the run when there is no live front end)."""
+        """The final figure: drawn once below the cell without a live front end; in the live
+        viewer, the figure in place is brought up to the last round (never a second copy)."""
+        if self.live and self._out is not None:
+            last = None if self.history is None else self.history.round[-1] if len(self.history.round) else None
+            if last is not None and self.drawn_round != last:
+                self._draw(last)
+            return
         import matplotlib.pyplot as plt
 
         self.figure()

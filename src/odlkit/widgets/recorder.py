@@ -18,6 +18,7 @@ prints its progress.
 
 from __future__ import annotations
 
+import html
 import sys
 import time
 import uuid
@@ -31,6 +32,9 @@ from .dashboard import _in_ipython, frontend_available
 __all__ = ["Recorder", "board_class_names"]
 
 IMU_CHANNELS = ("ax", "ay", "az", "gx", "gy", "gz")
+# The status line wraps inside the widget (ipywidgets' labels cut long text off at the edge).
+_STATUS_CSS = ("<style>.odl-recorder-status, .odl-recorder-status > .widget-html-content {white-space: normal !important;"
+               " overflow-wrap: anywhere; height: auto !important; line-height: 1.4;}</style>")
 
 
 def _get(obj, key, default=None):
@@ -88,13 +92,27 @@ class Recorder:
         self._ui = None
 
     # core ---------------------------------------------------------------------------------
-    def ensure_class(self, label: str) -> int:
-        """Index of ``label`` on the board, adding the class first if the board lacks it."""
+    def check_label(self, label: str) -> str:
+        """The gesture name, stripped, if the board can record it; ValueError saying why not.
+
+        A virtual board can only replay the classes of its recordings: any other name is
+        refused here, before anything is sent to the board (no class is added)."""
         label = str(label).strip()
         if not label:
             raise ValueError("the class name is empty: type a gesture name first")
         if any(c in label for c in " $*,"):
             raise ValueError(f"class name {label!r} must not contain spaces, commas, '$' or '*'")
+        from odlkit.board.virtual import replayable_classes
+
+        can = replayable_classes(self.board)
+        if can is not None and label not in can:
+            raise ValueError(f"the virtual board has no recordings of {label!r} to replay; it can record "
+                             f"{', '.join(can)} (a real board records any gesture you perform)")
+        return label
+
+    def ensure_class(self, label: str) -> int:
+        """Index of ``label`` on the board, adding the class first if the board lacks it."""
+        label = self.check_label(label)
         names = board_class_names(self.board)
         if label in names:
             return names.index(label)
@@ -108,6 +126,7 @@ class Recorder:
         n = self.n if n is None else int(n)
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        label = self.check_label(label)  # before anything reaches the board
         self.ensure_class(label)
         t0 = time.perf_counter()
         bar = self._progress_start(label, n)
@@ -182,7 +201,7 @@ class Recorder:
         if self.live and self._ui is not None:
             self._ui["progress"].max = n
             self._ui["progress"].value = 0
-            self._ui["status"].value = f"recording {label}: move now"
+            self._ui["status"].value = html.escape(f"recording {label}: move now")
             return None
         return "text"
 
@@ -195,7 +214,7 @@ class Recorder:
             return
         if self._ui is not None and done is not None:
             self._ui["progress"].value = min(done, n)
-            self._ui["status"].value = f"{label}: {min(done, n)}/{n}" + (" done" if final else " (move now)")
+            self._ui["status"].value = html.escape(f"{label}: {min(done, n)}/{n}" + (" done" if final else " (move now)"))
 
     def _plot(self, x, label):
         if not (self.live and self._ui is not None):
@@ -226,7 +245,8 @@ class Recorder:
         count = w.BoundedIntText(value=self.n, min=1, max=200, description="windows")
         button = w.Button(description="Record", button_style="danger", icon="circle")
         progress = w.IntProgress(value=0, min=0, max=self.n, description="progress")
-        status = w.Label(value="type a class name, then Record and perform the gesture")
+        status = w.HTML(value="type a class name, then Record and perform the gesture", layout={"width": "100%"})
+        status.add_class("odl-recorder-status")
         plot = w.Output(layout={"min_height": "200px"})
         self._ui = {"name": name, "count": count, "button": button, "progress": progress, "status": status, "plot": plot}
         self.live = True
@@ -236,14 +256,14 @@ class Recorder:
             try:
                 self.record(name.value, count.value)
                 name.options = board_class_names(self.board)
-                status.value = "recorded so far: " + ", ".join(f"{k} {v}" for k, v in self.counts().items())
+                status.value = html.escape("recorded so far: " + ", ".join(f"{k} {v}" for k, v in self.counts().items()))
             except Exception as e:  # shown to the user; the board keeps its state
-                status.value = f"error: {e}"
+                status.value = html.escape(f"error: {e}")
             finally:
                 button.disabled = False
 
         button.on_click(on_click)
-        return w.VBox([w.HBox([name, count, button]), progress, status, plot])
+        return w.VBox([w.HTML(_STATUS_CSS), w.HBox([name, count, button]), progress, status, plot])
 
     def show(self):
         """Display the widget in a front end; otherwise print how to record from code."""
