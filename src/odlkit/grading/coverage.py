@@ -198,14 +198,14 @@ def current_table(course_dir: Path = COURSE_DIR) -> str:
 
 
 def section_of(text: str, begin: str, end: str) -> str | None:
-    m = re.search(re.escape(begin) + r"\n(.*?)\n" + re.escape(end), text, re.S)
+    m = re.search(re.escape(begin) + r"\n(.*?)\n?" + re.escape(end), text, re.S)
     return m.group(1) if m else None
 
 
 def replace_section(text: str, begin: str, end: str, body: str) -> str:
     if section_of(text, begin, end) is None:
         raise ValueError(f"no generated section; add the two lines\n{begin}\n{end}")
-    return re.sub(re.escape(begin) + r"\n.*?\n" + re.escape(end), lambda _m: f"{begin}\n{body}\n{end}",
+    return re.sub(re.escape(begin) + r"\n.*?\n?" + re.escape(end), lambda _m: f"{begin}\n{body}\n{end}",
                   text, flags=re.S)
 
 
