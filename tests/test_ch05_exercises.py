@@ -259,3 +259,20 @@ def test_a_plausible_wrong_solution_fails(exercise, wrong):
 def test_a_solution_that_calls_the_kit_fails(exercise):
     with pytest.raises(DelegationError, match="DELEGATES TO THE KIT"):
         run_tests(exercise, DELEGATING[exercise])
+
+
+def test_the_kits_linear_inversion_is_the_exercise_and_checks_its_input():
+    # the demo's fallback (odlkit.attacks.inversion.invert_linear_head) must compute what exercise 6 asks
+    from odlkit.attacks.inversion import invert_linear_head
+
+    ns = {"np": np}
+    exec(CELLS["ex6_invert"], ns)
+    r = np.random.default_rng(3)
+    for clip in (None, (0.0, 1.0)):
+        W, b = r.normal(size=(5, 9)), r.normal(size=5)
+        assert np.allclose(invert_linear_head(W, b, 2, steps=20, lr=0.2, l2=0.05, clip=clip),
+                           ns["invert_linear"](W, b, 2, 20, 0.2, 0.05, clip=clip), atol=1e-12)
+    with pytest.raises(ValueError, match="out of range"):
+        invert_linear_head(W, b, 5)
+    with pytest.raises(ValueError, match="n_classes"):
+        invert_linear_head(W, b[:3], 0)
