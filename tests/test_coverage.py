@@ -4,7 +4,7 @@ Reads the coverage tags ``metadata["odl"]`` of every graded cell of ``autograder
 ``odlkit.grading.coverage``). Fails when a graded cell is untagged or uses an unknown key or tag,
 when a subsection 12.2.1-12.7.4 or an objective LO1-LO5 has no graded item, when an objective has
 only written items, or when the table in ``autograder/COURSE_GUIDE.md`` is stale
-(``python -m odlkit.grading.coverage --write`` regenerates it).
+(``python -m odlkit.grading.course_docs --write`` regenerates it).
 """
 
 from __future__ import annotations
@@ -62,4 +62,4 @@ def test_every_objective_has_an_autograded_item(objective):
 def test_the_course_guide_table_is_current():
     text = COV.GUIDE.read_text()
     assert COV.section_of(text, COV.TABLE_BEGIN, COV.TABLE_END) == COV.current_table(), (
-        "autograder/COURSE_GUIDE.md's coverage table is stale: run `python -m odlkit.grading.coverage --write`")
+        "autograder/COURSE_GUIDE.md's coverage table is stale: run `python -m odlkit.grading.course_docs --write`")
