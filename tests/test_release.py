@@ -16,6 +16,7 @@ import nbformat
 import pytest
 
 from odlkit.grading import course as C
+from odlkit.grading import coverage as COV
 from odlkit.grading import notebooks as N
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,3 +93,46 @@ def test_no_outputs_in_sources_or_student_notebooks():
     paths = student_notebooks() + sorted((COURSE / "source").glob("*/*.ipynb")) + sorted(FIXTURES.glob("*/*.ipynb"))
     with_outputs = [str(p.relative_to(ROOT)) for p in paths if N.has_outputs(nbformat.read(str(p), 4))]
     assert not with_outputs, f"notebooks stored with outputs (run nbstripout): {with_outputs}"
+
+
+# ------------------------------------------------------------------ written questions are visible
+def _nb(*cells):
+    return nbformat.v4.new_notebook(cells=list(cells))
+
+
+def _answer(gid="q1", text="YOUR ANSWER HERE"):
+    c = nbformat.v4.new_markdown_cell(text)
+    c.metadata["nbgrader"] = {"grade": True, "solution": True, "locked": False, "points": 2,
+                              "grade_id": gid, "schema_version": 3, "task": False}
+    return c
+
+
+def test_the_visible_question_rule_catches_each_way_a_question_gets_lost():
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    question = md("### Question 1 (2 points)\nWhy do more local epochs help less on skewed clients?")
+    assert COV.invisible_questions(_nb(question, _answer())) == []
+    assert COV.invisible_questions(_nb(md("**Question.** Explain what the server learns."), _answer())) == []
+    # the prompt inside the answer cell (nbgrader replaces it on release), after a code cell
+    lost = COV.invisible_questions(_nb(code("x = 1"), _answer(text="**Q.** Why? YOUR ANSWER HERE")))
+    assert len(lost) == 1 and "code cell" in lost[0]
+    # a heading alone names a question but does not state it
+    assert "states no question" in COV.invisible_questions(_nb(md("## 11. Wrap-up\n"), _answer()))[0]
+    assert "states no question" in COV.invisible_questions(_nb(md("### Question 2 (2 points)"), _answer()))[0]
+    # prose that asks nothing
+    assert COV.invisible_questions(_nb(md("The buffer dominates: 51 KiB."), _answer()))
+    # another answer cell right before (release replaces it too)
+    assert "nbgrader cell" in COV.invisible_questions(_nb(question, _answer("q1"), _answer("q2")))[0]
+    assert COV.invisible_questions(_nb(_answer()))
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_released_written_question_is_visible(fresh_release, assignment):
+    released = sorted((fresh_release / C.release_folder(assignment) / assignment).glob("*.ipynb"))
+    assert released, f"{assignment} was not released"
+    for path in released:
+        rel = nbformat.read(str(path), 4)
+        assert sum(N.is_manual(c) for c in rel.cells) == sum(
+            N.is_manual(c) for c in nbformat.read(str(source_of(path)), 4).cells), "release lost an answer cell"
+        lost = COV.invisible_questions(rel)
+        assert not lost, (f"{path.name}: written questions students cannot see (put the question in a "
+                          f"markdown cell right before the answer cell): {lost}")

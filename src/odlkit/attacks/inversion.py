@@ -4,6 +4,10 @@ Gradient ascent on the input to maximise the log-probability of one class, with 
 penalty that keeps the input small. On a linear head this recovers (a scaled version of) the
 class's weight direction, which for a trained softmax head correlates with the class mean:
 a privacy leak when each class is one person (a face, a gait, a voice).
+
+:func:`invert_linear_head` is the same attack in closed form for a softmax-regression head
+``(W, b)`` (numpy, plain gradient ascent): what an attacker who read the head out of a device's
+flash can run (chapter 5, textbook 12.6.3-12.6.4). :func:`invert_class` works on any Keras model.
 """
 
 from __future__ import annotations
@@ -42,6 +46,31 @@ def invert_class(model, class_idx: int, input_shape, steps: int = 300, lr: float
     for _ in range(steps):
         step()
     return x.numpy()[0]
+
+
+def invert_linear_head(W, b, class_idx: int, steps: int = 300, lr: float = 0.1, l2: float = 0.01,
+                       clip=(0.0, 1.0)) -> np.ndarray:
+    """Gradient ascent from zeros on ``log softmax(W x + b)[class_idx] - l2 * ||x||^2``.
+
+    ``W`` is ``(n_classes, n_features)``. Each step: ``x <- clip(x + lr * (W^T (e_c - p) - 2 l2 x))``
+    with ``p = softmax(W x + b)``; ``clip=None`` leaves the input unbounded.
+    """
+    W = np.asarray(W, np.float64)
+    b = np.asarray(b, np.float64)
+    if W.ndim != 2 or b.shape != (W.shape[0],):
+        raise ValueError(f"need W (n_classes, n_features) and b (n_classes,), got {W.shape} and {b.shape}")
+    if not 0 <= class_idx < W.shape[0]:
+        raise ValueError(f"class_idx {class_idx} out of range for {W.shape[0]} classes")
+    x = np.zeros(W.shape[1])
+    onehot = np.eye(W.shape[0])[class_idx]
+    for _ in range(steps):
+        z = W @ x + b
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        x = x + lr * (W.T @ (onehot - p) - 2 * l2 * x)
+        if clip is not None:
+            x = np.clip(x, *clip)
+    return x
 
 
 def prototype_similarity(reconstruction, class_means) -> np.ndarray:
