@@ -452,3 +452,54 @@ def test_dense_head_closed_form_matches_autodiff():
     gs, ls = slow.per_example_gradients(X, y)
     np.testing.assert_allclose(gf, gs, rtol=1e-4, atol=1e-6)  # float32, different op order
     np.testing.assert_allclose(lf, ls, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- membership inference at low FPR
+def test_membership_tpr_at_fpr_matches_sklearn_roc_points():
+    """Independent reference: every (FPR, TPR) point of sklearn's exact ROC curve is achievable, so
+    the best TPR with FPR <= f must equal the maximum over those points (ties included)."""
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(3)
+    for n_in, n_out in [(200, 300), (50, 1000), (7, 9)]:
+        s_in = np.round(rng.normal(0.5, 1, n_in), 1)   # rounding makes ties between and within sets
+        s_out = np.round(rng.normal(0.0, 1, n_out), 1)
+        fpr, tpr, _ = roc_curve(np.r_[np.ones(n_in), np.zeros(n_out)], np.r_[s_in, s_out], drop_intermediate=False)
+        for f in (0.0, 0.001, 0.01, 0.1, 0.5, 1.0):
+            assert membership.tpr_at_fpr(s_in, s_out, f) == pytest.approx(tpr[fpr <= f + 1e-12].max()), (n_in, n_out, f)
+
+
+def test_membership_tpr_at_fpr_hand_counted_and_bad_input():
+    assert membership.tpr_at_fpr([3, 2, 1], [0, 1, 2.5], 0.0) == pytest.approx(1 / 3)  # only 3 beats 2.5
+    assert membership.tpr_at_fpr([3, 2, 1], [0, 1, 2.5], 0.34) == pytest.approx(2 / 3)  # one false positive allowed
+    assert membership.tpr_at_fpr([1, 1], [1, 1], 0.4) == 0.0  # ties with a non-member are not caught
+    with pytest.raises(ValueError):
+        membership.tpr_at_fpr([1.0], [], 0.1)
+    with pytest.raises(ValueError):
+        membership.tpr_at_fpr([np.nan], [0.0], 0.1)
+    with pytest.raises(ValueError):
+        membership.tpr_at_fpr([1.0], [0.0], 1.5)
+
+
+def test_membership_threshold_from_reference_data_holds_its_fpr_on_the_target():
+    """A threshold set on the attacker's own non-members (no target labels) gives about the target
+    FPR on the target's non-members: binomial sd of the FPR at 1 % on 20 000 is 0.0007, we allow 0.003."""
+    rng = np.random.default_rng(0)
+    ref, s_out, s_in = rng.normal(0, 1, 20_000), rng.normal(0, 1, 20_000), rng.normal(1.0, 1, 20_000)
+    t = membership.threshold_at_fpr(ref, 0.01)
+    assert np.mean(ref > t) <= 0.01
+    got = membership.apply_threshold(t, s_in, s_out)
+    assert abs(got["fpr"] - 0.01) < 0.003
+    # TPR at the N(1,1) vs N(0,1) 1 % point: 1 - Phi(2.326 - 1) = 0.0925
+    assert abs(got["tpr"] - 0.0925) < 0.01
+
+
+def test_membership_loss_threshold_attack_reports_low_fpr_and_calibrated_rule(digits_split):
+    from sklearn.ensemble import RandomForestClassifier
+
+    Xi, yi, Xo, yo, Xs, ys = digits_split
+    overfit = RandomForestClassifier(n_estimators=50, random_state=0).fit(Xi, yi)
+    r = membership.loss_threshold_attack(overfit.predict_proba, Xi, yi, Xo, yo, X_reference=Xs, y_reference=ys,
+                                         target_fpr=0.05)
+    assert 0.0 <= r["tpr_at_0.1%_fpr"] <= r["tpr_at_1%_fpr"] <= r["tpr_at_10%_fpr"] <= 1.0
+    assert r["calibrated"]["fpr"] < 0.15 and r["calibrated"]["tpr"] > r["calibrated"]["fpr"]

@@ -3,7 +3,8 @@
 * :mod:`~odlkit.privacy.dpsgd`: DP-SGD for small Keras models (:class:`DPSGD`, :func:`privatize`).
 * :mod:`~odlkit.privacy.accounting`: epsilon for a run and noise for a target epsilon
   (``dp_accounting`` RDP and PLD accountants).
-* :mod:`~odlkit.privacy.membership`: membership inference (loss threshold, shadow models).
+* :mod:`~odlkit.privacy.membership`: membership inference (loss threshold, shadow models, TPR at low FPR,
+  label-free thresholds).
 * :mod:`~odlkit.privacy.federated`: DP-FedAvg aggregators (fixed and adaptive clipping).
 * :mod:`~odlkit.privacy.secagg`: secure aggregation with pairwise additive masks.
 
@@ -14,16 +15,20 @@ from odlkit.privacy.accounting import compute_epsilon, dpsgd_event, noise_for_ep
 from odlkit.privacy.dpsgd import DPSGD, poisson_batches, privatize, sgd_step_fn
 from odlkit.privacy.federated import AdaptiveClipDPFedAvg, DPFedAvg
 from odlkit.privacy.membership import (
+    apply_threshold,
     attack_metrics,
     loss_threshold_attack,
     per_example_loss,
     shadow_model_attack,
+    threshold_at_fpr,
+    tpr_at_fpr,
 )
 from odlkit.privacy.secagg import SecureAggregator, decode, encode, mask_update, pairwise_seeds
 
 __all__ = [
-    "DPSGD", "AdaptiveClipDPFedAvg", "DPFedAvg", "SecureAggregator", "attack_metrics", "compute_epsilon",
+    "DPSGD", "AdaptiveClipDPFedAvg", "DPFedAvg", "SecureAggregator", "apply_threshold", "attack_metrics",
+    "compute_epsilon",
     "decode", "dpsgd_event", "encode", "loss_threshold_attack", "mask_update", "noise_for_epsilon",
     "pairwise_seeds", "per_example_loss", "poisson_batches", "privatize", "sgd_step_fn",
-    "shadow_model_attack", "steps_for",
+    "shadow_model_attack", "steps_for", "threshold_at_fpr", "tpr_at_fpr",
 ]

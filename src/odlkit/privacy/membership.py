@@ -9,6 +9,16 @@ Both attacks only need the model's predicted probabilities (black-box access):
 * :func:`shadow_model_attack` (Shokri et al. 2017): train ``n_shadows`` models the same way
   as the target on data from the same distribution where membership is known, learn an
   attack classifier on their output features, and apply it to the target.
+
+AUC and the best ``TPR - FPR`` average over all thresholds and pick the threshold with the very
+membership labels being evaluated. Carlini et al. (2022, "Membership inference attacks from first
+principles") argue that what matters is whether an attack identifies *some* members *confidently*:
+
+* :func:`tpr_at_fpr`: the true positive rate at a low false positive rate (0.1 %, 1 %), the
+  fraction of members caught while wrongly accusing at most that fraction of non-members;
+* :func:`threshold_at_fpr` / :func:`apply_threshold`: a threshold an attacker can really use,
+  chosen on *reference* data it knows are non-members (its own population sample), never with
+  the target's membership labels; then the TPR and FPR it actually achieves on the target.
 """
 
 from __future__ import annotations
@@ -48,13 +58,74 @@ def attack_metrics(scores_members, scores_nonmembers) -> dict:
     }
 
 
-def loss_threshold_attack(predict_proba, X_members, y_members, X_nonmembers, y_nonmembers) -> dict:
-    """Loss-threshold attack on a model given as ``predict_proba(X) -> (n, classes)``."""
+def _scores(x, what: str) -> np.ndarray:
+    s = np.asarray(x, dtype=np.float64).ravel()
+    if len(s) == 0:
+        raise ValueError(f"need at least one {what} score")
+    if not np.all(np.isfinite(s)):
+        raise ValueError(f"{what} scores contain NaN or inf")
+    return s
+
+
+def tpr_at_fpr(scores_members, scores_nonmembers, max_fpr: float = 0.01) -> float:
+    """Largest TPR of a threshold rule ``member if score > t`` whose FPR is at most ``max_fpr``.
+
+    Exact on the finite sample (no interpolation of the ROC curve): with ``m = floor(max_fpr *
+    n_nonmembers)`` false positives allowed, ``t`` sits at the ``(m+1)``-th largest non-member score,
+    so members tied with it are not counted. Higher scores mean "member".
+    """
+    s_in, s_out = _scores(scores_members, "member"), _scores(scores_nonmembers, "non-member")
+    if not 0.0 <= max_fpr <= 1.0:
+        raise ValueError(f"max_fpr must be in [0, 1], got {max_fpr}")
+    allowed = int(np.floor(max_fpr * len(s_out) + 1e-9))
+    if allowed >= len(s_out):
+        return 1.0
+    t = np.sort(s_out)[::-1][allowed]
+    return float(np.mean(s_in > t))
+
+
+def threshold_at_fpr(reference_nonmember_scores, target_fpr: float = 0.01) -> float:
+    """A threshold chosen without any membership labels of the target's data.
+
+    ``reference_nonmember_scores`` are the attack scores of examples the attacker knows were not
+    in training (its own sample of the population, run through the target model). The rule
+    ``member if score > t`` then flags at most ``target_fpr`` of those reference examples; on the
+    target's true non-members it flags about as many, up to sampling error.
+    """
+    ref = _scores(reference_nonmember_scores, "reference")
+    if not 0.0 < target_fpr < 1.0:
+        raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
+    allowed = int(np.floor(target_fpr * len(ref) + 1e-9))
+    return float(np.sort(ref)[::-1][allowed]) if allowed < len(ref) else float(ref.min() - 1.0)
+
+
+def apply_threshold(threshold: float, scores_members, scores_nonmembers) -> dict:
+    """TPR and FPR that the rule ``member if score > threshold`` achieves on the target."""
+    s_in, s_out = _scores(scores_members, "member"), _scores(scores_nonmembers, "non-member")
+    return {"threshold": float(threshold), "tpr": float(np.mean(s_in > threshold)),
+            "fpr": float(np.mean(s_out > threshold))}
+
+
+def loss_threshold_attack(predict_proba, X_members, y_members, X_nonmembers, y_nonmembers,
+                          X_reference=None, y_reference=None, target_fpr: float = 0.05) -> dict:
+    """Loss-threshold attack on a model given as ``predict_proba(X) -> (n, classes)``.
+
+    Besides AUC and advantage (which use the membership labels), reports ``tpr_at_0.1%_fpr``,
+    ``tpr_at_1%_fpr`` and ``tpr_at_10%_fpr``. With ``X_reference, y_reference`` (attacker data known
+    not to be in training) it also picks a threshold on them at ``target_fpr`` and reports what that
+    label-free rule achieves on the target as ``calibrated`` (``threshold``, ``tpr``, ``fpr``).
+    """
     l_in = per_example_loss(predict_proba(X_members), y_members)
     l_out = per_example_loss(predict_proba(X_nonmembers), y_nonmembers)
     out = attack_metrics(-l_in, -l_out)
     out["loss_members"] = float(l_in.mean())
     out["loss_nonmembers"] = float(l_out.mean())
+    for f in (0.001, 0.01, 0.1):
+        out[f"tpr_at_{f:.1%}_fpr".replace(".0%", "%")] = tpr_at_fpr(-l_in, -l_out, f)
+    if X_reference is not None:
+        l_ref = per_example_loss(predict_proba(X_reference), y_reference)
+        out["calibrated"] = apply_threshold(threshold_at_fpr(-l_ref, target_fpr), -l_in, -l_out)
+        out["calibrated"]["target_fpr"] = float(target_fpr)
     return out
 
 
