@@ -75,6 +75,29 @@ def test_bias_only_hand_count():
     assert r.activation_bytes == 8 + 4 + 32 + 24  # no conv input: the bias gradient does not need it
 
 
+def test_peak_hand_count():
+    """The peak of one step adds the working buffers to the stored state (batch 2, float32).
+
+    forward: conv reads x (2*10*2*4 = 160 B) and writes 2*8*4*4 = 256 B -> 416 B live, the
+    largest moment; relu in place; pool 256 + 128 (+ bits); gap 128 + 32; dense 32 + 24.
+    backward of "bias" (down to the conv bias): dense dx 32 beside dy 24; gap dx 128 beside 32;
+    pool dx 256 beside dy 128 + the relu mask 8 B still stored -> 392 B.
+    """
+    m = small_cnn()
+    last = training_memory(m, "last", "sgd", batch_size=2)
+    assert last.peak_activation_bytes == 416 and last.peak_moment == "forward conv"
+    assert last.ram_bytes == 60 + 60 + 416
+    bias = training_memory(m, "bias", "sgd", batch_size=2)
+    assert bias.backward_working_bytes == 128 + 256
+    assert bias.peak_activation_bytes == 416
+    # streamed: one sample at a time, whatever the batch
+    s = training_memory(m, "bias", "sgd", batch_size=2, execution="streamed")
+    assert s.peak_activation_bytes == 80 + 128 == training_memory(m, "bias", "sgd", 1).peak_activation_bytes
+    assert s.forward_arena_bytes == 2 * 32 * 4  # two halves of the largest activation (conv out)
+    with pytest.raises(ValueError, match="execution"):
+        training_memory(m, "bias", execution="pipelined")
+
+
 @pytest.mark.parametrize(("opt", "slots"), [("sgd", 0), ("momentum", 1), ("adam", 2)])
 def test_optimizer_state(opt, slots):
     r = training_memory(small_cnn(), "full", opt, batch_size=2)
