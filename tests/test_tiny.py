@@ -333,3 +333,17 @@ def test_flat_classifier_copies_the_backbone_and_counts_its_layers():
     assert flat.layers[-1].name == "head" and flat.output_shape == (None, 4)
     r = training_memory(flat, "last", "momentum", batch_size=1)
     assert r.updated_params == 64 * 4 + 4 and r.total_params == bb.count_params() + 260
+
+
+def test_qas_bias_scale_is_the_product_of_weight_and_input_scales():
+    """A bias stored as b = s_W s_x b_q: |g_bq| / |b_q| = (s_W s_x)^2 |g_b| / |b| (hand check)."""
+    s_w, s_x = 0.02, 0.5
+    b = np.array([0.3, -0.1])
+    g_b = np.array([0.01, 0.02])
+    b_q, g_bq = b / (s_w * s_x), g_b * (s_w * s_x)  # chain rule: db/db_q = s_W s_x
+    ratio_float = np.linalg.norm(g_b) / np.linalg.norm(b)
+    scaled = qas_scale_gradient(g_bq, s_w, input_scale=s_x)
+    assert np.isclose(np.linalg.norm(scaled) / np.linalg.norm(b_q), ratio_float)
+    assert not np.isclose(np.linalg.norm(qas_scale_gradient(g_bq, s_w)) / np.linalg.norm(b_q), ratio_float)
+    with pytest.raises(ValueError, match="input"):
+        qas_scale_gradient(g_bq, s_w, input_scale=0.0)
