@@ -75,6 +75,29 @@ def test_bias_only_hand_count():
     assert r.activation_bytes == 8 + 4 + 32 + 24  # no conv input: the bias gradient does not need it
 
 
+def test_peak_hand_count():
+    """The peak of one step adds the working buffers to the stored state (batch 2, float32).
+
+    forward: conv reads x (2*10*2*4 = 160 B) and writes 2*8*4*4 = 256 B -> 416 B live, the
+    largest moment; relu in place; pool 256 + 128 (+ bits); gap 128 + 32; dense 32 + 24.
+    backward of "bias" (down to the conv bias): dense dx 32 beside dy 24; gap dx 128 beside 32;
+    pool dx 256 beside dy 128 + the relu mask 8 B still stored -> 392 B.
+    """
+    m = small_cnn()
+    last = training_memory(m, "last", "sgd", batch_size=2)
+    assert last.peak_activation_bytes == 416 and last.peak_moment == "forward conv"
+    assert last.ram_bytes == 60 + 60 + 416
+    bias = training_memory(m, "bias", "sgd", batch_size=2)
+    assert bias.backward_working_bytes == 128 + 256
+    assert bias.peak_activation_bytes == 416
+    # streamed: one sample at a time, whatever the batch
+    s = training_memory(m, "bias", "sgd", batch_size=2, execution="streamed")
+    assert s.peak_activation_bytes == 80 + 128 == training_memory(m, "bias", "sgd", 1).peak_activation_bytes
+    assert s.forward_arena_bytes == 2 * 32 * 4  # two halves of the largest activation (conv out)
+    with pytest.raises(ValueError, match="execution"):
+        training_memory(m, "bias", execution="pipelined")
+
+
 @pytest.mark.parametrize(("opt", "slots"), [("sgd", 0), ("momentum", 1), ("adam", 2)])
 def test_optimizer_state(opt, slots):
     r = training_memory(small_cnn(), "full", opt, batch_size=2)
@@ -310,3 +333,17 @@ def test_flat_classifier_copies_the_backbone_and_counts_its_layers():
     assert flat.layers[-1].name == "head" and flat.output_shape == (None, 4)
     r = training_memory(flat, "last", "momentum", batch_size=1)
     assert r.updated_params == 64 * 4 + 4 and r.total_params == bb.count_params() + 260
+
+
+def test_qas_bias_scale_is_the_product_of_weight_and_input_scales():
+    """A bias stored as b = s_W s_x b_q: |g_bq| / |b_q| = (s_W s_x)^2 |g_b| / |b| (hand check)."""
+    s_w, s_x = 0.02, 0.5
+    b = np.array([0.3, -0.1])
+    g_b = np.array([0.01, 0.02])
+    b_q, g_bq = b / (s_w * s_x), g_b * (s_w * s_x)  # chain rule: db/db_q = s_W s_x
+    ratio_float = np.linalg.norm(g_b) / np.linalg.norm(b)
+    scaled = qas_scale_gradient(g_bq, s_w, input_scale=s_x)
+    assert np.isclose(np.linalg.norm(scaled) / np.linalg.norm(b_q), ratio_float)
+    assert not np.isclose(np.linalg.norm(qas_scale_gradient(g_bq, s_w)) / np.linalg.norm(b_q), ratio_float)
+    with pytest.raises(ValueError, match="input"):
+        qas_scale_gradient(g_bq, s_w, input_scale=0.0)

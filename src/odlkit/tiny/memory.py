@@ -1,6 +1,38 @@
 """Where training memory goes: a calculator for a Keras model and an update strategy.
 
-Training needs, beyond the forward pass:
+The number that decides whether training fits a device is the **peak**: everything live at the
+worst moment of one training step (textbook 12.3.1). It is the sum of what lives through the
+whole step and the largest working set of one moment:
+
+- **weights**, **gradients**, **optimizer state** and **stored activations** (below) are the
+  *stored state* (``total_bytes``);
+- the **working buffers** come on top: in the forward pass a layer's input and output are both
+  live while it runs; in the backward pass the gradient arriving at a layer's output (``dy``)
+  and the one it sends to its input (``dx``) are both live. For bias-only training at batch 32
+  the gradient at the first convolution's output alone is larger than all the stored state.
+
+``training_memory`` walks one step layer by layer (forward, loss, backward down to the earliest
+updated layer) and records the live bytes at every allocation; ``peak_bytes`` is the maximum,
+``ram_bytes`` the same with frozen weights left in flash. The walk assumes the schedule a
+careful implementation uses (and the measured numpy step in ``tests/test_memory_peak.py``
+follows): BatchNorm (frozen, an affine map) and ReLU run in place; a buffer is released as soon
+as nothing later needs it; in the backward pass a layer first computes its parameter gradients
+(into the gradient buffers), releases what they needed, then computes ``dx``. Two executions:
+
+- ``execution="batched"``: the whole batch passes through each layer at once (Keras, PyTorch);
+  every activation and working buffer scales with the batch;
+- ``execution="streamed"``: one sample at a time, the parameter gradients accumulated over the
+  batch before the update (what ODLEngine does): activations and working buffers are those of
+  batch 1, whatever the batch size.
+
+The walk follows ``model.layers`` as one chain: exact for a sequential model such as the course's
+backbone; for a model with branches (a lite residual branch) a branch's input stays live beside
+the main path, which the walk does not add, so read its peak as a lower bound.
+
+``forward_arena_bytes`` is the static alternative to dynamic buffers that ODLEngine reserves
+for inference: two ping-pong halves, each the size of the largest activation (input included).
+
+The stored state, per term:
 
 - **weights**: every parameter of the model. Frozen ones can stay in flash (read-only), the
   ones being updated must be in RAM;
@@ -42,6 +74,10 @@ names to the parts to update, ``{"conv1d_2": ("bias",), "dense": ("kernel", "bia
 ``"bias"`` (bias, BN beta).
 
 ``head_training_bytes`` gives the same count for a dense softmax head without TensorFlow.
+
+The calculator is checked against hand counts (``tests/test_tiny.py``), against the RAM ODLEngine
+reserves (its ``INFO`` report, exactly) and against the tracemalloc peak of an independent numpy
+training step of the course's backbone (within 10 %, ``tests/test_memory_peak.py``).
 """
 
 from __future__ import annotations
@@ -65,6 +101,7 @@ OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
 """Number of optimizer buffers kept per updated parameter."""
 
 _PRECISIONS = ("float32", "int8")
+_EXECUTIONS = ("batched", "streamed")
 _STRATEGIES = ("full", "last", "bias", "bias+lite_residual")
 
 # layer classes with no parameters that store nothing for backward
@@ -104,7 +141,13 @@ class LayerMemory:
 
 @dataclass
 class MemoryReport:
-    """Bytes of training memory by category (see the module docstring for the rules)."""
+    """Bytes of training memory by category (see the module docstring for the rules).
+
+    Stored state: ``weight_bytes`` + ``gradient_bytes`` + ``optimizer_bytes`` +
+    ``activation_bytes`` (= ``total_bytes``). The peak adds the working buffers live at the worst
+    moment: ``peak_bytes`` (all weights in RAM) and ``ram_bytes`` (frozen weights in flash), the
+    number to compare with a device's SRAM.
+    """
 
     frozen_weight_bytes: int
     trainable_weight_bytes: int
@@ -118,6 +161,21 @@ class MemoryReport:
     precision: str = "float32"
     batch_size: int = 1
     layers: list[LayerMemory] = field(default_factory=list)
+    peak_activation_bytes: int | None = None
+    """Largest live activation memory of the step: stored activations + working buffers."""
+    forward_working_bytes: int = 0
+    """Largest working set of the forward pass (buffers that are not stored for backward)."""
+    backward_working_bytes: int = 0
+    """Largest working set of the backward pass (``dy`` + ``dx`` of one layer)."""
+    forward_arena_bytes: int = 0
+    """A static forward arena: 2 x the largest activation (ODLEngine's ``arena_ram``)."""
+    peak_moment: str = ""
+    """Where the peak happens (``"forward conv1"``, ``"backward pw2"``, ...)."""
+    execution: str = "batched"
+
+    def __post_init__(self):
+        if self.peak_activation_bytes is None:
+            self.peak_activation_bytes = self.activation_bytes
 
     @property
     def weight_bytes(self) -> int:
@@ -126,29 +184,45 @@ class MemoryReport:
 
     @property
     def training_bytes(self) -> int:
-        """What training adds in RAM on top of inference: gradients, optimizer state, activations."""
+        """Stored state training adds on top of the weights: gradients, optimizer state, stored
+        activations (no working buffers: see ``peak_bytes``)."""
         return self.gradient_bytes + self.optimizer_bytes + self.activation_bytes
 
     @property
-    def ram_bytes(self) -> int:
-        """RAM needed when frozen weights stay in flash: trainable weights + training_bytes."""
+    def total_bytes(self) -> int:
+        """Stored state: all weights + gradients + optimizer state + stored activations."""
+        return self.weight_bytes + self.training_bytes
+
+    @property
+    def stored_ram_bytes(self) -> int:
+        """Stored state with frozen weights in flash: trainable weights + ``training_bytes``."""
         return self.trainable_weight_bytes + self.training_bytes
 
     @property
-    def total_bytes(self) -> int:
-        """Everything: all weights + gradients + optimizer state + stored activations."""
-        return self.weight_bytes + self.training_bytes
+    def peak_bytes(self) -> int:
+        """Peak memory of a training step, every weight in RAM."""
+        return self.weight_bytes + self.gradient_bytes + self.optimizer_bytes + self.peak_activation_bytes
+
+    @property
+    def ram_bytes(self) -> int:
+        """Peak RAM of a training step when frozen weights stay in flash (compare with SRAM)."""
+        return self.peak_bytes - self.frozen_weight_bytes
 
     def as_dict(self) -> dict:
         """Flat dict (one table row)."""
         return {
             "strategy": self.strategy, "optimizer": self.optimizer, "precision": self.precision,
-            "batch_size": self.batch_size, "updated_params": self.updated_params,
+            "batch_size": self.batch_size, "execution": self.execution,
+            "updated_params": self.updated_params,
             "total_params": self.total_params, "weights": self.weight_bytes,
             "trainable_weights": self.trainable_weight_bytes, "gradients": self.gradient_bytes,
             "optimizer_state": self.optimizer_bytes, "activations": self.activation_bytes,
-            "training_bytes": self.training_bytes, "ram_bytes": self.ram_bytes,
-            "total_bytes": self.total_bytes,
+            "working_buffers": self.peak_activation_bytes - self.activation_bytes,
+            "forward_working": self.forward_working_bytes,
+            "backward_working": self.backward_working_bytes,
+            "training_bytes": self.training_bytes, "stored_ram_bytes": self.stored_ram_bytes,
+            "total_bytes": self.total_bytes, "peak_bytes": self.peak_bytes,
+            "ram_bytes": self.ram_bytes, "peak_moment": self.peak_moment,
         }
 
     def layer_table(self):
@@ -158,7 +232,9 @@ class MemoryReport:
         return pd.DataFrame([vars(x) for x in self.layers])
 
 
-def _check_common(batch_size, optimizer, precision):
+def _check_common(batch_size, optimizer, precision, execution="batched"):
+    if execution not in _EXECUTIONS:
+        raise ValueError(f"unknown execution {execution!r}: use 'batched' or 'streamed'")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if optimizer not in OPTIMIZER_SLOTS:
@@ -204,8 +280,13 @@ def head_training_memory(feature_dim: int, n_classes: int, batch: int = 1, momen
     act = batch * feature_dim * 4 + batch * n_classes * 4
     layer = LayerMemory("head", "Dense", p, p, p * 4, batch * feature_dim * 4, "input features")
     loss = LayerMemory("loss", "softmax", 0, 0, 0, batch * n_classes * 4, "probabilities")
+    # forward: input features and logits live together; softmax in place; backward: dy = p - y in
+    # place, dW and db into the gradient buffers, no dx (nothing below the head is trained)
     return MemoryReport(0, p * 4, p * 4, p * 4 * OPTIMIZER_SLOTS[opt], act, p, p, "last", opt,
-                        "float32", batch, [layer, loss])
+                        "float32", batch, [layer, loss], peak_activation_bytes=act,
+                        forward_working_bytes=batch * n_classes * 4, backward_working_bytes=batch * n_classes * 4,
+                        forward_arena_bytes=2 * max(feature_dim, n_classes) * 4,
+                        peak_moment="forward head")
 
 
 def head_training_bytes(feature_dim: int, n_classes: int, batch: int = 1, momentum: bool = True) -> int:
@@ -305,20 +386,27 @@ def _bits_to_bytes(bits: int) -> int:
 
 
 def training_memory(model, strategy="full", optimizer: str = "sgd", batch_size: int = 1,
-                    precision: str = "float32") -> MemoryReport:
-    """Count the bytes of weights, gradients, optimizer state and stored activations needed to
-    train ``model`` (a built Keras model) with ``strategy`` (see the module docstring)."""
-    _check_common(batch_size, optimizer, precision)
+                    precision: str = "float32", execution: str = "batched") -> MemoryReport:
+    """Count the bytes of weights, gradients, optimizer state, stored activations and working
+    buffers needed to train ``model`` (a built Keras model) with ``strategy`` (see the module
+    docstring), and the peak of one training step (``ram_bytes``, ``peak_bytes``).
+
+    ``execution="streamed"``: one sample at a time with gradients accumulated over the batch
+    (activations and working buffers of batch 1); ``"batched"``: the whole batch at once."""
+    _check_common(batch_size, optimizer, precision, execution)
     if not getattr(model, "built", False) or not model.layers:
         raise ValueError("the model must be a built Keras model (give it an Input shape)")
     plan = resolve_plan(model, strategy)
     int8 = precision == "int8"
     act_bytes = 1 if int8 else 4
     slots = OPTIMIZER_SLOTS[optimizer]
+    nb = 1 if execution == "streamed" else batch_size  # samples whose activations are live at once
 
     frozen_w = train_w = grads = opt = acts = updated = total = 0
     rows: list[LayerMemory] = []
     needs_grad: dict[int, bool] = {}  # id(layer) -> a gradient exists w.r.t. its output
+    # the schedule of one step, for the peak: per layer what forward/backward allocate and free
+    steps = []
     for layer in model.layers:
         kind = type(layer).__name__
         parts = plan.get(layer.name, ())
@@ -345,28 +433,35 @@ def training_memory(model, strategy="full", optimizer: str = "sgd", batch_size: 
         total += lp
         updated += lu
 
-        # stored activations
+        # stored activations (for the report: batch_size samples, or 1 when streamed)
         a, notes = 0, []
-        out_el = _elements(layer.output.shape) * batch_size
+        inputs = layer.input if isinstance(layer.input, list | tuple) else [layer.input]
+        in_el = sum(_elements(t.shape) for t in inputs) if kind != "InputLayer" else 0
+        out_el = _elements(layer.output.shape)
+        stored_input = stored_copy = bits = 0  # per sample: bytes kept for backward
         act_name = None
+        in_place = False
         if kind in _PARAM_LAYERS:
             if "kernel" in parts:
-                a += _elements(layer.input.shape) * batch_size * act_bytes
+                stored_input = in_el * act_bytes
                 notes.append("input (kernel grad)")
             fn = getattr(layer, "activation", None)
             act_name = getattr(fn, "__name__", "linear") if fn is not None else "linear"
         elif kind == "BatchNormalization":
+            in_place = True
             if "kernel" in parts:
-                a += _elements(layer.input.shape) * batch_size * act_bytes
+                stored_copy = in_el * act_bytes
                 notes.append("normalized input (gamma grad)")
         elif kind == "ReLU":
             act_name = "relu"
+            in_place = True
         elif kind == "Activation":
             act_name = getattr(layer.activation, "__name__", str(layer.activation))
+            in_place = True
         elif kind in ("MaxPooling1D", "MaxPooling2D"):
             if grad_in:
                 window = int(math.prod(layer.pool_size))
-                a += _bits_to_bytes(out_el * max(1, math.ceil(math.log2(window))))
+                bits += out_el * max(1, math.ceil(math.log2(window)))
                 notes.append("argmax bits")
         elif hasattr(layer, "layers"):
             raise ValueError(f"layer {layer.name!r} is a nested model; the calculator needs a flat model: "
@@ -375,22 +470,107 @@ def training_memory(model, strategy="full", optimizer: str = "sgd", batch_size: 
             raise ValueError(f"layer {layer.name!r} of type {kind} is not supported by the memory "
                              f"calculator; supported: {sorted(_PARAM_LAYERS | _PASSTHROUGH)} plus "
                              "BatchNormalization, ReLU, Activation, MaxPooling")
+        elif kind in ("InputLayer", "Flatten", "Reshape", "Dropout", "Identity", "Rescaling",
+                      "Normalization"):
+            in_place = True  # a view or an elementwise map
         # the activation function: needed if a gradient flows through it
         flows = needs_grad[id(layer)] if kind in _PARAM_LAYERS else grad_in
+        act_mask_bits = act_copy = 0
         if act_name not in (None, "linear") and flows and layer is not model.layers[-1]:
             if act_name == "relu":
-                a += _bits_to_bytes(out_el)
+                act_mask_bits = out_el
                 notes.append("relu mask bits")
             else:
-                a += out_el * act_bytes
+                act_copy = out_el * act_bytes
                 notes.append(f"{act_name} output")
+        a = (stored_input + stored_copy + act_copy) * nb + _bits_to_bytes((bits + act_mask_bits) * nb)
         acts += a
         rows.append(LayerMemory(layer.name, kind, lp, lu, lw, a, ", ".join(notes)))
+        steps.append({
+            "name": layer.name, "kind": kind, "in": in_el, "out": out_el, "in_place": in_place,
+            "stored_input": stored_input, "stored_copy": stored_copy + act_copy,
+            "bits": bits + act_mask_bits, "grad_in": grad_in, "updated": bool(parts),
+        })
 
     # the loss: softmax probabilities of the output (float32)
-    loss_b = _elements(model.outputs[0].shape) * batch_size * 4
+    n_out = _elements(model.outputs[0].shape)
+    loss_b = n_out * nb * 4
     acts += loss_b
     rows.append(LayerMemory("loss", "softmax cross-entropy", 0, 0, 0, loss_b, "probabilities"))
+    peak = _walk_step(steps, nb, act_bytes, n_out)
+    largest = max([s["out"] for s in steps] + [s["in"] for s in steps])
     name = strategy if isinstance(strategy, str) else "sparse"
     return MemoryReport(frozen_w, train_w, grads, opt, acts, updated, total, name, optimizer,
-                        precision, batch_size, rows)
+                        precision, batch_size, rows, peak_activation_bytes=peak["peak"],
+                        forward_working_bytes=peak["forward_working"],
+                        backward_working_bytes=peak["backward_working"],
+                        forward_arena_bytes=2 * largest * act_bytes, peak_moment=peak["moment"],
+                        execution=execution)
+
+
+def _walk_step(steps, nb: int, act_bytes: int, n_out: int) -> dict:
+    """Live activation bytes through one training step of ``nb`` samples at once.
+
+    Forward: a layer that is not in place allocates its output while its input is live, then the
+    input is released unless the layer's kernel gradient needs it (it joins the stored set). Loss:
+    softmax probabilities (float32) replace the logits. Backward, from the last layer down to the
+    earliest updated one: parameter gradients first (they need the stored tensors, which are then
+    released), then ``dx`` is allocated while ``dy`` is live, then ``dy`` is released.
+    """
+    stored = 0                       # bytes kept for backward so far
+    cur = 0                          # the tensor flowing forward
+    peak = fwd_work = bwd_work = 0
+    moment = ""
+    kept: list[tuple[int, int]] = []  # per step: (bytes kept for backward, bits bytes)
+
+    def see(live, where):
+        nonlocal peak, moment
+        if live > peak:
+            peak, moment = live, where
+
+    for st in steps:
+        kb = _bits_to_bytes(st["bits"] * nb)
+        if st["kind"] == "InputLayer":
+            cur = st["out"] * nb * act_bytes
+            see(cur, f"forward {st['name']}")
+            fwd_work = max(fwd_work, cur)
+            kept.append((0, 0))
+            continue
+        keep = st["stored_copy"] * nb
+        if st["in_place"]:
+            # a stored copy (BN gamma, sigmoid output) or mask bits are allocated beside cur
+            see(stored + cur + keep + kb, f"forward {st['name']}")
+            fwd_work = max(fwd_work, cur)
+            stored += keep + kb
+        else:
+            out = st["out"] * nb * act_bytes
+            see(stored + cur + out + keep + kb, f"forward {st['name']}")
+            keep_in = st["stored_input"] * nb
+            fwd_work = max(fwd_work, (cur - keep_in) + out)
+            keep += keep_in   # the input buffer itself is kept (not a copy)
+            stored += keep + kb
+            cur = out
+        kept.append((keep, kb))
+    # the loss: float32 probabilities (in place of float32 logits; int8 logits are replaced)
+    probs = n_out * nb * 4
+    see(stored + cur + (probs if act_bytes != 4 else 0), "loss")
+    dy = probs
+    # backward
+    for st, (keep, kb) in zip(reversed(steps), reversed(kept), strict=True):
+        if st["kind"] == "InputLayer":
+            break
+        if not st["grad_in"] and not st["updated"]:
+            break  # nothing below needs a gradient
+        # parameter gradients use the stored tensors, which are released afterwards
+        see(stored + dy, f"backward {st['name']}")
+        bwd_work = max(bwd_work, dy)
+        stored -= keep + kb
+        if not st["grad_in"]:
+            break  # the earliest updated layer: no dx
+        if st["in_place"]:
+            continue  # dx overwrites dy
+        dx = st["in"] * nb * 4
+        see(stored + dy + dx, f"backward {st['name']}")
+        bwd_work = max(bwd_work, dy + dx)
+        dy = dx
+    return {"peak": peak, "forward_working": fwd_work, "backward_working": bwd_work, "moment": moment}

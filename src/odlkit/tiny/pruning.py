@@ -61,12 +61,14 @@ def pruned_training_memory(model, masks: dict, strategy="full", optimizer: str =
 
     Starts from :func:`odlkit.tiny.training_memory` and, for each masked kernel, replaces its
     dense weight bytes by :func:`sparse_bytes` and counts gradients/optimizer state for the
-    nonzeros only. Activations are unchanged. Returns a dict like ``MemoryReport.as_dict()``.
+    nonzeros only. Activations and working buffers are unchanged (the layers keep their width).
+    Returns a dict like ``MemoryReport.as_dict()`` (``peak_bytes`` and ``ram_bytes`` adjusted).
     """
     rep = training_memory(model, strategy, optimizer, batch_size, "float32")
     updated = {v.path for v in select_variables(model, strategy)}
     slots = OPTIMIZER_SLOTS[optimizer]
     w, g, o = rep.weight_bytes, rep.gradient_bytes, rep.optimizer_bytes
+    ram = rep.ram_bytes  # peak RAM, frozen weights in flash: only updated kernels shrink it
     for v in model.weights:
         if v.path not in masks:
             continue
@@ -76,8 +78,11 @@ def pruned_training_memory(model, masks: dict, strategy="full", optimizer: str =
         if v.path in updated:
             g -= (size - nnz) * 4
             o -= (size - nnz) * 4 * slots
+            ram += sparse_bytes(nnz) - size * 4 - (size - nnz) * 4 * (1 + slots)
     d = rep.as_dict()
     d.update({"weights": w, "gradients": g, "optimizer_state": o,
               "training_bytes": g + o + rep.activation_bytes,
-              "total_bytes": w + g + o + rep.activation_bytes})
+              "total_bytes": w + g + o + rep.activation_bytes,
+              "peak_bytes": rep.peak_bytes + (w - rep.weight_bytes) + (g - rep.gradient_bytes)
+              + (o - rep.optimizer_bytes), "ram_bytes": ram})
     return d

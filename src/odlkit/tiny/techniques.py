@@ -94,15 +94,23 @@ def quant_scale(w) -> float:
     return m / 127.0 if m > 0 else 1.0 / 127.0
 
 
-def qas_scale_gradient(grad_wq, scale: float):
-    """Quantization-aware scaling: ``g_wq * s**-2``.
+def qas_scale_gradient(grad_wq, scale: float, input_scale: float | None = None):
+    """Quantization-aware scaling (Lin et al. 2022, the Tiny Training Engine; textbook 12.3.2).
 
-    With ``w = s * w_q`` the gradient w.r.t. the int8 tensor is ``g_wq = s * g_w`` while
-    ``w_q = w / s``, so ``|g_wq| / |w_q| = s**2 * |g_w| / |w|``: a per-tensor mismatch of
-    ``s**2``. Multiplying by ``s**-2`` restores the float ratio.
+    Weights: with ``w = s_W * w_q`` the gradient w.r.t. the int8 tensor is ``g_wq = s_W * g_w``
+    while ``w_q = w / s_W``, so ``|g_wq| / |w_q| = s_W**2 * |g_w| / |w|``: a per-tensor mismatch
+    of ``s_W**2``, undone by ``g_wq * s_W**-2``.
+
+    Biases: an int32 bias is stored with the scale of the product it is added to,
+    ``b = s_W * s_x * b_q``, so its mismatch is ``(s_W * s_x)**2``: pass the input's scale as
+    ``input_scale`` to get ``g_bq * (s_W * s_x)**-2``.
     """
     if not scale > 0:
         raise ValueError(f"the quantization scale must be positive, got {scale!r}")
+    if input_scale is not None:
+        if not input_scale > 0:
+            raise ValueError(f"the input's quantization scale must be positive, got {input_scale!r}")
+        scale = scale * input_scale
     return grad_wq * (1.0 / (scale * scale))
 
 
