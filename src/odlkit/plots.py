@@ -205,9 +205,25 @@ def embedding_scatter(Z, y, class_names: Sequence[str] | None = None, method: st
     return ax
 
 
+def _imu_unit(names: Sequence[str]) -> str:
+    """The y-axis label for IMU channels in the kit's units (accelerometer in g, gyroscope in deg/s)."""
+    kinds = {"a" if n.lower().startswith("a") else "g" if n.lower().startswith("g") else "?" for n in names}
+    if kinds == {"a"}:
+        return "acceleration (g)"
+    if kinds == {"g"}:
+        return "angular rate (deg/s)"
+    if kinds == {"a", "g"}:
+        return "acceleration (g) / angular rate (deg/s)"
+    return "value"
+
+
 def imu_window(x, channels: Sequence[str] | None = None, sample_rate_hz: float | None = None, ax=None,
-               title: str | None = None):
-    """Plot every channel of one window ``x`` of shape (T, C) against time (or sample index)."""
+               title: str | None = None, ylabel: str | None = None):
+    """Plot every channel of one window ``x`` of shape (T, C) against time (or sample index).
+
+    ``ylabel`` defaults to the unit of the channels (``ax ay az``: g, ``gx gy gz``: deg/s, the kit's
+    units); pass e.g. ``"standardized value"`` for a window divided by its statistics.
+    """
     x = np.asarray(x, dtype=float)
     if x.ndim == 1:
         x = x[:, None]
@@ -222,10 +238,12 @@ def imu_window(x, channels: Sequence[str] | None = None, sample_rate_hz: float |
     for i in range(C):
         ax.plot(t, x[:, i], label=names[i], lw=1.2)
     ax.set_xlabel("time (s)" if sample_rate_hz else "sample")
-    ax.set_ylabel("value")
+    ax.set_ylabel(ylabel if ylabel is not None else _imu_unit(names), fontsize=11)
+    ax.xaxis.label.set_fontsize(11)
+    ax.tick_params(labelsize=10)
     if title:
-        ax.set_title(title)
-    ax.legend(frameon=False, fontsize=8, ncol=min(C, 6))
+        ax.set_title(title, fontsize=12)
+    ax.legend(frameon=False, fontsize=10, ncol=min(C, 6))
     ax.grid(alpha=0.3)
     return ax
 
@@ -250,11 +268,13 @@ def bar_comparison(values: Mapping[str, float], ax=None, ylabel: str = "accuracy
     ax = _axes(ax, figsize=(1.5 + 1.1 * len(labels), 3.5))
     bars = ax.bar(range(len(labels)), v, yerr=err, color=[f"C{i % 10}" for i in range(len(labels))], capsize=3)
     for b, val in zip(bars, v, strict=True):
-        ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{val:.2f}", ha="center", va="bottom", fontsize=8)
+        ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{val:.2f}", ha="center", va="bottom", fontsize=9)
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
     if reference is not None:
-        ax.axhline(reference, color="gray", ls=":", lw=1, label=reference_label)
-        ax.legend(frameon=False)
+        # the value goes in the legend, placed below the bars, so the line's label never sits on a
+        # bar's own value label
+        ax.axhline(reference, color="gray", ls=":", lw=1, label=f"{reference_label} ({reference:.2f})")
+        ax.legend(frameon=True, framealpha=0.9, loc="lower right", fontsize=9)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
@@ -277,22 +297,23 @@ def pipeline_diagram(rows: Mapping[str, Sequence[str]], ax=None, title: str | No
             raise ValueError(f"row {label!r} must be a non-empty list of stage names, got {stages!r}")
     highlight = highlight or {}
     n_cols = max(len(v) for v in rows.values())
-    ax = _axes(ax, figsize=(1.2 + n_cols * (width + 0.6), 1.0 + 1.4 * len(rows)))
+    # at most ~10 inches wide, the width of a notebook cell, so 11 pt text is shown at 11 pt
+    ax = _axes(ax, figsize=(min(10.0, 1.8 + n_cols * 1.7), 0.8 + 1.3 * len(rows)))
     boxes = {}
     for r, (label, stages) in enumerate(rows.items()):
         y = -1.4 * r
-        ax.text(-0.3, y, label, ha="right", va="center", fontsize=10, fontweight="bold")
+        ax.text(-0.3, y, label, ha="right", va="center", fontsize=11, fontweight="bold")
         for i, stage in enumerate(stages):
             x = i * (width + 0.6) + width / 2
             color = "C1" if i in set(highlight.get(label, ())) else "C0"
             ax.add_patch(plt.Rectangle((x - width / 2, y - 0.45), width, 0.9, facecolor=color, alpha=0.25,
                                        edgecolor=color, lw=1.5))
-            ax.text(x, y, stage, ha="center", va="center", fontsize=8, wrap=True)
+            ax.text(x, y, stage, ha="center", va="center", fontsize=9.5)
             boxes[(label, i)] = (x, y)
             if i:
                 ax.annotate("", xy=(x - width / 2, y), xytext=(x - width / 2 - 0.6, y),
                             arrowprops={"arrowstyle": "->", "lw": 1.2})
-    ax.set_xlim(-0.2, n_cols * (width + 0.6))
+    ax.set_xlim(-0.2 - 0.12 * max(len(k) for k in rows), n_cols * (width + 0.6))
     ax.set_ylim(-1.4 * (len(rows) - 1) - 0.7, 0.7)
     ax.axis("off")
     if title:
