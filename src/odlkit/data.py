@@ -552,7 +552,7 @@ def write_edge_impulse(
         units = [_EI_UNITS.get(c, "N/A") for c in channels]
     else:
         raise DatasetError(f"axes must be 'kit' or 'edge_impulse', got {axes!r}")
-    payload = {"device_type": device_type}
+    payload: dict[str, object] = {"device_type": device_type}
     if device_name:
         payload["device_name"] = device_name
     payload.update({

@@ -187,7 +187,7 @@ def start_ray(num_cpus: int = 2, attempts: int = RAY_START_ATTEMPTS) -> list[str
     pythonpath = os.pathsep.join(sys.path)
     if os.environ.get("PYTHONPATH"):
         pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
-    failures = []
+    failures: list[str] = []
     for attempt in range(1, attempts + 1):
         t0 = time.perf_counter()
         before = _children()

@@ -138,7 +138,7 @@ def written_items(course_dir: Path = COURSE_DIR) -> list[WrittenItem]:
                 continue
             prev = nb.cells[i - 1] if i else None
             q = prev.source.strip() if prev is not None and prev["cell_type"] == "markdown" and not is_manual(prev) else ""
-            out.append(WrittenItem(path.parent.name, grade_id(c), float(nbmeta(c).get("points", 0)), q,
+            out.append(WrittenItem(path.parent.name, grade_id(c) or "", float(nbmeta(c).get("points", 0)), q,
                                    scheme_of(c)))
     return out
 

@@ -117,7 +117,7 @@ def graded_items(source_dir: Path | None = None) -> list[GradedItem]:
             odl = cell.get("metadata", {}).get("odl")
             tags = odl if isinstance(odl, dict) else {}
             items.append(GradedItem(
-                assignment=path.parent.name, grade_id=grade_id(cell),
+                assignment=path.parent.name, grade_id=grade_id(cell) or "",
                 kind="written" if is_manual(cell) else "autograded",
                 points=float(nbmeta(cell).get("points", 0)),
                 objectives=list(tags.get("objectives", [])), sections=list(tags.get("sections", [])),

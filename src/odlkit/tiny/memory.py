@@ -199,9 +199,14 @@ class MemoryReport:
         return self.trainable_weight_bytes + self.training_bytes
 
     @property
+    def _peak_activations(self) -> int:
+        # set in __post_init__ when not given: never None after construction
+        return self.activation_bytes if self.peak_activation_bytes is None else self.peak_activation_bytes
+
+    @property
     def peak_bytes(self) -> int:
         """Peak memory of a training step, every weight in RAM."""
-        return self.weight_bytes + self.gradient_bytes + self.optimizer_bytes + self.peak_activation_bytes
+        return self.weight_bytes + self.gradient_bytes + self.optimizer_bytes + self._peak_activations
 
     @property
     def ram_bytes(self) -> int:
@@ -217,7 +222,7 @@ class MemoryReport:
             "total_params": self.total_params, "weights": self.weight_bytes,
             "trainable_weights": self.trainable_weight_bytes, "gradients": self.gradient_bytes,
             "optimizer_state": self.optimizer_bytes, "activations": self.activation_bytes,
-            "working_buffers": self.peak_activation_bytes - self.activation_bytes,
+            "working_buffers": self._peak_activations - self.activation_bytes,
             "forward_working": self.forward_working_bytes,
             "backward_working": self.backward_working_bytes,
             "training_bytes": self.training_bytes, "stored_ram_bytes": self.stored_ram_bytes,

@@ -61,7 +61,8 @@ class Recorder:
 
     Parameters
     ----------
-    board: an object with the ``odlkit.board`` API.
+    board: an object with the ``odlkit.board`` API, or a function returning the current one (for a
+        notebook that reconnects: the widget then always talks to the board the notebook holds).
     n: windows per take (each is 2 s of motion on a real board).
     save_dir: folder for raw recordings (``<label>.<id>.csv|json``); None keeps nothing.
     fmt: ``"csv"`` (``odlkit.data.write_csv``) or ``"json"`` (Edge Impulse data acquisition).
@@ -78,7 +79,7 @@ class Recorder:
             raise ValueError(f"fmt must be 'csv' or 'json' (Edge Impulse), got {fmt!r}")
         if n < 1:
             raise ValueError(f"n (windows per take) must be >= 1, got {n}")
-        self.board = board
+        self._board = board
         self.n = int(n)
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.fmt = fmt
@@ -90,6 +91,12 @@ class Recorder:
         self.saved: list[Path] = []
         self.last_stream: np.ndarray | None = None
         self._ui = None
+
+    @property
+    def board(self):
+        """The board the takes go to (the provider's current board when a function was given)."""
+        b = self._board
+        return b() if callable(b) and not hasattr(b, "record") else b
 
     # core ---------------------------------------------------------------------------------
     def check_label(self, label: str) -> str:
