@@ -165,15 +165,7 @@ def poison_labels(ds, seed: int = 0):
 
 def open_virtual_boards(datasets, sketch: str = SKETCH, seed: int = 0, timeout: float = 10.0) -> list[Board]:
     """One virtual board per dataset; board k replays ONLY ``datasets[k]`` (its user's recordings)."""
-    boards = []
-    try:
-        for k, ds in enumerate(datasets):
-            boards.append(Board.virtual(dataset=ds, sketch=sketch, seed=seed + k, timeout=timeout))
-    except BaseException:
-        for b in boards:
-            b.close()
-        raise
-    return boards
+    return connect_boards(datasets, ports=[], sketch=sketch, seed=seed, timeout=timeout)
 
 
 def connect_boards(datasets, ports: Sequence[str] | str | None = None, sketch: str = SKETCH, seed: int = 0,
