@@ -75,6 +75,28 @@ static void test_dense_relu_pool_gap() {
   CHECK_NEAR(g[1], (9 + 2 + 0 + 4 - 1) / 5.0, 1e-6);
 }
 
+static void test_dense_backward() {
+  // y = b + x . W with x (3), W (3, 2); dy = (1, -2). By hand:
+  //   gW[i][o] = x[i] * dy[o] = (1,-2), (-2,4), (3,-6);  gb = dy;  dx[i] = W[i][0] - 2 W[i][1] = -3, -5, -7
+  const float x[3] = {1, -2, 3};
+  const float W[6] = {1, 2, 3, 4, 5, 6};
+  const float dy[2] = {1, -2};
+  float gW[6] = {0.5f, 0, 0, 0, 0, 0};  // accumulates onto what is there
+  float gb[2] = {0, 1};
+  float dx[3] = {99, 99, 99};
+  odl::dense_backward(x, 3, W, 2, dy, gW, gb, dx);
+  const float egW[6] = {1.5f, -2, -2, 4, 3, -6};
+  for (int i = 0; i < 6; ++i) CHECK_NEAR(gW[i], egW[i], 0);
+  CHECK(gb[0] == 1 && gb[1] == -1);
+  CHECK(dx[0] == -3 && dx[1] == -5 && dx[2] == -7);
+  odl::dense_backward(x, 3, W, 2, dy, nullptr, nullptr, dx);  // input gradient only
+  CHECK(dx[2] == -7);
+  const float y[4] = {0, 2, -1, 0.5f};
+  float d[4] = {1, 2, 3, 4};
+  odl::relu_backward_inplace(y, d, 4);
+  CHECK(d[0] == 0 && d[1] == 2 && d[2] == 0 && d[3] == 4);
+}
+
 // A tiny model: (4, 2) -> Conv1D(3, k2)+relu -> MaxPool(2)... kept tiny for hand checks:
 // (4,2) conv k2 -> (3,3) relu; gap -> (1,3); dense 3->2 (feature_dim 2)
 static const float kMean[2] = {1, 0};
@@ -679,6 +701,7 @@ int main() {
   test_conv1d();
   test_depthwise();
   test_dense_relu_pool_gap();
+  test_dense_backward();
   test_backbone();
   test_exp();
   test_gradient_finite_differences();

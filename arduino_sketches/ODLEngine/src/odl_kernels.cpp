@@ -44,6 +44,22 @@ void relu_inplace(float* x, uint32_t n) {
     if (!(x[i] > 0.0f)) x[i] = 0.0f;
 }
 
+void dense_backward(const float* x, uint16_t in, const float* W, uint16_t out, const float* dy, float* gW, float* gb,
+                    float* dx) {
+  if (gb)
+    for (uint16_t o = 0; o < out; ++o) gb[o] += dy[o];
+  for (uint16_t i = 0; i < in; ++i) {
+    const float* wi = W + (uint32_t)i * out;
+    if (gW) axpy(gW + (uint32_t)i * out, x[i], dy, out);
+    if (dx) dx[i] = dot_acc(0.0f, wi, dy, out);
+  }
+}
+
+void relu_backward_inplace(const float* y, float* dy, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i)
+    if (!(y[i] > 0.0f)) dy[i] = 0.0f;
+}
+
 void maxpool1d(const float* x, uint16_t T, uint16_t C, uint16_t pool, float* y) {
   const uint16_t To = (uint16_t)(T / pool);
   for (uint16_t t = 0; t < To; ++t) {

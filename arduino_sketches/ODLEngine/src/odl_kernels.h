@@ -165,6 +165,14 @@ void depthwise_conv1d_valid(const float* x, uint16_t T, uint16_t C, const float*
 // y (out) = b + x (in) . W (in, out)
 void dense(const float* x, uint16_t in, const float* W, const float* b, uint16_t out, float* y);
 void relu_inplace(float* x, uint32_t n);
+
+// Backward of y = b + x . W (in, out), for one example (shared by every training plan):
+//   gW (in, out) += x outer dy;   gb (out) += dy;   dx (in) = W . dy   (dx may be nullptr)
+// Accumulates into gW / gb (zero them before a batch); dx is overwritten.
+void dense_backward(const float* x, uint16_t in, const float* W, uint16_t out, const float* dy, float* gW, float* gb,
+                    float* dx);
+// Backward of y = relu(x) given the layer's *output* y: dy[i] = 0 where y[i] <= 0.
+void relu_backward_inplace(const float* y, float* dy, uint32_t n);
 // y (T / pool, C): max over non-overlapping windows, remainder dropped (Keras 'valid')
 void maxpool1d(const float* x, uint16_t T, uint16_t C, uint16_t pool, float* y);
 // y (C): mean over T
