@@ -24,6 +24,7 @@ import nbformat
 
 from odlkit.config import CHECKOUT
 
+from . import gradebook as GB
 from . import notebooks as nbs
 from . import parallel as P
 
@@ -380,7 +381,7 @@ def autograde(assignment: str, course_dir: Path = COURSE_DIR, students=None, for
             results[s].errors.append(f"nbgrader could not grade this submission (scored 0); see {log}")
     from nbgrader.api import Gradebook, MissingEntry
 
-    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
+    with Gradebook(GB.url(course_dir)) as gb:
         for s, r in results.items():
             try:
                 sub = gb.find_submission(assignment, s)
@@ -437,10 +438,10 @@ def _autograde_parallel(assignment, course_dir, who, force, env, jobs, ray_addre
         return set(), "", {}
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
+    with Gradebook(GB.url(course_dir)) as gb:
         for s in sorted(todo):  # in the order a sequential batch adds them (the export lists them so)
             gb.update_or_create_student(s)
-    snapshot = P.snapshot_gradebook(course_dir / "gradebook.db")
+    snapshot = GB.snapshot(GB.url(course_dir))
     if ray_address:  # a group per cluster CPU (a Ray task each), else a group per local job
         groups = P.split(sorted(todo), P.ray_cpus(ray_address))
         runs = P.run_ray([P.make_job(course_dir, assignment, g, snapshot, env) for g in groups], ray_address)

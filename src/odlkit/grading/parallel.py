@@ -26,7 +26,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -84,19 +83,6 @@ class JobResult:
         return [s for s in self.students if s in self.autograded and s not in failed]
 
 
-def snapshot_gradebook(db: Path) -> bytes:
-    """A consistent copy of the SQLite gradebook (the backup API, safe while nbgrader has it open)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        dst = Path(tmp) / "gradebook.db"
-        src_con, dst_con = sqlite3.connect(str(db)), sqlite3.connect(str(dst))
-        try:
-            src_con.backup(dst_con)
-        finally:
-            dst_con.close()
-            src_con.close()
-        return dst.read_bytes()
-
-
 def _zip_dir(zf: zipfile.ZipFile, folder: Path, arc_root: str) -> None:
     for p in sorted(folder.rglob("*")):
         if p.is_file() and ".ipynb_checkpoints" not in p.parts and "__pycache__" not in p.parts:
@@ -129,7 +115,10 @@ def grade_job(job: Job) -> JobResult:
         course = Path(tmp) / "course"
         with zipfile.ZipFile(io.BytesIO(job.course_zip)) as zf:
             zf.extractall(course)
-        cmd = [sys.executable, "-m", "nbgrader", "autograde", job.assignment, "--force"]
+        # The sandbox grades into its own copy of the gradebook, never into the course's database
+        # (the copied nbgrader_config.py may name a database server in CourseDirectory.db_url).
+        cmd = [sys.executable, "-m", "nbgrader", "autograde", job.assignment, "--force",
+               f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"]
         proc = subprocess.run(cmd, cwd=course, env=nbgrader_env(job.env), capture_output=True, text=True)
         graded = {}
         for s in job.students:
