@@ -24,10 +24,11 @@ static const uint16_t kLpcShift = 64;      // 6.4 ms at 10 kHz
 static const uint16_t kLpcOrder = 12;
 static const uint16_t kLpcCeps = 12;
 static const uint16_t kResampleUp = 5, kResampleDown = 8;
-static const uint16_t kResampleTapsPerPhase = 24;  // odlkit.audio.RESAMPLE_TAPS_PER_PHASE
-static const float kResampleCutoffHz = 4400.0f;    // odlkit.audio.RESAMPLE_CUTOFF_HZ
-static const float kVadThresholdDb = -45.0f;       // odlkit.audio.VAD_THRESHOLD_DB
-static const float kLpcSilenceR0 = 1e-10f;         // odlkit.audio.SILENCE_R0
+static const uint16_t kResampleTapsPerPhase = 24;      // odlkit.audio.RESAMPLE_TAPS_PER_PHASE
+static const float kResampleCutoffHz = 4400.0f;        // odlkit.audio.RESAMPLE_CUTOFF_HZ
+static const float kVadThresholdDb = -45.0f;           // odlkit.audio.VAD_THRESHOLD_DB
+static const float kVadThresholdMs = 3.16227766e-05f;  // the same as a mean square: 10^(-45 / 10)
+static const float kLpcSilenceR0 = 1e-10f;             // odlkit.audio.SILENCE_R0
 
 // Symmetric Hamming window 0.54 - 0.46 cos(2 pi k / (n - 1)).
 void lpc_hamming(float* w, uint16_t n);
@@ -36,6 +37,8 @@ void lpc_autocorrelation(const float* x, uint16_t n, uint16_t order, float* r);
 // Levinson-Durbin on r[0..order]: a[0..order] (a[0] = 1), reflection k[0..order-1] (may be
 // nullptr); returns the prediction error power. r[0] <= kLpcSilenceR0: flat model, returns 0.
 float lpc_levinson(const float* r, uint16_t order, float* a, float* k);
+// sin(pi x) from float operations only (bit-identical on every IEEE-754 target; ~1e-7 absolute).
+float sin_pi(float x);
 // c[0..n_ceps-1] = c_1..c_n of 1 / A(z): c_n = -a_n - sum_{k<n} (k / n) c_k a_{n-k}.
 void lpc_to_cepstrum(const float* a, uint16_t order, uint16_t n_ceps, float* c);
 
@@ -55,7 +58,8 @@ class LpcFrontEnd {
   LpcFrontEnd() { begin(10000); }
   // Resets the stream; rate_hz 16000 (the PDM microphone, resampled) or 10000 (as is).
   Status begin(uint32_t rate_hz);
-  void set_gate_db(float db) { gate_db_ = db; }
+  // The gate as a mean square re full scale (10^(dB / 10)); default kVadThresholdMs (-45 dBFS).
+  void set_gate(float mean_square) { gate_ms_ = mean_square; }
   void push(const float* x, uint32_t n, LpcFrameFn fn, void* user);
   void push_int16(const int16_t* pcm, uint32_t n, LpcFrameFn fn, void* user);
   uint32_t samples_in() const { return samples_in_; }
@@ -69,7 +73,7 @@ class LpcFrontEnd {
   void analyse(LpcFrameFn fn, void* user);
 
   uint32_t rate_ = 10000;
-  float gate_db_ = kVadThresholdDb;
+  float gate_ms_ = kVadThresholdMs;
   uint32_t samples_in_ = 0, frames_ = 0, last_us_ = 0;
   ClockFn clock_ = nullptr;
   // resampler: prototype taps h[p + 5 i], input history ring, phase counter d = 8 m - 5 j
