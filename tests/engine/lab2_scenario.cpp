@@ -15,11 +15,11 @@
 #include "lab2_data.h"
 #include "qemu/cycles.h"
 
-static const char *const kNames[] = {"s0", "s1", "s2"};
+static const char* const kNames[] = {"s0", "s1", "s2"};
 typedef odl::AudioEngine<kMaxFrames, kHidden, 6, 64> EngineT;
 static EngineT g_engine;
 
-static void dump(const char *tag, const float *v, uint32_t n) {
+static void dump(const char* tag, const float* v, uint32_t n) {
   printf("%s", tag);
   for (uint32_t i = 0; i < n; ++i) {
     uint32_t u;
@@ -28,35 +28,29 @@ static void dump(const char *tag, const float *v, uint32_t n) {
   }
   printf("\n");
 }
-static bool on_epoch(const odl::EpochResult &r, void *) {
+static bool on_epoch(const odl::EpochResult& r, void*) {
   dump("epoch", &r.loss, 1);
   return true;
 }
-static void on_frame(const odl::LpcFrame &f, void *user) {
-  printf("%s %lu %d ", (const char *)user, (unsigned long)f.index,
-         f.voiced ? 1 : 0);
+static void on_frame(const odl::LpcFrame& f, void* user) {
+  printf("%s %lu %d ", (const char*)user, (unsigned long)f.index, f.voiced ? 1 : 0);
   dump("ceps", f.ceps, odl::kLpcCeps);
 }
-static int check(int st, const char *what) {
-  if (st < 0)
-    printf("ERROR %s: %s\n", what, odl::status_str(st));
+static int check(int st, const char* what) {
+  if (st < 0) printf("ERROR %s: %s\n", what, odl::status_str(st));
   return st;
 }
 
-static int run(uint8_t layers, const char *tag) {
+static int run(uint8_t layers, const char* tag) {
   g_engine.reset();
-  odl::MlpView &m = g_engine.net();
-  if (!strcmp(tag, "all"))
-    dump("W1init", m.W1, m.input_dim * m.hidden);
+  odl::MlpView& m = g_engine.net();
+  if (!strcmp(tag, "all")) dump("W1init", m.W1, m.input_dim * m.hidden);
   for (uint32_t i = 0; i < kUttCount; ++i) {
     g_engine.set_window_frames(kUttFrames[i]);
-    if (check(g_engine.add_window(kUttData[i], kUttLabels[i]), "add_window") <
-        0)
-      return 1;
+    if (check(g_engine.add_window(kUttData[i], kUttLabels[i]), "add_window") < 0) return 1;
   }
   if (!strcmp(tag, "all")) {
-    for (uint32_t i = 0; i < kUttCount; ++i)
-      dump("summary", g_engine.sample_features(i), EngineT::kInputDim);
+    for (uint32_t i = 0; i < kUttCount; ++i) dump("summary", g_engine.sample_features(i), EngineT::kInputDim);
     dump("mean", m.norm_mean, m.input_dim);
     dump("m2", m.norm_m2, m.input_dim);
   }
@@ -69,11 +63,9 @@ static int run(uint8_t layers, const char *tag) {
   cfg.layers = layers;
   g_engine.seed_shuffle(1);
   counter_start();
-  if (check(g_engine.train(cfg, on_epoch, nullptr), "train") < 0)
-    return 1;
+  if (check(g_engine.train(cfg, on_epoch, nullptr), "train") < 0) return 1;
   const uint32_t ticks = counter_ticks();
-  printf("cycles %s train %lu steps %lu\n", tag,
-         (unsigned long)(ticks * kInstructionsPerTick),
+  printf("cycles %s train %lu steps %lu\n", tag, (unsigned long)(ticks * kInstructionsPerTick),
          (unsigned long)(kEpochs * ((kUttCount + 7) / 8)));
   printf("net %s\n", tag);
   dump("W1", m.W1, m.input_dim * m.hidden);
@@ -83,40 +75,33 @@ static int run(uint8_t layers, const char *tag) {
   // blob round trip
   uint32_t size = 0, status = 0;
   odl::Status s;
-  const uint8_t *blob = g_engine.blob(&size, &s);
+  const uint8_t* blob = g_engine.blob(&size, &s);
   status = s;
   uint32_t cap = 0;
-  uint8_t *stage = g_engine.staging(&cap);
+  uint8_t* stage = g_engine.staging(&cap);
   memcpy(stage, blob, size);
-  printf("blob %lu status %lu reload %d\n", (unsigned long)size,
-         (unsigned long)status, g_engine.deserialize(stage, size));
+  printf("blob %lu status %lu reload %d\n", (unsigned long)size, (unsigned long)status,
+         g_engine.deserialize(stage, size));
   return 0;
 }
 
 int main() {
-  if (check(g_engine.begin(kNames, 3, nullptr, 1), "begin") < 0)
-    return 1;
-  if (run(odl::kLayersAll, "all"))
-    return 1;
-  if (run(odl::kLayersHead, "head"))
-    return 1;
-  odl::LpcFrontEnd &fe = *g_engine.lpc();
+  if (check(g_engine.begin(kNames, 3, nullptr, 1), "begin") < 0) return 1;
+  if (run(odl::kLayersAll, "all")) return 1;
+  if (run(odl::kLayersHead, "head")) return 1;
+  odl::LpcFrontEnd& fe = *g_engine.lpc();
   fe.begin(16000);
   counter_start();
-  fe.push_int16(kAudio16k, kAudio16kCount, on_frame, (void *)"f16");
-  printf("cycles lpc16 %lu frames %lu samples %lu\n",
-         (unsigned long)(counter_ticks() * kInstructionsPerTick),
+  fe.push_int16(kAudio16k, kAudio16kCount, on_frame, (void*)"f16");
+  printf("cycles lpc16 %lu frames %lu samples %lu\n", (unsigned long)(counter_ticks() * kInstructionsPerTick),
          (unsigned long)fe.frames_out(), (unsigned long)kAudio16kCount);
   fe.begin(10000);
   counter_start();
-  fe.push_int16(kAudio10k, kAudio10kCount, on_frame, (void *)"f10");
-  printf("cycles lpc10 %lu frames %lu samples %lu\n",
-         (unsigned long)(counter_ticks() * kInstructionsPerTick),
+  fe.push_int16(kAudio10k, kAudio10kCount, on_frame, (void*)"f10");
+  printf("cycles lpc10 %lu frames %lu samples %lu\n", (unsigned long)(counter_ticks() * kInstructionsPerTick),
          (unsigned long)fe.frames_out(), (unsigned long)kAudio10kCount);
-  printf("sizeof engine %lu net %lu norm %lu lpc %lu\n",
-         (unsigned long)sizeof(EngineT),
-         (unsigned long)g_engine.stats().net_bytes,
-         (unsigned long)g_engine.stats().norm_bytes,
+  printf("sizeof engine %lu net %lu norm %lu lpc %lu\n", (unsigned long)sizeof(EngineT),
+         (unsigned long)g_engine.stats().net_bytes, (unsigned long)g_engine.stats().norm_bytes,
          (unsigned long)g_engine.stats().lpc_bytes);
   printf("done\n");
   return 0;
