@@ -92,11 +92,12 @@ struct TrainConfig {
   uint16_t batch_size = 8;
   float lr = 0.05f;
   float momentum = 0.9f;
-  float weight_decay = 0.0f;        // L2 on W (not b): grad += weight_decay * W
-  uint8_t mode = kTrainFull;        // TrainMode
-  bool use_replay = true;           // false: only samples of the current session
-  bool shuffle = true;              // Fisher-Yates per epoch with the engine's xorshift32
-  uint8_t layers = kLayersDefault;  // TrainLayers
+  float weight_decay = 0.0f;  // L2 on W (not b): grad += weight_decay * W
+  uint8_t mode = kTrainFull;  // TrainMode
+  bool use_replay = true;     // false: only samples of the current session
+  bool shuffle = true;        // Fisher-Yates per epoch with the engine's xorshift32
+  // TrainLayers (Lab 2's two-layer network; Lab 1's engine trains its head whatever it says)
+  uint8_t layers = kLayersDefault;
 };
 
 struct EpochResult {
