@@ -439,3 +439,22 @@ def test_lab1_sketch_refuses_two_layer_training():
             b._request("LPC", "off=0", "data=AAAA")
         assert e.value.code == 8 and "no audio front end" in str(e.value)
         assert "hidden" not in b.hello and "net_ram" not in b.info()
+
+
+def test_board_gradient_is_one_full_batch_step(board):
+    """The board's own gradient, for grading a hand-written backward pass: one step over the whole
+    store with lr=1, momentum=0, weight_decay=0 moves every parameter by exactly -gradient."""
+    board.reset()
+    for s in ("speaker2", "speaker5", "speaker8"):
+        board.record(s, n=5)
+    board.train(epochs=2, lr=0.05, seed=1)  # away from the zero head, so every gradient is non-zero
+    before = board.get_network()
+    X, y = board.get_features()
+    board.train(epochs=1, lr=1.0, momentum=0.0, weight_decay=0.0, batch_size=len(X), seed=5)
+    after = board.get_network()
+    host = TwoLayerNet.from_weights(before)
+    _, g = host.gradients(host.norm.transform(X), y)
+    for k in ("W1", "b1", "W2", "b2"):
+        # measured 7e-8: float32 rounding of W - g and of the two summation orders
+        np.testing.assert_allclose(getattr(before, k) - getattr(after, k), g[k], atol=1e-6, err_msg=k)
+        assert np.abs(g[k]).max() > 1e-3
