@@ -31,7 +31,9 @@ enum Status : int {
   kErrStorageTooSmall = -17,  // record larger than a slot
   kErrDuplicateClass = -18,   // add_class with a name already in the head
   kErrNonFinite = -19,        // a NaN or infinite weight, feature or window value was refused
-  kErrDiverged = -20          // training gave a non-finite loss: the weights were restored
+  kErrDiverged = -20,         // training gave a non-finite loss: the weights were restored
+  kErrPlanTooLarge = -21,     // the update plan's buffers do not fit the engine's PlanBytes
+  kErrNoWindows = -22         // a backbone plan needs stored windows: the engine keeps none (WindowCapacity 0)
 };
 
 // false for NaN and +-Inf (a builtin, so it holds without <cmath> and on every core).
@@ -84,6 +86,14 @@ struct ModelSpec {
 
 enum TrainMode : uint8_t { kTrainFull = 0, kTrainBiasOnly = 1 };
 
+// Which parameters a train() call updates (odl_backprop.h). The head follows TrainConfig::mode
+// in every plan; the backbone plans also update backbone parameters (TinyTL / sparse update).
+enum TrainPlan : uint8_t {
+  kPlanHead = 0,   // the head only, on the stored features (the engine's original training)
+  kPlanBias = 1,   // + every backbone bias (TinyTL), on the stored windows
+  kPlanSparse = 2  // + every backbone bias and the kernels of the last sparse_layers layers with weights
+};
+
 struct TrainConfig {
   uint16_t epochs = 10;
   uint16_t batch_size = 8;
@@ -93,6 +103,8 @@ struct TrainConfig {
   uint8_t mode = kTrainFull;  // TrainMode
   bool use_replay = true;     // false: only samples of the current session
   bool shuffle = true;        // Fisher-Yates per epoch with the engine's xorshift32
+  uint8_t plan = kPlanHead;   // TrainPlan
+  uint8_t sparse_layers = 0;  // kPlanSparse: how many of the last backbone layers with weights update their kernel
 };
 
 struct EpochResult {
@@ -132,6 +144,15 @@ struct Stats {
   uint32_t last_forward_us = 0;  // backbone, via the clock callback
   uint32_t last_head_us = 0;     // head inference
   uint32_t last_train_us = 0;    // whole last train() call
+  uint8_t plan = kPlanHead;      // TrainPlan of the last train() call (or the configured plan)
+  uint8_t sparse_layers = 0;
+  uint32_t plan_bytes = 0;     // RAM the plan uses in the engine's plan buffer (backbone copies, gradients,
+                               // momentum, stored activations); odlkit.tiny.memory.engine_plan_memory predicts it
+  uint32_t plan_capacity = 0;  // PlanBytes: the compile-time plan buffer
+  uint32_t window_bytes = 0;   // the window store (int16 normalized windows for backbone plans)
+  uint32_t window_capacity = 0;
+  uint32_t last_steps = 0;    // SGD steps (mini-batches) of the last train() call
+  uint32_t last_step_us = 0;  // last_train_us / last_steps
 };
 
 static const uint16_t kClassNameBytes = 16;  // fixed, NUL padded (blob format)
