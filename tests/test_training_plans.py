@@ -249,3 +249,45 @@ def test_plans_under_qemu_match_host_and_gradient_tape(plans, tmp_path):
         err = np.abs(got - ref).max()
         print(f"qemu {plan} k={k}: {len(got)} parameters, max |qemu - GradientTape| = {err:.3g}")
         assert err <= TOL
+
+
+def test_virtual_board_trains_each_plan_over_the_protocol():
+    """TRAIN plan=head|bias|sparse k=... on the virtual board built with a plan buffer: INFO
+    reports the plan, its RAM (= the calculator's prediction) and the time per step; bad
+    arguments answer ERR 6 and change nothing."""
+    import shutil
+
+    if shutil.which("g++") is None:
+        pytest.skip("the virtual board needs g++")
+    from odlkit.board import Board, BoardError
+    from odlkit.pretrain import load_backbone
+    from odlkit.tiny.memory import engine_plan_memory
+
+    backbone, _ = load_backbone()
+    with Board.virtual(dataset="basic_motions", seed=0, plans=True) as board:
+        for c in ("standing", "walking", "running"):
+            board.record(c, n=6)
+        before, info0 = board.get_weights(), board.info()
+        for args, msg in [(["plan=sparse"], "needs k="), (["plan=bias", "k=1"], "only for plan=sparse"),
+                          (["plan=sparse", "k=9"], "more than the backbone"), (["plan=sparse", "k=2"], "does not fit"),
+                          (["plan=all"], "head, bias or sparse"), (["plan=sparse", "k=0"], "1..255")]:
+            with pytest.raises(BoardError, match=msg) as exc:
+                board._request("TRAIN", "epochs=1", *args)
+            assert exc.value.code == 6
+        after, info1 = board.get_weights(), board.info()
+        assert np.array_equal(after.W, before.W) and np.array_equal(after.b, before.b)
+        assert info1["steps"] == info0["steps"] == 0 and info1["plan"] == "head"
+        for plan, k in (("bias", None), ("sparse", 1), ("head", None)):
+            res = board.train(epochs=2, lr=0.005, plan=plan, k=k, seed=1)
+            info = board.info()
+            assert info["plan"] == plan and info["steps"] == 2 * 3  # 18 samples, batch 8
+            # the head plan leaves the backbone the sparse plan trained in the plan buffer (RAM)
+            assert info["plan_ram"] == engine_plan_memory(backbone, "sparse" if plan == "head" else plan, k or 1).bytes
+            assert 0 < info["step_us"] <= res.train_us
+        assert info["window_ram"] == 64 * 50 * 6 * 2 and info["plan_cap"] == 65536
+    with Board.virtual(dataset="basic_motions", seed=0) as board:  # the default firmware: head only
+        board.record("standing", n=2)
+        board.record("walking", n=2)
+        with pytest.raises(BoardError, match="keeps no windows"):
+            board.train(epochs=1, plan="bias")
+        assert board.info()["plan_cap"] == 0

@@ -239,6 +239,15 @@ void Protocol::cmd_hello(const Frame& f, bool info) {
     out_.kv_u("fwd_us", s.last_forward_us);
     out_.kv_u("head_us", s.last_head_us);
     out_.kv_u("train_us", s.last_train_us);
+    static const char* const kPlanNames[] = {"head", "bias", "sparse"};
+    out_.kv("plan", s.plan <= kPlanSparse ? kPlanNames[s.plan] : "?");
+    out_.kv_u("k", s.sparse_layers);
+    out_.kv_u("plan_ram", s.plan_bytes);
+    out_.kv_u("plan_cap", s.plan_capacity);
+    out_.kv_u("window_ram", s.window_bytes);
+    out_.kv_u("win_cap", s.window_capacity);
+    out_.kv_u("steps", s.last_steps);
+    out_.kv_u("step_us", s.last_step_us);
     out_.kv_u("tx", tx_);
     out_.kv_u("rx", rx_);
     out_.kv_u("errors", errors_);
@@ -393,7 +402,8 @@ void Protocol::send_epoch_event(const EpochResult& r) {
 }
 
 void Protocol::cmd_train(const Frame& f) {
-  static const char* const keys[] = {"epochs", "lr", "mom", "wd", "batch", "mode", "replay", "seed", nullptr};
+  static const char* const keys[] = {"epochs", "lr",   "mom",  "wd", "batch", "mode",
+                                     "replay", "seed", "plan", "k",  nullptr};
   if (!check_args(f, 0, keys)) return;
   TrainConfig cfg;
   uint32_t u = 0;
@@ -430,6 +440,32 @@ void Protocol::cmd_train(const Frame& f) {
   if ((v = frame_arg(f, "replay"))) {
     if (!streq(v, "0") && !streq(v, "1")) return error(f.seq, kPeBadArg, "replay must be 0 or 1");
     cfg.use_replay = v[0] == '1';
+  }
+  if ((v = frame_arg(f, "plan"))) {
+    if (streq(v, "head"))
+      cfg.plan = kPlanHead;
+    else if (streq(v, "bias"))
+      cfg.plan = kPlanBias;
+    else if (streq(v, "sparse"))
+      cfg.plan = kPlanSparse;
+    else
+      return error(f.seq, kPeBadArg, "plan must be head, bias or sparse");
+  }
+  if ((v = frame_arg(f, "k"))) {
+    if (cfg.plan != kPlanSparse) return error(f.seq, kPeBadArg, "k= is only for plan=sparse");
+    if (!parse_u32(v, &u) || u < 1 || u > 255) return error(f.seq, kPeBadArg, "k must be 1..255 layers");
+    cfg.sparse_layers = static_cast<uint8_t>(u);
+  } else if (cfg.plan == kPlanSparse) {
+    return error(f.seq, kPeBadArg, "plan=sparse needs k=<layers whose kernel is updated>");
+  }
+  if (cfg.plan != kPlanHead) {
+    uint32_t need = 0;
+    Status ps = e_.plan_memory(cfg.plan, cfg.sparse_layers, &need);
+    if (ps == kErrBadArgument) return error(f.seq, kPeBadArg, "k is more than the backbone's layers with weights");
+    if (ps == kErrNoWindows) return error(f.seq, kPeBadArg, "this firmware keeps no windows: only plan=head");
+    if (ps != kOk)
+      return error(f.seq, kPeBadArg,
+                   "plan does not fit this firmware's plan buffer (plan_cap in INFO):", status_str(kErrPlanTooLarge));
   }
   bool reseed = false;
   uint32_t seed = 0;

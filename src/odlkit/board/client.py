@@ -48,6 +48,10 @@ ARDUINO_VID = 0x2341  # Arduino SA USB vendor id (Nano 33 BLE / BLE Sense Rev1 a
 BOOTLOADER_PIDS = {0x005A}  # Nano 33 BLE after a double reset (the sketch runs as 0x805A)
 RECORD_SECONDS_PER_WINDOW = 2.0  # 50 samples at 25 Hz on the real board
 READ_ONLY = {"HELLO", "INFO", "GETW", "GETF", "EVAL"}
+# The virtual board's build for backbone training plans: a 64 KiB plan buffer (bias-only, or
+# sparse update of the last layer: 52 KB for the course's backbone) and int16 windows of the
+# first 64 stored samples (38 KB); see odl_backprop.h.
+PLAN_BUILD_FLAGS = ["-DODL_PLAN_BYTES=65536", "-DODL_WINDOW_CAPACITY=64"]
 FRAMING_GRACE_S = 1.0  # after a seq-0 framing error, how long our own reply may still take
 
 
@@ -155,6 +159,7 @@ class Board:
         predict_dataset=None,
         storage: str | Path | None = None,
         timeout: float = 10.0,
+        plans: bool = False,
     ) -> Board:
         """Start the virtual board: the sketch's own C++ compiled for this computer.
 
@@ -168,10 +173,12 @@ class Board:
         default ``seed=0`` trains exactly like a real board (engine seed 1): compare with
         ``odlkit.head.Head.fit(..., order="shuffle", seed=1)``.
         The first call compiles the C++ (a few seconds, cached under ``build/virtual_board``).
+        plans: build the engine with a plan buffer and a window store (:data:`PLAN_BUILD_FLAGS`)
+        so that ``train(plan="bias" | "sparse")`` trains the backbone too.
         """
         from odlkit.board.virtual import BUILD_DIR, build_virtual_board, dataset_replay, write_replay
 
-        exe = build_virtual_board(sketch)
+        exe = build_virtual_board(sketch, extra_flags=PLAN_BUILD_FLAGS if plans else None)
         if dataset is None:
             dataset = get_sketch(sketch).dataset
         if isinstance(dataset, str):
@@ -360,6 +367,8 @@ class Board:
         use_replay: bool = True,
         callback: Callable[[int, float, float], None] | None = None,
         seed: int | None = None,
+        plan: str | None = None,
+        k: int | None = None,
     ) -> TrainResult:
         """Train the head on the board (SGD with momentum on the stored features).
 
@@ -368,9 +377,19 @@ class Board:
         called after each epoch as the board reports it. seed: restart the board's shuffle from
         this seed (the orders of ``odlkit.head.Head.fit(order="shuffle", seed=seed)``); None
         continues the board's generator.
+        plan: what else is trained (None: the firmware's default, the head alone): "head",
+        "bias" (every backbone bias too, TinyTL) or "sparse" (every bias and the kernels of the
+        last ``k`` backbone layers with weights), on the stored windows; ``mode`` still says what
+        of the head is trained. Needs a firmware with a plan buffer (INFO ``plan_cap``).
         """
         if mode not in ("full", "bias"):
             raise ValueError(f"mode must be 'full' or 'bias', got {mode!r}")
+        if plan not in (None, "head", "bias", "sparse"):
+            raise ValueError(f"plan must be 'head', 'bias' or 'sparse', got {plan!r}")
+        if (plan == "sparse") != (k is not None):
+            raise ValueError("k (layers whose kernel is updated) goes with plan='sparse' only, and it needs one")
+        if k is not None and (isinstance(k, bool) or int(k) != k or not 1 <= k <= 255):
+            raise ValueError(f"k must be an integer 1..255, got {k!r}")
         history: list[dict] = []
 
         def ev(f: Frame) -> None:
@@ -389,6 +408,8 @@ class Board:
             f"mode={mode}",
             f"replay={int(bool(use_replay))}",
             *([] if seed is None else [f"seed={int(seed)}"]),
+            *([] if plan is None else [f"plan={plan}"]),
+            *([] if k is None else [f"k={int(k)}"]),
             on_event=ev,
         )
         return TrainResult(f.int("epochs"), f.float("loss"), f.float("acc"), f.int("train_us"), history)
