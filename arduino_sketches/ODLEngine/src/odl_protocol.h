@@ -88,7 +88,7 @@ class EngineIface {
   // Bytes of the plan buffer a training plan needs (TRAIN plan=...): kOk, kErrBadArgument (k out of
   // range), kErrPlanTooLarge (does not fit), kErrNoWindows. An engine without backbone plans
   // keeps this default.
-  virtual Status plan_memory(uint8_t plan, uint8_t sparse_layers, uint32_t* bytes) const {
+  virtual Status plan_memory(uint8_t plan, uint8_t /*sparse_layers*/, uint32_t* bytes) const {
     *bytes = 0;
     return plan == kPlanHead ? kOk : kErrPlanTooLarge;
   }
