@@ -106,15 +106,25 @@ uint32_t layout(const BackboneView& bb, uint8_t plan, uint8_t k, LayerPlan* lp, 
   return off;
 }
 
-inline void set_bits(uint8_t* b, uint32_t pos, uint8_t nbits, uint32_t v) {
-  for (uint8_t i = 0; i < nbits; ++i, ++pos) {
-    const uint8_t m = (uint8_t)(1u << (pos & 7u));
-    if ((v >> i) & 1u)
-      b[pos >> 3] |= m;
-    else
-      b[pos >> 3] &= (uint8_t)~m;
+// Writes values of nbits bits one after the other, least significant bit first (a byte at a time).
+struct BitWriter {
+  uint8_t* p;
+  uint32_t acc;
+  uint8_t n;
+  explicit BitWriter(uint8_t* out) : p(out), acc(0), n(0) {}
+  void put(uint32_t v, uint8_t nbits) {
+    acc |= v << n;
+    n = (uint8_t)(n + nbits);
+    while (n >= 8) {
+      *p++ = (uint8_t)acc;
+      acc >>= 8;
+      n = (uint8_t)(n - 8);
+    }
   }
-}
+  void flush() {
+    if (n) *p = (uint8_t)acc;
+  }
+};
 inline uint32_t get_bits(const uint8_t* b, uint32_t pos, uint8_t nbits) {
   uint32_t v = 0;
   for (uint8_t i = 0; i < nbits; ++i, ++pos) v |= (uint32_t)((b[pos >> 3] >> (pos & 7u)) & 1u) << i;
@@ -127,7 +137,11 @@ void apply_relu_mask(const uint8_t* bits, float* dy, uint32_t n) {
   float chunk[32];
   for (uint32_t s = 0; s < n; s += 32) {
     const uint32_t m = n - s < 32 ? n - s : 32;
-    for (uint32_t i = 0; i < m; ++i) chunk[i] = ((bits[(s + i) >> 3] >> ((s + i) & 7u)) & 1u) ? 1.0f : 0.0f;
+    for (uint32_t i = 0; i < m; i += 8) {
+      const uint32_t byte = bits[(s + i) >> 3];
+      const uint32_t e = m - i < 8 ? m - i : 8;
+      for (uint32_t j = 0; j < e; ++j) chunk[i + j] = (byte >> j) & 1u ? 1.0f : 0.0f;
+    }
     relu_backward_inplace(chunk, dy + s, m);
   }
 }
@@ -172,14 +186,15 @@ const float* forward(BackboneView& bb, bool tape) {
       case kMaxPool1D:
         maxpool1d(cur, T, C, L.kernel, nxt);
         if (tape && P.arg_bits) {  // the first index reaching the max, as maxpool1d picks it
-          uint8_t* b = bb.buf + P.bits;
+          BitWriter w(bb.buf + P.bits);
           for (uint16_t t = 0; t < To; ++t)
             for (uint16_t c = 0; c < C; ++c) {
               const uint32_t e = (uint32_t)t * C + c;
               uint32_t j = 0;
               while (j + 1 < L.kernel && !(cur[((uint32_t)t * L.kernel + j) * C + c] == nxt[e])) ++j;
-              set_bits(b, e * P.arg_bits, P.arg_bits, j);
+              w.put(j, P.arg_bits);
             }
+          w.flush();
         }
         break;
       case kGlobalAvgPool1D: global_avg_pool1d(cur, T, C, nxt); break;
@@ -193,10 +208,16 @@ const float* forward(BackboneView& bb, bool tape) {
     T = To;
     C = Co;
     if (L.activation == kActRelu) relu_inplace(cur, (uint32_t)T * C);
-    if (tape && P.mask) {
+    if (tape && P.mask) {  // one bit per output element, a byte at a time
       uint8_t* b = bb.buf + P.bits;
       const uint32_t n = (uint32_t)T * C;
-      for (uint32_t i = 0; i < n; ++i) set_bits(b, i, 1, cur[i] > 0.0f ? 1u : 0u);
+      for (uint32_t i = 0; i < n; i += 8) {
+        const uint32_t m = n - i < 8 ? n - i : 8;
+        uint8_t byte = 0;
+        for (uint32_t j = 0; j < m; ++j)
+          if (cur[i + j] > 0.0f) byte = (uint8_t)(byte | (1u << j));
+        *b++ = byte;
+      }
     }
   }
   return cur;
