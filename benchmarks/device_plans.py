@@ -19,6 +19,11 @@ the nRF52840's 256 KB together with the core's own use (the mbed core is not in 
 its share is stated from the Arduino IDE's report of the Lab 1 sketch when known, else left open).
 
     python benchmarks/device_plans.py      # ~2 min; writes benchmarks/results/device_plans.json
+
+Measured here (qemu, board flags): instructions, plan RAM, the engine's static RAM. Not measured,
+to check on a real Nano 33 BLE Sense: cycles (flash wait states, VMLA/VLDM timing: the CPI-1 time
+is a lower bound), the mbed core's own RAM beside the engine (extras/compile_check.py compiles but
+does not link, so it gives no size), and that a plan buffer of this size links with the core.
 """
 
 from __future__ import annotations
