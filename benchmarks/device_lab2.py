@@ -74,10 +74,10 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         build = Path(tmp)
-        r_all, vals, size = phase(build, "train_step_all_layers", ["-DEPOCHS=3", "-DLAYERS=2"],
-                                  ["-DEPOCHS=1", "-DLAYERS=2"], 2)
-        r_head, _, _ = phase(build, "train_step_head_only", ["-DEPOCHS=3", "-DLAYERS=1"],
-                             ["-DEPOCHS=1", "-DLAYERS=1"], 2)
+        r_all, vals, size = phase(build, "train_step_all_layers", ["-DEPOCHS=3", "-DPLAN=3"],
+                                  ["-DEPOCHS=1", "-DPLAN=3"], 2)
+        r_head, _, _ = phase(build, "train_step_head_only", ["-DEPOCHS=3", "-DPLAN=0"],
+                             ["-DEPOCHS=1", "-DPLAN=0"], 2)
         r_lpc, _, _ = phase(build, "lpc_frame_16k", ["-DLPC_CHUNKS=3"], ["-DLPC_CHUNKS=1"], 10)
         rows = [r_all, r_head, r_lpc]
     D, H, C, B = 24, 32, 9, 8

@@ -274,7 +274,17 @@ class StdIo : public odl::Io {
 const char* const kClassNames[] = ODL_CLASS_NAMES;
 typedef odl::AudioEngine<ODL_MAX_FRAMES, ODL_HIDDEN, ODL_MAX_CLASSES, ODL_REPLAY_CAPACITY> EngineT;
 #else
-typedef odl::Engine<ODL_ARENA_FLOATS, ODL_FEATURE_DIM, ODL_MAX_CLASSES, ODL_REPLAY_CAPACITY> EngineT;
+// Backbone training plans (TRAIN plan=bias|sparse): off unless the build defines the plan buffer
+// and window store sizes (Board.virtual(plans=True) passes them).
+#ifndef ODL_PLAN_BYTES
+#define ODL_PLAN_BYTES 0
+#endif
+#ifndef ODL_WINDOW_CAPACITY
+#define ODL_WINDOW_CAPACITY 0
+#endif
+typedef odl::Engine<ODL_ARENA_FLOATS, ODL_FEATURE_DIM, ODL_MAX_CLASSES, ODL_REPLAY_CAPACITY, ODL_PLAN_BYTES,
+                    ODL_WINDOW_CAPACITY, ODL_INPUT_LEN * ODL_INPUT_CHANNELS>
+    EngineT;
 #endif
 EngineT engine;  // static storage, as on the board
 

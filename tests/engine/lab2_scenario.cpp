@@ -41,7 +41,7 @@ static int check(int st, const char* what) {
   return st;
 }
 
-static int run(uint8_t layers, const char* tag) {
+static int run(uint8_t plan, const char* tag) {
   g_engine.reset();
   odl::MlpView& m = g_engine.net();
   if (!strcmp(tag, "all")) dump("W1init", m.W1, m.input_dim * m.hidden);
@@ -60,7 +60,7 @@ static int run(uint8_t layers, const char* tag) {
   cfg.lr = 0.05f;
   cfg.momentum = 0.9f;
   cfg.weight_decay = 1e-4f;
-  cfg.layers = layers;
+  cfg.plan = plan;
   g_engine.seed_shuffle(1);
   counter_start();
   if (check(g_engine.train(cfg, on_epoch, nullptr), "train") < 0) return 1;
@@ -87,8 +87,8 @@ static int run(uint8_t layers, const char* tag) {
 
 int main() {
   if (check(g_engine.begin(kNames, 3, nullptr, 1), "begin") < 0) return 1;
-  if (run(odl::kLayersAll, "all")) return 1;
-  if (run(odl::kLayersHead, "head")) return 1;
+  if (run(odl::kPlanAll, "all")) return 1;
+  if (run(odl::kPlanHead, "head")) return 1;
   odl::LpcFrontEnd& fe = *g_engine.lpc();
   fe.begin(16000);
   counter_start();

@@ -111,6 +111,7 @@ class AudioEngine : public EngineIface {
     Status s = mlp_blob_encode(m_, record_ + kSlotHeaderBytes, kBlobCapacity, &n);
     if (s != kOk) return s;
     s = mlp_train(m_, store_, cfg, cb, user, clock_, &stats_.last_step_us);
+    stats_.plan = cfg.plan;
     if (s == kErrDiverged && mlp_blob_decode(m_, record_ + kSlotHeaderBytes, n) != kOk) s = kErrBadModel;
     if (clock_) stats_.last_train_us = clock_() - t0;
     return s;

@@ -23,6 +23,7 @@
 #include "odl_head.h"
 #include "odl_blob.h"
 #include "odl_storage.h"
+#include "odl_backprop.h"
 
 ODL_NUMERICS_BEGIN
 namespace odl {
@@ -32,7 +33,12 @@ namespace odl {
 //   FeatureDim     backbone output size (ODL_FEATURE_DIM)
 //   MaxClasses     head rows available for run-time class addition (ODL_MAX_CLASSES)
 //   ReplayCapacity feature vectors kept in the reservoir training store
-template <uint32_t ArenaFloats, uint16_t FeatureDim, uint16_t MaxClasses, uint16_t ReplayCapacity>
+//   PlanBytes      the plan buffer of backbone training plans (odl_backprop.h); 0: head plan only
+//   WindowCapacity windows kept (int16, normalized) for the first WindowCapacity store slots;
+//                  backbone plans train on those samples. 0: head plan only
+//   WindowValues   values of one window (ODL_INPUT_LEN * ODL_INPUT_CHANNELS) when WindowCapacity > 0
+template <uint32_t ArenaFloats, uint16_t FeatureDim, uint16_t MaxClasses, uint16_t ReplayCapacity,
+          uint32_t PlanBytes = 0, uint16_t WindowCapacity = 0, uint32_t WindowValues = 0>
 class Engine {
  public:
   static const uint32_t kBlobCapacity = blob_size_for(MaxClasses, FeatureDim);
@@ -48,6 +54,10 @@ class Engine {
     if (spec.arena_floats > ArenaFloats) return kErrArenaTooSmall;
     Status s = validate_model(spec, ArenaFloats);
     if (s != kOk) return s;
+    if (WindowCapacity > 0 && (uint32_t)spec.input_len * spec.input_channels != WindowValues) return kErrBadModel;
+    init_views();
+    s = backbone_bind(bb_, spec);
+    if (s != kOk) return s;
     spec_ = &spec;
     seed_ = seed;
     reset();
@@ -57,6 +67,7 @@ class Engine {
   // Head back to the model's initial head; empties the store; momentum zeroed.
   void reset() {
     init_views();
+    if (spec_) backbone_bind(bb_, *spec_);
     if (spec_) head_load_initial(head_, *spec_);
     store_clear(store_, seed_);
     stats_ = Stats();
@@ -76,7 +87,7 @@ class Engine {
   Status extract_features(const float* window, float* features_out) {
     if (!spec_) return kErrNotBegun;
     uint32_t t0 = clock_ ? clock_() : 0;
-    Status s = run_backbone(*spec_, window, arena_, ArenaFloats, features_out);
+    Status s = run_backbone(running_model(), window, arena_, ArenaFloats, features_out);
     if (clock_) stats_.last_forward_us = clock_() - t0;
     return s;
   }
@@ -85,11 +96,15 @@ class Engine {
   Status add_sample(const float* features, uint16_t label) { return store_add(store_, head_, features, label); }
 
   // Extracts features of a raw window and stores them (features_out optional).
+  // With a window store, the first WindowCapacity slots also keep the normalized window.
   Status add_window(const float* window, uint16_t label, float* features_out = nullptr) {
     float* f = features_out ? features_out : scratch_features_;
     Status s = extract_features(window, f);
     if (s != kOk) return s;
-    return add_sample(f, label);
+    uint32_t slot = ReplayCapacity;
+    s = store_add(store_, head_, f, label, &slot);
+    if (s == kOk && slot < WindowCapacity) window_store(bb_, slot, window);
+    return s;
   }
 
   // Adds a class at run time (new head row zero-initialized). Returns the new
@@ -102,18 +117,50 @@ class Engine {
   // seed=seed)); otherwise the generator continues across train() calls.
   void seed_shuffle(uint32_t seed) { store_.rng_shuffle = rng_seed_shuffle(seed); }
 
-  // Trains the head. If the loss becomes non-finite (a learning rate far too large), the
-  // weights from before the call are restored (kept as a blob in the storage record buffer, so
-  // no extra RAM) and kErrDiverged is returned.
+  // Trains with cfg.plan: the head alone on the stored features (kPlanHead), or the head and
+  // backbone tensors on the stored windows (kPlanBias, kPlanSparse; odl_backprop.h). If the loss
+  // becomes non-finite (a learning rate far too large), the head weights from before the call
+  // are restored (kept as a blob in the storage record buffer, so no extra RAM), a backbone plan
+  // puts the backbone back to the exported one, and kErrDiverged is returned.
   Status train(const TrainConfig& cfg, EpochCallback cb = nullptr, void* user = nullptr) {
+    if (cfg.plan > kPlanSparse) return kErrBadArgument;
     uint32_t t0 = clock_ ? clock_() : 0;
     uint32_t n = 0;
     Status s = serialize(record_ + kSlotHeaderBytes, kBlobCapacity, &n);
     if (s != kOk) return s;
-    s = head_train(head_, store_, cfg, cb, user);
+    uint32_t steps = 0;
+    if (cfg.plan == kPlanHead) {
+      EpochCount count = {cb, user, 0};
+      s = head_train(head_, store_, cfg, count_epochs, &count);
+      uint32_t used = 0;
+      for (uint32_t i = 0; i < store_.count; ++i)
+        if (cfg.use_replay || store_.sessions[i] == store_.session) ++used;
+      steps = count.epochs * ((used + cfg.batch_size - 1) / (cfg.batch_size ? cfg.batch_size : 1));
+    } else {
+      s = plan_train(bb_, head_, store_, cfg, cb, user, &steps);
+    }
     if (s == kErrDiverged && deserialize(record_ + kSlotHeaderBytes, n) != kOk) s = kErrBadModel;
-    if (clock_) stats_.last_train_us = clock_() - t0;
+    if (s == kOk) {
+      stats_.plan = cfg.plan;
+      stats_.sparse_layers = cfg.plan == kPlanSparse ? cfg.sparse_layers : 0;
+    }
+    stats_.last_steps = s == kOk ? steps : 0;
+    if (clock_) {
+      stats_.last_train_us = clock_() - t0;
+      stats_.last_step_us = steps ? stats_.last_train_us / steps : 0;
+    }
     return s;
+  }
+
+  // RAM (bytes of the plan buffer) that a plan uses, without configuring it: the number
+  // odlkit.tiny.memory.engine_plan_memory predicts. kPlanHead uses none of it.
+  Status plan_memory(uint8_t plan, uint8_t sparse_layers, uint32_t* bytes) const {
+    if (plan == kPlanHead) {
+      *bytes = 0;
+      return kOk;
+    }
+    if (!spec_) return kErrNotBegun;
+    return plan_bytes(bb_, plan, sparse_layers, bytes);
   }
 
   Status predict_features(const float* features, Prediction* out) {
@@ -162,6 +209,10 @@ class Engine {
     s.arena_bytes = sizeof(arena_);
     s.head_bytes = sizeof(W_) + sizeof(b_) + sizeof(vW_) + sizeof(vb_) + sizeof(gW_) + sizeof(gb_) + sizeof(probs_);
     s.store_bytes = sizeof(feats_) + sizeof(labels_) + sizeof(sessions_) + sizeof(order_);
+    s.plan_bytes = bb_.configured ? bb_.used : 0;
+    s.plan_capacity = PlanBytes;
+    s.window_bytes = WindowCapacity ? (uint32_t)sizeof(windows_) : 0;
+    s.window_capacity = WindowCapacity;
     s.num_samples = store_.count;
     s.samples_seen = store_.seen;
     return s;
@@ -180,6 +231,13 @@ class Engine {
   int sample_label(uint32_t i) const { return i < store_.count ? labels_[i] : -1; }
   uint16_t sample_session(uint32_t i) const { return i < store_.count ? sessions_[i] : 0; }
   const ModelSpec* model() const { return spec_; }
+  // The backbone the engine runs: the exported one, with RAM copies of the tensors a plan trained.
+  const ModelSpec& running_model() const { return PlanBytes && bb_.max_layers ? model_ : *spec_; }
+  uint32_t window_capacity() const { return WindowCapacity; }
+  // The stored normalized window of slot i (int16, value = q * kWindowScale), or nullptr.
+  const int16_t* sample_window(uint32_t i) const {
+    return i < store_.count && i < WindowCapacity ? windows_ + i * WindowValues : nullptr;
+  }
   HeadView& head() { return head_; }
   StoreView& store() { return store_; }
 
@@ -201,6 +259,28 @@ class Engine {
     store_.labels = labels_;
     store_.sessions = sessions_;
     store_.order = order_;
+    bb_.model = &model_;
+    bb_.layers = layers_;
+    bb_.lplan = lplan_;
+    bb_.max_layers = PlanBytes ? kMaxPlanLayers : 0;
+    bb_.arena = arena_;
+    bb_.arena_floats = ArenaFloats;
+    bb_.buf = reinterpret_cast<uint8_t*>(plan_buf_);
+    bb_.capacity = PlanBytes;
+    bb_.windows = windows_;
+    bb_.window_capacity = WindowCapacity;
+    bb_.window_values = WindowValues;
+  }
+
+  struct EpochCount {
+    EpochCallback cb;
+    void* user;
+    uint32_t epochs;
+  };
+  static bool count_epochs(const EpochResult& r, void* u) {
+    EpochCount* c = static_cast<EpochCount*>(u);
+    c->epochs = r.epoch;
+    return c->cb ? c->cb(r, c->user) : true;
   }
 
   const ModelSpec* spec_ = nullptr;
@@ -209,6 +289,12 @@ class Engine {
   Stats stats_ = Stats();
   HeadView head_ = HeadView();
   StoreView store_ = StoreView();
+  BackboneView bb_ = BackboneView();
+  ModelSpec model_ = ModelSpec();
+  LayerSpec layers_[PlanBytes ? kMaxPlanLayers : 1];
+  LayerPlan lplan_[PlanBytes ? kMaxPlanLayers : 1];
+  uint32_t plan_buf_[PlanBytes ? (PlanBytes + 3) / 4 : 1];  // uint32_t: 4-byte aligned floats
+  int16_t windows_[WindowCapacity ? WindowCapacity * WindowValues : 1];
 
   float arena_[ArenaFloats];
   float scratch_features_[FeatureDim];

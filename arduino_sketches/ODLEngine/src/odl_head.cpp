@@ -33,6 +33,8 @@ const char* status_str(int status) {
     case kErrDuplicateClass: return "class name already exists";
     case kErrNonFinite: return "non-finite value (NaN or Inf) refused, nothing changed";
     case kErrDiverged: return "training diverged (non-finite loss): weights restored to before the call";
+    case kErrPlanTooLarge: return "update plan does not fit the engine's plan buffer (PlanBytes): use fewer layers";
+    case kErrNoWindows: return "backbone plans need stored windows: build the engine with WindowCapacity > 0";
     default: return "unknown error";
   }
 }
@@ -134,6 +136,9 @@ static int forward_softmax(HeadView& h, const float* x, uint16_t y = 0, float* l
 }
 
 int head_forward(HeadView& h, const float* x) { return forward_softmax(h, x); }
+int head_forward_loss(HeadView& h, const float* x, uint16_t y, float* lin, float* sum) {
+  return forward_softmax(h, x, y, lin, sum);
+}
 
 Status head_predict(HeadView& h, const float* features, Prediction* out) {
   if (!features || !out) return kErrBadArgument;
@@ -166,7 +171,8 @@ Status head_remove_last_class(HeadView& h, const StoreView& s) {
   return kOk;
 }
 
-Status store_add(StoreView& s, const HeadView& h, const float* features, uint16_t label) {
+Status store_add(StoreView& s, const HeadView& h, const float* features, uint16_t label, uint32_t* slot_out) {
+  if (slot_out) *slot_out = s.capacity;
   if (!features) return kErrBadArgument;
   if (label >= h.num_classes) return kErrBadLabel;
   // one NaN feature would turn every later prediction into class 0
@@ -181,6 +187,7 @@ Status store_add(StoreView& s, const HeadView& h, const float* features, uint16_
     if (slot >= s.capacity) return kOk;  // not kept (reservoir)
   }
   memcpy(s.features + slot * s.feature_dim, features, sizeof(float) * s.feature_dim);
+  if (slot_out) *slot_out = slot;
   s.labels[slot] = label;
   s.sessions[slot] = s.session;
   return kOk;

@@ -51,13 +51,17 @@ int head_add_class(HeadView& h, const char* name);
 Status head_remove_last_class(HeadView& h, const StoreView& s);
 // logits = W x + b, probs = softmax(logits); returns argmax. probs -> h.probs.
 int head_forward(HeadView& h, const float* x);
+// The same forward for training: also writes the cross-entropy parts of label y (*lin = zmax - z_y,
+// *sum = the softmax denominator; loss = lin + log(sum)), as head_train computes them.
+int head_forward_loss(HeadView& h, const float* x, uint16_t y, float* lin, float* sum);
 Status head_predict(HeadView& h, const float* features, Prediction* out);
 
 // Empties the store and reseeds its two xorshift32 generators from seed.
 void store_clear(StoreView& s, uint32_t seed);
 // Reservoir sampling (algorithm R): the first `capacity` samples are kept,
 // then sample n (1-based) replaces slot r % n if r % n < capacity.
-Status store_add(StoreView& s, const HeadView& h, const float* features, uint16_t label);
+// *slot_out (optional): the slot written, or s.capacity when the reservoir did not keep it.
+Status store_add(StoreView& s, const HeadView& h, const float* features, uint16_t label, uint32_t* slot_out = nullptr);
 
 // Mini-batch SGD on softmax cross-entropy (mean over the batch):
 //   g = dL/dW + weight_decay * W;  v = momentum * v - lr * g;  W += v   (same for b, no decay)

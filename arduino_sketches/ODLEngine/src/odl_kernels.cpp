@@ -60,6 +60,52 @@ void relu_backward_inplace(const float* y, float* dy, uint32_t n) {
     if (!(y[i] > 0.0f)) dy[i] = 0.0f;
 }
 
+void conv1d_backward(const float* x, uint16_t T, uint16_t Cin, const float* W, uint16_t K, uint16_t Cout,
+                     const float* dy, float* gW, float* gb, float* dx) {
+  const uint16_t To = (uint16_t)(T - K + 1);
+  if (dx) memset(dx, 0, sizeof(float) * T * Cin);
+  for (uint16_t t = 0; t < To; ++t) {
+    const float* dyt = dy + (uint32_t)t * Cout;
+    if (gb) axpy(gb, 1.0f, dyt, Cout);  // 1 * dy is exact: gb += dy
+    for (uint16_t j = 0; j < K; ++j) {
+      const uint32_t row = (uint32_t)(t + j) * Cin;
+      const float* wj = W + (uint32_t)j * Cin * Cout;
+      for (uint16_t i = 0; i < Cin; ++i) {
+        if (gW) axpy(gW + ((uint32_t)j * Cin + i) * Cout, x[row + i], dyt, Cout);
+        if (dx) dx[row + i] = dot_acc(dx[row + i], wj + (uint32_t)i * Cout, dyt, Cout);
+      }
+    }
+  }
+}
+
+void depthwise_conv1d_backward(const float* x, uint16_t T, uint16_t C, const float* W, uint16_t K, const float* dy,
+                               float* gW, float* gb, float* dx) {
+  const uint16_t To = (uint16_t)(T - K + 1);
+  if (dx) memset(dx, 0, sizeof(float) * T * C);
+  for (uint16_t t = 0; t < To; ++t) {
+    const float* dyt = dy + (uint32_t)t * C;
+    if (gb) axpy(gb, 1.0f, dyt, C);
+    for (uint16_t j = 0; j < K; ++j) {
+      const uint32_t row = (uint32_t)(t + j) * C;
+      const float* wj = W + (uint32_t)j * C;
+      if (gW) {
+        float* gj = gW + (uint32_t)j * C;
+        for (uint16_t c = 0; c < C; ++c) gj[c] += x[row + c] * dyt[c];
+      }
+      if (dx)
+        for (uint16_t c = 0; c < C; ++c) dx[row + c] += wj[c] * dyt[c];
+    }
+  }
+}
+
+void global_avg_pool1d_backward(const float* dy, uint16_t T, uint16_t C, float* dx) {
+  const float inv = 1.0f / (float)T;
+  for (uint16_t t = 0; t < T; ++t) {
+    float* dxt = dx + (uint32_t)t * C;
+    for (uint16_t c = 0; c < C; ++c) dxt[c] = dy[c] * inv;
+  }
+}
+
 void maxpool1d(const float* x, uint16_t T, uint16_t C, uint16_t pool, float* y) {
   const uint16_t To = (uint16_t)(T / pool);
   for (uint16_t t = 0; t < To; ++t) {
@@ -84,9 +130,6 @@ void global_avg_pool1d(const float* x, uint16_t T, uint16_t C, float* y) {
   for (uint16_t c = 0; c < C; ++c) y[c] *= inv;
 }
 
-namespace {
-
-// Output shape of one layer; false if the layer does not fit its input.
 bool layer_out_shape(const LayerSpec& L, uint16_t T, uint16_t C, uint16_t* To, uint16_t* Co) {
   switch (L.type) {
     case kConv1D:
@@ -120,8 +163,6 @@ bool layer_out_shape(const LayerSpec& L, uint16_t T, uint16_t C, uint16_t* To, u
     default: return false;
   }
 }
-
-}  // namespace
 
 Status validate_model(const ModelSpec& spec, uint32_t arena_floats) {
   if (!spec.layers || spec.num_layers == 0 || !spec.input_mean || !spec.input_std) return kErrBadModel;

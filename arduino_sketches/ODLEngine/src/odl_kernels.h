@@ -173,10 +173,23 @@ void dense_backward(const float* x, uint16_t in, const float* W, uint16_t out, c
                     float* dx);
 // Backward of y = relu(x) given the layer's *output* y: dy[i] = 0 where y[i] <= 0.
 void relu_backward_inplace(const float* y, float* dy, uint32_t n);
+// Backward of conv1d_valid for one example (x: the layer's input (T, Cin), dy: (T-K+1, Cout)):
+//   gb (Cout) += sum_t dy[t];  gW (K, Cin, Cout) += x[t+j][i] dy[t];  dx (T, Cin) = sum W[j][i] . dy[t-j]
+// gW, gb and dx may each be nullptr (x is only read for gW). Accumulates gW / gb; dx is overwritten.
+void conv1d_backward(const float* x, uint16_t T, uint16_t Cin, const float* W, uint16_t K, uint16_t Cout,
+                     const float* dy, float* gW, float* gb, float* dx);
+// Backward of depthwise_conv1d_valid (same conventions, W (K, C)).
+void depthwise_conv1d_backward(const float* x, uint16_t T, uint16_t C, const float* W, uint16_t K, const float* dy,
+                               float* gW, float* gb, float* dx);
+// Backward of global_avg_pool1d: dx[t][c] = dy[c] / T.
+void global_avg_pool1d_backward(const float* dy, uint16_t T, uint16_t C, float* dx);
 // y (T / pool, C): max over non-overlapping windows, remainder dropped (Keras 'valid')
 void maxpool1d(const float* x, uint16_t T, uint16_t C, uint16_t pool, float* y);
 // y (C): mean over T
 void global_avg_pool1d(const float* x, uint16_t T, uint16_t C, float* y);
+
+// Output shape (To, Co) of one layer on a (T, C) input; false if the layer does not fit its input.
+bool layer_out_shape(const LayerSpec& L, uint16_t T, uint16_t C, uint16_t* To, uint16_t* Co);
 
 // Checks layer shapes chain from (input_len, input_channels) to (1, feature_dim)
 // and that every activation fits in half of an arena of arena_floats.

@@ -62,7 +62,7 @@ Status mlp_remove_last_class(MlpView& m, const StoreView& s);
 // returns the argmax. lin / sum as in the head (loss = lin + log(sum)).
 int mlp_forward(MlpView& m, const float* x, uint16_t y = 0, float* lin = nullptr, float* sum = nullptr);
 Status mlp_predict(MlpView& m, const float* x, Prediction* out);
-// Mini-batch SGD with momentum on the store (cfg.layers kLayersAll or kLayersHead; mode full).
+// Mini-batch SGD with momentum on the store (cfg.plan kPlanAll or kPlanHead; mode full).
 // last_step_us (optional) receives the mean time of one mini-batch step.
 Status mlp_train(MlpView& m, StoreView& s, const TrainConfig& cfg, EpochCallback cb, void* user, ClockFn clock,
                  uint32_t* last_step_us);

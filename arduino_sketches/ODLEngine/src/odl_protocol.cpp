@@ -245,11 +245,19 @@ void Protocol::cmd_hello(const Frame& f, bool info) {
     out_.kv_u("fwd_us", s.last_forward_us);
     out_.kv_u("head_us", s.last_head_us);
     out_.kv_u("train_us", s.last_train_us);
+    static const char* const kPlanNames[] = {"head", "bias", "sparse", "all"};
+    out_.kv("plan", s.plan <= kPlanAll ? kPlanNames[s.plan] : "?");
+    out_.kv_u("k", s.sparse_layers);
+    out_.kv_u("plan_ram", s.plan_bytes);
+    out_.kv_u("plan_cap", s.plan_capacity);
+    out_.kv_u("window_ram", s.window_bytes);
+    out_.kv_u("win_cap", s.window_capacity);
+    out_.kv_u("steps", s.last_steps);
+    out_.kv_u("step_us", s.last_step_us);
     if (e_.hidden_units() > 0) {
       out_.kv_u("net_ram", s.net_bytes);
       out_.kv_u("norm_ram", s.norm_bytes);
       out_.kv_u("lpc_ram", s.lpc_bytes);
-      out_.kv_u("step_us", s.last_step_us);
       out_.kv_u("lpc_us", s.last_lpc_us);
     }
     out_.kv_u("tx", tx_);
@@ -407,7 +415,8 @@ void Protocol::send_epoch_event(const EpochResult& r) {
 }
 
 void Protocol::cmd_train(const Frame& f) {
-  static const char* const keys[] = {"epochs", "lr", "mom", "wd", "batch", "mode", "replay", "seed", "layers", nullptr};
+  static const char* const keys[] = {"epochs", "lr",   "mom",  "wd", "batch", "mode",
+                                     "replay", "seed", "plan", "k",  nullptr};
   if (!check_args(f, 0, keys)) return;
   TrainConfig cfg;
   uint32_t u = 0;
@@ -445,20 +454,45 @@ void Protocol::cmd_train(const Frame& f) {
     if (!streq(v, "0") && !streq(v, "1")) return error(f.seq, kPeBadArg, "replay must be 0 or 1");
     cfg.use_replay = v[0] == '1';
   }
-  if ((v = frame_arg(f, "layers"))) {
+  const bool network = e_.hidden_units() > 0;  // Lab 2: a two-layer network, no backbone
+  if (network) cfg.plan = kPlanAll;              // its default: train both layers
+  if ((v = frame_arg(f, "plan"))) {
     if (streq(v, "head"))
-      cfg.layers = kLayersHead;
+      cfg.plan = kPlanHead;
+    else if (streq(v, "bias"))
+      cfg.plan = kPlanBias;
+    else if (streq(v, "sparse"))
+      cfg.plan = kPlanSparse;
     else if (streq(v, "all"))
-      cfg.layers = kLayersAll;
+      cfg.plan = kPlanAll;
     else
-      return error(f.seq, kPeBadArg, "layers must be all or head");
-    if (cfg.layers != kLayersHead && e_.hidden_units() == 0)
-      return error(f.seq, kPeBadArg, "layers=all needs a sketch with a hidden layer (lab2_microphone); this sketch",
-                   "trains its head on a frozen backbone: use layers=head");
+      return error(f.seq, kPeBadArg, "plan must be head, bias, sparse or all");
   }
-  if (e_.hidden_units() > 0 && cfg.mode != kTrainFull)
+  if (network && cfg.plan != kPlanHead && cfg.plan != kPlanAll)
+    return error(f.seq, kPeBadArg, "this sketch trains a two-layer network from scratch (no backbone):",
+                 "plan=all or plan=head");
+  if (!network && cfg.plan == kPlanAll)
+    return error(f.seq, kPeBadArg, "plan=all needs a sketch with a hidden layer (lab2_microphone); this sketch",
+                 "trains a head on a pretrained backbone: plan=head, bias or sparse");
+  if (network && cfg.mode != kTrainFull)
     return error(f.seq, kPeBadArg, "mode=bias is Lab 1's bias-only head training; the two-layer network takes",
-                 "mode=full with layers=all or layers=head");
+                 "mode=full with plan=all or plan=head");
+  if ((v = frame_arg(f, "k"))) {
+    if (cfg.plan != kPlanSparse) return error(f.seq, kPeBadArg, "k= is only for plan=sparse");
+    if (!parse_u32(v, &u) || u < 1 || u > 255) return error(f.seq, kPeBadArg, "k must be 1..255 layers");
+    cfg.sparse_layers = static_cast<uint8_t>(u);
+  } else if (cfg.plan == kPlanSparse) {
+    return error(f.seq, kPeBadArg, "plan=sparse needs k=<layers whose kernel is updated>");
+  }
+  if (cfg.plan == kPlanBias || cfg.plan == kPlanSparse) {
+    uint32_t need = 0;
+    Status ps = e_.plan_memory(cfg.plan, cfg.sparse_layers, &need);
+    if (ps == kErrBadArgument) return error(f.seq, kPeBadArg, "k is more than the backbone's layers with weights");
+    if (ps == kErrNoWindows) return error(f.seq, kPeBadArg, "this firmware keeps no windows: only plan=head");
+    if (ps != kOk)
+      return error(f.seq, kPeBadArg,
+                   "plan does not fit this firmware's plan buffer (plan_cap in INFO):", status_str(kErrPlanTooLarge));
+  }
   bool reseed = false;
   uint32_t seed = 0;
   if ((v = frame_arg(f, "seed"))) {

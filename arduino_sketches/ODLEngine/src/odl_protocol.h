@@ -95,6 +95,13 @@ class EngineIface {
   virtual uint16_t hidden_units() const { return 0; }
   virtual void set_window_frames(uint16_t n) { (void)n; }
   virtual LpcFrontEnd* lpc() { return nullptr; }
+  // Bytes of the plan buffer a training plan needs (TRAIN plan=...): kOk, kErrBadArgument (k out of
+  // range), kErrPlanTooLarge (does not fit), kErrNoWindows. An engine without backbone plans
+  // keeps this default.
+  virtual Status plan_memory(uint8_t plan, uint8_t /*sparse_layers*/, uint32_t* bytes) const {
+    *bytes = 0;
+    return plan == kPlanHead ? kOk : kErrPlanTooLarge;
+  }
 
  protected:
   ~EngineIface() {}
@@ -138,6 +145,12 @@ class EngineAdapter : public EngineIface {
   const float* sample_features(uint32_t i) const override { return e_.sample_features(i); }
   int sample_label(uint32_t i) const override { return e_.sample_label(i); }
   uint16_t sample_session(uint32_t i) const override { return e_.sample_session(i); }
+  Status plan_memory(uint8_t plan, uint8_t k, uint32_t* bytes) const override {
+    if (plan != kPlanHead && e_.window_capacity() == 0) return kErrNoWindows;
+    Status s = e_.plan_memory(plan, k, bytes);
+    if (s != kOk || plan == kPlanHead) return s;
+    return *bytes > e_.stats().plan_capacity ? kErrPlanTooLarge : kOk;
+  }
   float* window_buffer(size_t* n) override {
     *n = WindowFloats;
     return window_;

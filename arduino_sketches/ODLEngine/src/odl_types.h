@@ -31,7 +31,9 @@ enum Status : int {
   kErrStorageTooSmall = -17,  // record larger than a slot
   kErrDuplicateClass = -18,   // add_class with a name already in the head
   kErrNonFinite = -19,        // a NaN or infinite weight, feature or window value was refused
-  kErrDiverged = -20          // training gave a non-finite loss: the weights were restored
+  kErrDiverged = -20,         // training gave a non-finite loss: the weights were restored
+  kErrPlanTooLarge = -21,     // the update plan's buffers do not fit the engine's PlanBytes
+  kErrNoWindows = -22         // a backbone plan needs stored windows: the engine keeps none (WindowCapacity 0)
 };
 
 // false for NaN and +-Inf (a builtin, so it holds without <cmath> and on every core).
@@ -83,9 +85,17 @@ struct ModelSpec {
 };
 
 enum TrainMode : uint8_t { kTrainFull = 0, kTrainBiasOnly = 1 };
-// Which layers TRAIN updates: the head only, or (Lab 2's two-layer network) both layers.
-// kLayersDefault: the engine's own choice (Lab 1: the head; Lab 2: all).
-enum TrainLayers : uint8_t { kLayersDefault = 0, kLayersHead = 1, kLayersAll = 2 };
+
+// Which parameters a train() call updates (TRAIN plan=...). The head follows TrainConfig::mode
+// in every plan; Lab 1's backbone plans also update backbone parameters (TinyTL / sparse update,
+// odl_backprop.h); Lab 2's from-scratch network (odl_mlp.h) has no backbone and trains either its
+// head on a random frozen hidden layer (kPlanHead) or both layers (kPlanAll, its sketches' default).
+enum TrainPlan : uint8_t {
+  kPlanHead = 0,    // the head only (Lab 1: on the stored features, the engine's original training)
+  kPlanBias = 1,    // + every backbone bias (TinyTL), on the stored windows
+  kPlanSparse = 2,  // + every backbone bias and the kernels of the last sparse_layers layers with weights
+  kPlanAll = 3      // Lab 2: the hidden layer and the head (full backpropagation through both)
+};
 
 struct TrainConfig {
   uint16_t epochs = 10;
@@ -96,8 +106,8 @@ struct TrainConfig {
   uint8_t mode = kTrainFull;  // TrainMode
   bool use_replay = true;     // false: only samples of the current session
   bool shuffle = true;        // Fisher-Yates per epoch with the engine's xorshift32
-  // TrainLayers (Lab 2's two-layer network; Lab 1's engine trains its head whatever it says)
-  uint8_t layers = kLayersDefault;
+  uint8_t plan = kPlanHead;   // TrainPlan (the protocol's default on Lab 2's sketches: kPlanAll)
+  uint8_t sparse_layers = 0;  // kPlanSparse: how many of the last backbone layers with weights update their kernel
 };
 
 struct EpochResult {
@@ -141,8 +151,16 @@ struct Stats {
   uint32_t net_bytes = 0;     // W1, b1, W2, b2 with their momentum and gradient buffers
   uint32_t norm_bytes = 0;    // the standardizer (mean, M2, inv_std)
   uint32_t lpc_bytes = 0;     // the audio front end (resampler, frame buffers)
-  uint32_t last_step_us = 0;  // mean time of one mini-batch step of the last train() call
   uint32_t last_lpc_us = 0;   // the last LPC frame's analysis
+  uint8_t plan = kPlanHead;      // TrainPlan of the last train() call (or the configured plan)
+  uint8_t sparse_layers = 0;
+  uint32_t plan_bytes = 0;     // RAM the plan uses in the engine's plan buffer (backbone copies, gradients,
+                               // momentum, stored activations); odlkit.tiny.memory.engine_plan_memory predicts it
+  uint32_t plan_capacity = 0;  // PlanBytes: the compile-time plan buffer
+  uint32_t window_bytes = 0;   // the window store (int16 normalized windows for backbone plans)
+  uint32_t window_capacity = 0;
+  uint32_t last_steps = 0;    // SGD steps (mini-batches) of the last train() call
+  uint32_t last_step_us = 0;  // last_train_us / last_steps
 };
 
 static const uint16_t kClassNameBytes = 16;  // fixed, NUL padded (blob format)

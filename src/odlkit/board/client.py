@@ -48,6 +48,10 @@ ARDUINO_VID = 0x2341  # Arduino SA USB vendor id (Nano 33 BLE / BLE Sense Rev1 a
 BOOTLOADER_PIDS = {0x005A}  # Nano 33 BLE after a double reset (the sketch runs as 0x805A)
 RECORD_SECONDS_PER_WINDOW = 2.0  # 50 samples at 25 Hz on the real board
 READ_ONLY = {"HELLO", "INFO", "GETW", "GETF", "EVAL"}
+# The virtual board's build for backbone training plans: a 64 KiB plan buffer (bias-only, or
+# sparse update of the last layer: 52 KB for the course's backbone) and int16 windows of the
+# first 64 stored samples (38 KB); see odl_backprop.h.
+PLAN_BUILD_FLAGS = ["-DODL_PLAN_BYTES=65536", "-DODL_WINDOW_CAPACITY=64"]
 FRAMING_GRACE_S = 1.0  # after a seq-0 framing error, how long our own reply may still take
 
 
@@ -166,6 +170,7 @@ class Board:
         predict_dataset=None,
         storage: str | Path | None = None,
         timeout: float = 10.0,
+        plans: bool = False,
     ) -> Board:
         """Start the virtual board: the sketch's own C++ compiled for this computer.
 
@@ -185,6 +190,9 @@ class Board:
         utterances per speaker, in a seeded order, wrapping around), PREDICT its test split, which
         was recorded on other occasions (``test_size`` is not used). A ``Dataset`` whose ``X`` is a
         list of (frames, 12) arrays works too.
+
+        plans (Lab 1 sketches): build the engine with a plan buffer and a window store (:data:`PLAN_BUILD_FLAGS`)
+        so that ``train(plan="bias" | "sparse")`` trains the backbone too.
         """
         from odlkit.board.virtual import (
             BUILD_DIR,
@@ -194,7 +202,7 @@ class Board:
             write_replay,
         )
 
-        exe = build_virtual_board(sketch)
+        exe = build_virtual_board(sketch, extra_flags=PLAN_BUILD_FLAGS if plans else None)
         spec = get_sketch(sketch)
         if dataset is None:
             dataset = spec.dataset
@@ -396,7 +404,8 @@ class Board:
         use_replay: bool = True,
         callback: Callable[[int, float, float], None] | None = None,
         seed: int | None = None,
-        layers: str | None = None,
+        plan: str | None = None,
+        k: int | None = None,
     ) -> TrainResult:
         """Train the head on the board (SGD with momentum on the stored features).
 
@@ -404,14 +413,23 @@ class Board:
         the whole store (True) or only this session's samples. callback(epoch, loss, acc) is
         called after each epoch as the board reports it. seed: restart the board's shuffle from
         this seed (the orders of ``odlkit.head.Head.fit(order="shuffle", seed=seed)``); None
-        continues the board's generator. layers (Lab 2's two-layer network): "all" (both layers,
-        the board's default there) or "head" (hidden layer random and frozen); a Lab 1 sketch
-        trains only its head and refuses "all" (board error 6).
+        continues the board's generator.
+        plan: which parameters are trained (None: the firmware's default). Lab 1 sketches (a head
+        on a pretrained backbone; default "head"): "head", "bias" (every backbone bias too, TinyTL)
+        or "sparse" (every bias and the kernels of the last ``k`` backbone layers with weights), on
+        the stored windows, which needs a firmware with a plan buffer (INFO ``plan_cap``); ``mode``
+        still says what of the head is trained. Lab 2's two-layer network (no backbone; default
+        "all"): "all" (both layers) or "head" (hidden layer random and frozen). A plan the sketch
+        does not have is board error 6.
         """
         if mode not in ("full", "bias"):
             raise ValueError(f"mode must be 'full' or 'bias', got {mode!r}")
-        if layers not in (None, "all", "head"):
-            raise ValueError(f"layers must be 'all', 'head' or None (the board's default), got {layers!r}")
+        if plan not in (None, "head", "bias", "sparse", "all"):
+            raise ValueError(f"plan must be 'head', 'bias', 'sparse' or 'all', got {plan!r}")
+        if (plan == "sparse") != (k is not None):
+            raise ValueError("k (layers whose kernel is updated) goes with plan='sparse' only, and it needs one")
+        if k is not None and (isinstance(k, bool) or int(k) != k or not 1 <= k <= 255):
+            raise ValueError(f"k must be an integer 1..255, got {k!r}")
         history: list[dict] = []
 
         def ev(f: Frame) -> None:
@@ -430,7 +448,8 @@ class Board:
             f"mode={mode}",
             f"replay={int(bool(use_replay))}",
             *([] if seed is None else [f"seed={int(seed)}"]),
-            *([] if layers is None else [f"layers={layers}"]),
+            *([] if plan is None else [f"plan={plan}"]),
+            *([] if k is None else [f"k={int(k)}"]),
             on_event=ev,
         )
         return TrainResult(f.int("epochs"), f.float("loss"), f.float("acc"), f.int("train_us"), history)

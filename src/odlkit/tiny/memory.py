@@ -95,6 +95,10 @@ __all__ = [
     "head_training_bytes",
     "dense_backward_bytes",
     "format_bytes",
+    "ENGINE_PLANS",
+    "EnginePlanMemory",
+    "engine_plan_strategy",
+    "engine_plan_memory",
 ]
 
 OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
@@ -579,3 +583,104 @@ def _walk_step(steps, nb: int, act_bytes: int, n_out: int) -> dict:
         bwd_work = max(bwd_work, dy + dx)
         dy = dx
     return {"peak": peak, "forward_working": fwd_work, "backward_working": bwd_work, "moment": moment}
+
+
+# ----------------------------------------------------------------------------------------------
+# ODLEngine's update plans (arduino_sketches/ODLEngine/src/odl_backprop.h)
+
+ENGINE_PLANS = ("head", "bias", "sparse")
+"""The engine's training plans: the head alone, TinyTL's bias-only, sparse update of the last k layers."""
+
+
+@dataclass
+class EnginePlanMemory:
+    """What an ODLEngine plan keeps in the engine's plan buffer (``INFO``'s ``plan_ram``).
+
+    The head's own buffers (``head_ram``) and the forward arena (``arena_ram``, which the
+    backward pass reuses for ``dy`` / ``dx``) are apart; this is what the plan adds on top."""
+
+    plan: str
+    sparse_layers: int
+    copies: int
+    """RAM copies of the backbone tensors the plan updates (the exported ones stay in flash)."""
+    gradients: int
+    momentum: int
+    activations: int
+    """Stored for backward: inputs of layers whose kernel is updated, ReLU mask and MaxPool argmax bits."""
+    report: MemoryReport
+
+    @property
+    def bytes(self) -> int:
+        return self.copies + self.gradients + self.momentum + self.activations
+
+
+def _folded_classifier(backbone, n_classes: int = 2):
+    """The backbone as the board runs it (BatchNorm folded, ReLU fused: odlkit.export.c_header's
+    layer list) as a flat Keras model with a softmax head."""
+    import keras
+
+    from odlkit.export.c_header import CONV1D, DENSE, DEPTHWISE, GAP, MAXPOOL, RELU, export_layers
+
+    ops = export_layers(backbone)
+    inp = keras.Input(tuple(backbone.input_shape[1:]), name="window")
+    x = inp
+    for op in ops:
+        act = "relu" if op.relu else None
+        if op.type == CONV1D:
+            x = keras.layers.Conv1D(op.out_channels, op.kernel, activation=act, name=op.name)(x)
+        elif op.type == DEPTHWISE:
+            x = keras.layers.DepthwiseConv1D(op.kernel, activation=act, name=op.name)(x)
+        elif op.type == DENSE:
+            x = keras.layers.Dense(op.out_channels, activation=act, name=op.name)(x)
+        elif op.type == RELU:
+            x = keras.layers.ReLU(name=op.name)(x)
+        elif op.type == MAXPOOL:
+            x = keras.layers.MaxPooling1D(op.kernel, name=op.name)(x)
+        elif op.type == GAP:
+            x = keras.layers.GlobalAveragePooling1D(name=op.name)(x)
+    out = keras.layers.Dense(n_classes, activation="softmax", name="head")(x)
+    return keras.Model(inp, out, name="folded_classifier"), ops
+
+
+def engine_plan_strategy(model, plan: str, sparse_layers: int = 0) -> dict[str, tuple[str, ...]]:
+    """The :func:`resolve_plan` dict of an engine plan on a flat classifier whose last layer is
+    the head: ``"bias"`` = every bias + the head; ``"sparse"`` = every bias + the kernels of the
+    last ``sparse_layers`` backbone layers with weights + the head; ``"head"`` = the head."""
+    if plan not in ENGINE_PLANS:
+        raise ValueError(f"unknown engine plan {plan!r}: use one of {ENGINE_PLANS}")
+    layers = _layers_with_params(model)
+    head, backbone = layers[-1].name, layers[:-1]
+    if plan == "head":
+        return {head: ("kernel", "bias")}
+    if plan == "sparse" and not (isinstance(sparse_layers, int) and 1 <= sparse_layers <= len(backbone)):
+        raise ValueError(f"sparse_layers must be 1..{len(backbone)} (backbone layers with weights), "
+                         f"got {sparse_layers!r}")
+    k = sparse_layers if plan == "sparse" else 0
+    out: dict[str, tuple[str, ...]] = {}
+    for i, la in enumerate(backbone):
+        parts = ["bias"] if any(_param_part(v) == "bias" for v in la.weights) else []
+        if i >= len(backbone) - k:
+            parts.insert(0, "kernel")
+        if parts:
+            out[la.name] = tuple(parts)
+    out[head] = ("kernel", "bias")
+    return out
+
+
+def engine_plan_memory(backbone, plan: str, sparse_layers: int = 0) -> EnginePlanMemory:
+    """Bytes an ODLEngine training plan keeps in the engine's plan buffer, from the Keras
+    backbone (folded as exported) and :func:`training_memory`'s rules (SGD with momentum, one
+    sample at a time): per updated backbone parameter a RAM copy, a gradient and a momentum value
+    (float32); the stored activations of the backbone layers. The engine reports the same number
+    (``Stats::plan_bytes``, ``INFO plan_ram``), byte for byte (``tests/test_training_plans.py``).
+    ``"head"`` keeps nothing there (its buffers are ``head_ram``)."""
+    model, _ = _folded_classifier(backbone)
+    strategy = engine_plan_strategy(model, plan, sparse_layers)
+    rep = training_memory(model, strategy, optimizer="momentum", batch_size=1, execution="streamed")
+    rows = [r for r in rep.layers if r.name not in ("head", "loss")]
+    if plan == "head":
+        rows = []
+    upd = sum(r.updated_params for r in rows)
+    acts = sum(r.activation_bytes for r in rows)
+    return EnginePlanMemory(plan, sparse_layers if plan == "sparse" else 0, 4 * upd, 4 * upd,
+                            4 * upd * OPTIMIZER_SLOTS["momentum"], acts, rep)

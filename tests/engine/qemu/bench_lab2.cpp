@@ -1,7 +1,7 @@
 // Lab 2 cost under qemu (benchmarks/device_lab2.py): training steps of the two-layer network and
 // LPC frames of the audio front end, in builds that differ only in how often the measured phase
 // runs (EPOCHS, LPC_CHUNKS), so the difference of two runs is the phase alone.
-//   -DEPOCHS=n -DLAYERS=1|2 (odl::kLayersHead|kLayersAll) -DLPC_CHUNKS=n
+//   -DEPOCHS=n -DPLAN=0|3 (odl::kPlanHead|kPlanAll) -DLPC_CHUNKS=n
 #include <stdio.h>
 #include <string.h>
 
@@ -13,8 +13,8 @@
 #ifndef EPOCHS
 #define EPOCHS 1
 #endif
-#ifndef LAYERS
-#define LAYERS 2
+#ifndef PLAN
+#define PLAN 3
 #endif
 #ifndef LPC_CHUNKS
 #define LPC_CHUNKS 0
@@ -39,7 +39,7 @@ int main() {
   odl::TrainConfig cfg;
   cfg.epochs = EPOCHS;
   cfg.batch_size = 8;
-  cfg.layers = LAYERS;
+  cfg.plan = PLAN;
   counter_start();
   if (g_engine.train(cfg, nullptr, nullptr) != odl::kOk) return 1;
   const uint32_t train_ticks = counter_ticks();

@@ -1,0 +1,199 @@
+"""ODLEngine's training plans on a Cortex-M4F: instructions, time and RAM per training step.
+
+Method: tests/engine/qemu/bench_plans.cpp (the library + Lab 1's committed backbone header +
+48 real basic_motions windows) is built with the Nano 33 BLE's own flags (``cxxflags.BOARD``:
+-Os, softfp, GCC's default contraction) and run under ``qemu-system-arm -M mps2-an386 -icount
+shift=0``; a CMSDK timer counts instructions (calibrated on a 2,000,000-instruction loop). For
+every plan (head only, bias-only, sparse update of the last k = 1..5 layers with weights) the
+engine trains one epoch and two epochs from the same start; the difference is one epoch of
+STEPS mini-batches, so the setup (adding windows, the end-of-training feature refresh) cancels.
+
+Per plan the table gives instructions per SGD step (batch 8), a time at 64 MHz if every
+instruction took one cycle (a lower bound: VMLA and VLDM take more, see m4_cycles.py; flash wait
+states are not modelled), the MACs of the step's forward and backward passes (counted from the
+layer shapes) and instructions per MAC, the plan buffer's bytes (the engine's own report, equal to
+odlkit.tiny.memory.engine_plan_memory) and the engine's static RAM with a plan buffer sized for
+that plan and the Lab 1 sketch's training store (200 features) and window store (64 windows).
+Goal (issue 17): bias-only and sparse steps at <= 4 instructions per MAC; every plan's RAM within
+the nRF52840's 256 KB together with the core's own use (the mbed core is not in this build:
+its share is stated from the Arduino IDE's report of the Lab 1 sketch when known, else left open).
+
+    python benchmarks/device_plans.py      # ~2 min; writes benchmarks/results/device_plans.json
+
+Measured here (qemu, board flags): instructions, plan RAM, the engine's static RAM. Not measured,
+to check on a real Nano 33 BLE Sense: cycles (flash wait states, VMLA/VLDM timing: the CPI-1 time
+is a lower bound), the mbed core's own RAM beside the engine (extras/compile_check.py compiles but
+does not link, so it gives no size), and that a plan buffer of this size links with the core.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "engine"))
+from enginebuild import HERE, arm_build, library_sources, missing_arm_tools, qemu_run, write_scenario_data  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results" / "device_plans.json"
+LAB1 = ROOT / "arduino_sketches" / "lab1_motion"
+CALIBRATION_INSTRUCTIONS = 2_000_000
+CLOCK_HZ = 64_000_000
+SRAM_BYTES = 256 * 1024
+BATCH, N_WINDOWS = 8, 48
+LAB1_REPLAY, WINDOWS_KEPT = 200, 64
+
+
+def _layers():
+    """(type, kernel, in_T, in_C, out_T, out_C, relu) of the Lab 1 backbone, from its Keras model."""
+    from odlkit.export.c_header import CONV1D, DENSE, DEPTHWISE, GAP, MAXPOOL, export_layers
+    from odlkit.pretrain import load_backbone
+
+    backbone, _ = load_backbone()
+    T, C = backbone.input_shape[1:]
+    out = []
+    for op in export_layers(backbone):
+        if op.type == CONV1D:
+            To, Co = T - op.kernel + 1, op.out_channels
+        elif op.type == DEPTHWISE:
+            To, Co = T - op.kernel + 1, C
+        elif op.type == DENSE:
+            To, Co = 1, op.out_channels
+        elif op.type == MAXPOOL:
+            To, Co = T // op.kernel, C
+        elif op.type == GAP:
+            To, Co = 1, C
+        else:
+            To, Co = T, C
+        out.append((op.type, op.kernel, T, C, To, Co, op.W is not None))
+        T, C = To, Co
+    return out, backbone
+
+
+def step_macs(plan: str, k: int, n_classes: int = 3) -> dict:
+    """Multiply-accumulates of one sample's forward and backward pass under a plan."""
+    from odlkit.export.c_header import CONV1D, DENSE, DEPTHWISE
+
+    layers, _ = _layers()
+
+    def fwd(t):
+        typ, K, _, Ci, To, Co, _ = t
+        return {CONV1D: To * K * Ci * Co, DEPTHWISE: To * K * Co, DENSE: Ci * Co}.get(typ, 0)
+
+    weighted = [i for i, t in enumerate(layers) if t[6]]
+    kernels = set(weighted[len(weighted) - k:]) if plan == "sparse" else set()
+    first = weighted[0] if plan in ("bias", "sparse") else len(layers)
+    forward = sum(fwd(t) for t in layers) + 64 * n_classes
+    head_backward = 64 * n_classes * (2 if plan != "head" else 1)  # dW (+ dL/dfeatures)
+    backward = head_backward
+    for i in range(len(layers) - 1, first - 1, -1):
+        if i in kernels:
+            backward += fwd(layers[i])  # dW = x^T dy
+        if i > first:
+            backward += fwd(layers[i])  # dx = dy W^T
+    if plan == "head":
+        forward = 64 * n_classes  # the head trains on stored features: no backbone forward
+    return {"forward_macs": forward, "backward_macs": backward}
+
+
+def measure(build: Path) -> dict:
+    import numpy as np
+
+    from odlkit.data import imu_windows
+
+    ds = imu_windows("basic_motions")
+    keep = np.flatnonzero(ds.y < 3)  # the lab header's three classes
+    idx = np.sort(np.random.default_rng(0).choice(keep, size=N_WINDOWS, replace=False))
+    write_scenario_data(build, ds.X[idx], ds.y[idx])
+    elf = arm_build([HERE / "qemu" / "bench_plans.cpp", *library_sources()], build / "plans.elf",
+                    includes=[build, LAB1], flags=[f"-DBATCH={BATCH}"], build="board")
+    res = qemu_run(elf, timeout=1800)
+    if res.returncode != 0 or "done" not in res.stdout or "ERROR" in res.stdout:
+        raise RuntimeError(f"qemu run failed:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
+    lines = res.stdout.splitlines()
+    ipt = CALIBRATION_INSTRUCTIONS / int(next(x for x in lines if x.startswith("calibration_ticks")).split()[1])
+    steps = -(-N_WINDOWS // BATCH)
+    rows = []
+    for line in lines:
+        if not line.startswith("plan "):
+            continue
+        p = line.split()
+        plan = ("head", "bias", "sparse")[int(p[1])]
+        k, t1, t2, plan_bytes = int(p[3]), int(p[5]), int(p[7]), int(p[9])
+        instr = (t2 - t1) * ipt / steps
+        macs = step_macs(plan, k)
+        total_macs = BATCH * (macs["forward_macs"] + macs["backward_macs"])
+        rows.append({"plan": plan, "k": k, "batch": BATCH, "step_instructions": round(instr),
+                     "ms_at_64MHz_cpi1": round(instr / CLOCK_HZ * 1e3, 3),
+                     "step_forward_macs": BATCH * macs["forward_macs"],
+                     "step_backward_macs": BATCH * macs["backward_macs"],
+                     "instructions_per_mac": round(instr / total_macs, 3), "plan_bytes": plan_bytes})
+    return {"instructions_per_tick": round(ipt, 3), "rows": rows}
+
+
+def static_ram(plan_bytes: int) -> int:
+    """Static RAM of the Lab 1 engine (ARM) with a plan buffer of plan_bytes and a window store:
+    the features store, head, arena and bookkeeping of odl::Engine (sizeof on the host minus the
+    pointer-size difference is not exact, so this builds and sizes the ARM object)."""
+    import subprocess
+
+    from odlkit.board import cxxflags
+
+    src = ("#include <ODLEngine.h>\n#include \"odl_model_data.h\"\n"
+           f"odl::Engine<ODL_ARENA_FLOATS, ODL_FEATURE_DIM, ODL_MAX_CLASSES, {LAB1_REPLAY}, {max(plan_bytes, 0)}, "
+           f"{WINDOWS_KEPT}, ODL_INPUT_LEN * ODL_INPUT_CHANNELS> e;\n"
+           "extern \"C\" unsigned engine_size() { return sizeof(e); }\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        cpp = Path(tmp) / "size.cpp"
+        cpp.write_text(src)
+        obj = Path(tmp) / "size.o"
+        lib = ROOT / "arduino_sketches" / "ODLEngine" / "src"
+        subprocess.run(["arm-none-eabi-g++", *cxxflags.BOARD, "-c", f"-I{lib}", f"-I{LAB1}", str(cpp), "-o", str(obj)],
+                       check=True, capture_output=True)
+        out = subprocess.run(["arm-none-eabi-nm", "-S", "--size-sort", str(obj)], check=True, capture_output=True,
+                             text=True).stdout
+    sizes = [int(line.split()[1], 16) for line in out.splitlines() if line.split()[-1] == "e"]
+    return sizes[0]
+
+
+def main() -> int:
+    missing = missing_arm_tools()
+    if missing:
+        print(f"missing tools: {', '.join(missing)}")
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        m = measure(Path(tmp))
+    rows = m["rows"]
+    for r in rows:
+        r["engine_static_ram_bytes"] = static_ram(r["plan_bytes"])
+    head = next(r for r in rows if r["plan"] == "head")
+    print(f"Cortex-M4F (qemu -icount, board flags), Lab 1 backbone, batch {BATCH}, {N_WINDOWS} real windows")
+    print(f"{'plan':>9} {'instr/step':>11} {'x head':>7} {'ms@64MHz':>9} {'fwd MACs':>9} {'bwd MACs':>9} "
+          f"{'instr/MAC':>9} {'plan RAM':>9} {'engine RAM':>10}")
+    for r in rows:
+        name = r["plan"] + (f" k={r['k']}" if r["plan"] == "sparse" else "")
+        print(f"{name:>9} {r['step_instructions']:>11} {r['step_instructions'] / head['step_instructions']:>7.1f} "
+              f"{r['ms_at_64MHz_cpi1']:>9.2f} {r['step_forward_macs']:>9} {r['step_backward_macs']:>9} "
+              f"{r['instructions_per_mac']:>9} {r['plan_bytes']:>9} {r['engine_static_ram_bytes']:>10}")
+    backbone_rows = [r for r in rows if r["plan"] != "head"]
+    goal_ipm = all(r["instructions_per_mac"] <= 4 for r in backbone_rows)
+    fits = [r for r in rows if r["engine_static_ram_bytes"] < SRAM_BYTES]
+    print(f"goal (bias/sparse step <= 4 instructions per MAC of forward + backward): {'met' if goal_ipm else 'NOT met'}")
+    print(f"engine static RAM below the nRF52840's {SRAM_BYTES} B for: "
+          + ", ".join(r["plan"] + (str(r["k"]) if r["plan"] == "sparse" else "") for r in fits)
+          + " (the mbed core's own RAM comes on top: not measured here)")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps({"method": "qemu-system-arm mps2-an386 -icount shift=0, CMSDK timer, calibrated; "
+                               "board flags (cxxflags.BOARD); one epoch = difference of a 2-epoch and a 1-epoch run",
+                               "batch": BATCH, "windows": N_WINDOWS, "clock_hz": CLOCK_HZ,
+                               "instructions_per_tick": m["instructions_per_tick"], "goal_instr_per_mac_met": goal_ipm,
+                               "lab1_replay_capacity": LAB1_REPLAY, "windows_kept": WINDOWS_KEPT, "rows": rows},
+                              indent=1) + "\n")
+    print(f"wrote {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
