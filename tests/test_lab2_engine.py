@@ -363,7 +363,7 @@ def test_board_trains_like_the_host_reference(board):
     net0 = board.get_network()
     np.testing.assert_array_equal(net0.norm_mean, host.norm.mean)  # the standardizer, bit for bit
     np.testing.assert_array_equal(net0.norm_m2, host.norm.m2)
-    r = board.train(epochs=4, lr=0.05, momentum=0.9, weight_decay=1e-4, batch_size=4, seed=1, layers="all")
+    r = board.train(epochs=4, lr=0.05, momentum=0.9, weight_decay=1e-4, batch_size=4, seed=1, plan="all")
     hist = host.fit(X, y, epochs=4, lr=0.05, momentum=0.9, weight_decay=1e-4, batch_size=4, seed=1)
     dev = board.get_network()
     for k in ("W1", "b1", "W2", "b2"):  # same tolerance and reason as the step-for-step test above
@@ -372,7 +372,7 @@ def test_board_trains_like_the_host_reference(board):
     assert [h["loss"] for h in r.history] == pytest.approx([h.loss for h in hist], rel=1e-4)
     assert board.info()["step_us"] >= 0 and r.train_us > 0
     w1 = dev.W1.copy()
-    board.train(epochs=2, layers="head", seed=2)
+    board.train(epochs=2, plan="head", seed=2)
     np.testing.assert_array_equal(board.get_network().W1, w1)  # frozen hidden layer
 
 
@@ -433,8 +433,8 @@ def test_board_save_load_and_lpc_on_audio(board, tmp_path):
 def test_lab1_sketch_refuses_two_layer_training():
     with Board.virtual(dataset="basic_motions") as b:
         with pytest.raises(BoardError) as e:
-            b.train(epochs=1, layers="all")
-        assert e.value.code == 6 and "layers=all needs a sketch with a hidden layer" in str(e.value)
+            b.train(epochs=1, plan="all")
+        assert e.value.code == 6 and "plan=all needs a sketch with a hidden layer" in str(e.value)
         with pytest.raises(BoardError) as e:
             b._request("LPC", "off=0", "data=AAAA")
         assert e.value.code == 8 and "no audio front end" in str(e.value)

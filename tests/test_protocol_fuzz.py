@@ -39,7 +39,7 @@ SEED_FRAMES = [
     ["TRAIN", "epochs=2", "lr=0.01", "mom=0.9", "wd=0", "batch=4", "mode=full", "replay=1"], ["EVAL"],
     ["GETW", "off=0"], ["GETF", "i=0"], ["SAVE"], ["LOAD"], ["RESET", "what=all"], ["STREAM", "s=1"],
     ["SETW", "total=1124", "off=0", "data=T0RMVwEAAAAEAEAAUAQAAA=="],
-    ["TRAIN", "epochs=1", "layers=head"], ["LPC", "off=0", "rate=16000", "data=AAABAAIAAwA="],
+    ["TRAIN", "epochs=1", "plan=head"], ["LPC", "off=0", "rate=16000", "data=AAABAAIAAwA="],
 ]  # fmt: skip
 
 
@@ -202,8 +202,8 @@ def test_bulk_single_byte_mutations(harness):
 # ------------------------------------------------------------------ Lab 2 (lab2_microphone)
 N_LAB2 = quick(full=2000, quick=300)
 LAB2_SEEDS = [
-    ["RECORD", "speaker1", "n=2"], ["PREDICT", "speaker2"], ["TRAIN", "epochs=1", "layers=all", "batch=4"],
-    ["TRAIN", "epochs=1", "layers=head"], ["LPC", "off=0", "rate=16000", "data=AAABAAIAAwA="],
+    ["RECORD", "speaker1", "n=2"], ["PREDICT", "speaker2"], ["TRAIN", "epochs=1", "plan=all", "batch=4"],
+    ["TRAIN", "epochs=1", "plan=head"], ["LPC", "off=0", "rate=16000", "data=AAABAAIAAwA="],
     ["LPC", "off=0", "rate=10000", "data=" + "ABCD" * 100], ["GETW", "off=0"], ["GETF", "i=0"], ["EVAL"],
 ]  # fmt: skip
 
@@ -233,7 +233,7 @@ def lab2_harness():
 
 
 def test_lab2_mutated_frames_are_rejected(lab2_harness):
-    """Lab 2's commands (RECORD of utterances, TRAIN layers=, LPC audio chunks) mutated one byte at a
+    """Lab 2's commands (RECORD of utterances, TRAIN plan=, LPC audio chunks) mutated one byte at a
     time: every one rejected, the board alive, network and store intact."""
     h = lab2_harness
     rng = random.Random(1)
@@ -295,7 +295,7 @@ def test_libfuzzer_harness(tmp_path):
 @pytest.mark.slow  # 330 s measured on 2 loaded cores (ASan build of the library + 30000 runs): full mode only
 @pytest.mark.skipif(_clang() is None, reason="libFuzzer needs clang (apt-get install clang)")
 def test_libfuzzer_harness_lab2(tmp_path):
-    """The same harness on Lab 2's audio engine: utterances of random length, TRAIN layers=, the
+    """The same harness on Lab 2's audio engine: utterances of random length, TRAIN plan=, the
     version-2 blob through SETW, LPC audio chunks."""
     _libfuzz(tmp_path, "lab2_microphone", SEED_FRAMES + LAB2_SEEDS, 30_000)
 
