@@ -7,7 +7,8 @@
   (``odlkit.models.build_classifier`` ends in a nested head model, so ``model.layers[-1]`` is a
   Model, not a layer with an activation); decides ``from_logits`` for every loss in the kit;
 * :func:`classification_loss`: the sparse cross-entropy matching that output;
-* :func:`accuracy`: top-1 accuracy of a classifier on ``(X, y)`` (:func:`odlkit.validation.check_xy`).
+* :func:`accuracy`: top-1 accuracy of a classifier on ``(X, y)`` (:func:`odlkit.validation.check_xy`);
+* :func:`epoch_progress`: a ``fit`` callback drawing one tqdm bar over the epochs (for ``verbose=0``).
 
 Keras is imported lazily: importing this module costs nothing.
 """
@@ -18,7 +19,7 @@ import numpy as np
 
 from odlkit.validation import check_xy
 
-__all__ = ["accuracy", "classification_loss", "copy_model", "flat_layers", "outputs_probabilities"]
+__all__ = ["accuracy", "classification_loss", "copy_model", "epoch_progress", "flat_layers", "outputs_probabilities"]
 
 
 def _is_model(layer) -> bool:
@@ -104,3 +105,24 @@ def accuracy(model, X, y, batch_size: int = 256) -> float:
     preds = [np.argmax(np.asarray(model(X[k:k + batch_size], training=False)), axis=1)
              for k in range(0, len(X), batch_size)]
     return float(np.mean(np.concatenate(preds) == y))
+
+
+def epoch_progress(epochs: int, desc: str = "epochs"):
+    """A Keras callback that draws one tqdm bar over the ``epochs`` of a ``fit(..., verbose=0)``,
+    with the last epoch's loss: a long training cell shows that it is alive and how far it is."""
+    import keras
+    from tqdm.auto import tqdm
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=int(epochs), desc=desc, unit="epoch")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.update(1)
+            if logs and "loss" in logs:
+                self.bar.set_postfix(loss=f"{float(logs['loss']):.3f}")
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return EpochProgress()
