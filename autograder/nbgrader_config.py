@@ -28,7 +28,7 @@ c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this f
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "odl-tinyml"
 # Don't copy scratch files from the sources into releases and submissions.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "*.py.bak", ".DS_Store"]
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "*.py.bak", ".DS_Store", "work"]
 
 # Per-cell time limit while autograding. The longest instructor cell (full mode, not
 # ODL_QUICK) must fit with a margin; a student's cell that runs longer is interrupted,

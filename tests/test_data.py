@@ -234,3 +234,78 @@ def test_edge_impulse_export_in_firmware_units_without_iat_or_a_shared_device_na
     kit = json.loads(data.write_edge_impulse(tmp_path / "walking.2.json", x, 10.0, device_name="5C:E8:A1:33:0B:7D")
                      .read_text())
     assert kit["payload"]["device_name"] == "5C:E8:A1:33:0B:7D" and "iat" not in kit["protected"]
+
+
+# --- Edge Impulse Studio export with info.labels (docs.edgeimpulse.com/tools/specifications/
+# data-annotation/ei-labels): {"version": 1, "files": [{"path", "name", "category", "label":
+# {"type": "label" | "unlabeled" | "multi-label", ...}}]}, at the root and/or in each subfolder,
+# paths relative to the info.labels file. The label there wins over the file name.
+def _studio_sample(path, seed: int, rows: int = 20):
+    """One hand-made firmware recording (accX..gyrZ in m/s2 and dps at 50 Hz); its kit values."""
+    x = np.random.default_rng(seed).normal(size=(rows, 6))
+    doc = {"protected": {"ver": "v1", "alg": "HS256"}, "signature": f"{seed:064x}",
+           "payload": {"device_type": "ARDUINO_NANO33BLE", "interval_ms": 20,
+                       "sensors": [{"name": n, "units": u} for n, u in zip(data.EDGE_IMPULSE_AXES,
+                                                                            data.EDGE_IMPULSE_FIRMWARE_UNITS,
+                                                                            strict=True)],
+                       "values": x.tolist()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+    return x / np.array([G, G, G, 1, 1, 1])
+
+
+def _studio_export_with_info_labels(root):
+    kit = {}
+    # Relabelled in Studio after recording: the file name still says idle, info.labels says wave.
+    kit["training/idle.s1.4f2a.json"] = _studio_sample(root / "training" / "idle.s1.4f2a.json", 1)
+    # A label with dots (a file name cannot carry it) and a file name that is no <label>.<id>.
+    kit["training/rec_07.json"] = _studio_sample(root / "training" / "rec_07.json", 2)
+    kit["training/noise.s3.json"] = _studio_sample(root / "training" / "noise.s3.json", 3)  # unlabeled
+    kit["testing/wave.t1.json"] = _studio_sample(root / "testing" / "wave.t1.json", 4)
+    kit["testing/t2.json"] = _studio_sample(root / "testing" / "t2.json", 5)  # one class in multi-label form
+    (root / "info.labels").write_text(json.dumps({"version": 1, "files": [
+        {"path": "training/idle.s1.4f2a.json", "name": "s1", "category": "training",
+         "label": {"type": "label", "label": "wave"}},
+        {"path": "training/rec_07.json", "name": "rec_07", "category": "training",
+         "label": {"type": "label", "label": "speed.0.5"}, "metadata": {"site": "lab"}},
+        {"path": "training/noise.s3.json", "name": "s3", "category": "training", "label": {"type": "unlabeled"}},
+    ]}))
+    (root / "testing" / "info.labels").write_text(json.dumps({"version": 1, "files": [
+        {"path": "wave.t1.json", "name": "t1", "category": "testing", "label": {"type": "label", "label": "wave"}},
+        {"path": "t2.json", "name": "t2", "category": "testing", "label": {"type": "multi-label", "labels": [
+            {"label": "speed.0.5", "startIndex": 0, "endIndex": 199},
+            {"label": "speed.0.5", "startIndex": 200, "endIndex": 399}]}},
+    ]}))
+    return kit
+
+
+def test_studio_export_takes_labels_and_categories_from_info_labels(tmp_path) -> None:
+    kit = _studio_export_with_info_labels(tmp_path / "export")
+    ds = data.read_recordings(tmp_path / "export")
+    got = {f: (ds.class_names[y], s) for f, y, s in zip(ds.meta["files"], ds.y, ds.meta["split"], strict=True)}
+    assert got == {"training/idle.s1.4f2a.json": ("wave", "train"), "training/rec_07.json": ("speed.0.5", "train"),
+                   "testing/wave.t1.json": ("wave", "test"), "testing/t2.json": ("speed.0.5", "test")}
+    assert ds.meta["unlabeled"] == ["training/noise.s3.json"] and ds.class_names == ["speed.0.5", "wave"]
+    for i, f in enumerate(ds.meta["files"]):
+        np.testing.assert_allclose(ds.X[i], kit[f], rtol=1e-6, atol=1e-6)  # m/s2 -> g as before
+    assert ds.channels == data.IMU_CHANNELS and ds.sample_rate_hz == pytest.approx(50.0)
+
+
+def test_bad_info_labels_are_named(tmp_path) -> None:
+    root = tmp_path / "export"
+    _studio_export_with_info_labels(root)
+    labels = root / "testing" / "info.labels"
+    good = json.loads(labels.read_text())
+    two = json.loads(labels.read_text())
+    two["files"][1]["label"]["labels"][1]["label"] = "wave"
+    for doc, message in [(two, "several labels over time"), ({"files": "x"}, "not an Edge Impulse info.labels"),
+                         ({"version": 1, "files": [{"path": "gone.json", "label": {"type": "label", "label": "a"}}]},
+                          "lists 'gone.json', which is not a file"),
+                         ({"version": 1, "files": [{"path": "t2.json", "label": {"type": "box"}}]},
+                          "expected {'type': 'label'")]:
+        labels.write_text(json.dumps(doc))
+        with pytest.raises(DatasetError, match=message) as e:
+            data.read_recordings(root)
+        assert str(labels) in str(e.value)
+    labels.write_text(json.dumps(good))
+    assert len(data.read_recordings(root)) == 4  # nothing was lost on the way

@@ -605,18 +605,93 @@ def _check_recording(x: np.ndarray, channels: Sequence[str], path) -> np.ndarray
     return x
 
 
-def read_recordings(folder: str | Path, name: str | None = None) -> Dataset:
-    """A folder of ``<label>.<id>.csv|json`` recordings (searched recursively) as a Dataset.
+# Edge Impulse Studio's export (the "Edge Impulse exporter" format, docs.edgeimpulse.com/tools/
+# specifications/data-annotation/ei-labels) puts an ``info.labels`` JSON next to the samples, at the
+# folder root and/or in ``training/`` and ``testing/``: {"version": 1, "files": [{"path", "name",
+# "category": "training"|"testing", "label": {"type": "label", "label": ...} | {"type": "unlabeled"}
+# | {"type": "multi-label", "labels": [{"label", "startIndex", "endIndex"}]}}]}. Its label wins
+# over the file name (labels may contain dots, file names need not follow <label>.<id>).
+INFO_LABELS = "info.labels"
+_EI_SPLIT = {"training": "train", "testing": "test"}
 
+
+def _read_info_labels(folder: Path) -> dict[Path, tuple[dict, Path]]:
+    """Every sample an ``info.labels`` under ``folder`` describes: resolved path -> (its entry, that file)."""
+    entries: dict[Path, tuple[dict, Path]] = {}
+    for labels_file in sorted(folder.rglob(INFO_LABELS)):
+        try:
+            doc = json.loads(labels_file.read_text())
+            files = doc["files"]
+            if not isinstance(files, list):
+                raise TypeError("'files' is not a list")
+            listed = [(f["path"], f) for f in files]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DatasetError(
+                f"{labels_file}: not an Edge Impulse info.labels file ({type(e).__name__}: {e}); "
+                "expected {'version': 1, 'files': [{'path', 'category', 'label': {'type', 'label'}}]}"
+            ) from None
+        for rel, entry in listed:
+            # A path is relative to the info.labels that lists it (root: "training/x.json"; in
+            # training/: "x.json").
+            path = (labels_file.parent / rel).resolve()
+            if not path.is_file():
+                raise DatasetError(f"{labels_file}: lists {rel!r}, which is not a file under {labels_file.parent}")
+            if path in entries and _ei_label(*entries[path]) != _ei_label(entry, labels_file):
+                raise DatasetError(f"{labels_file}: {rel!r} has a different label in {entries[path][1]}")
+            entries[path] = (entry, labels_file)
+    return entries
+
+
+def _ei_label(entry: dict, labels_file: Path) -> str | None:
+    """The class of one info.labels entry; None for an unlabeled sample."""
+    label = entry.get("label") or {"type": "unlabeled"}
+    kind = label.get("type") if isinstance(label, dict) else None
+    if kind == "label" and isinstance(label.get("label"), str) and label["label"].strip():
+        return label["label"].strip()
+    if kind == "unlabeled":
+        return None
+    if kind == "multi-label":
+        names = {seg.get("label") for seg in label.get("labels", [])}
+        if len(names) == 1 and all(isinstance(n, str) for n in names):
+            return names.pop()  # one class over the whole sample: a single-label sample
+        raise DatasetError(
+            f"{labels_file}: {entry.get('path')!r} has several labels over time ({sorted(map(str, names))}); "
+            "the kit classifies whole recordings: split the sample in Studio (Split sample) and export again"
+        )
+    raise DatasetError(f"{labels_file}: {entry.get('path')!r} has label {label!r}; "
+                       "expected {'type': 'label', 'label': NAME}, {'type': 'unlabeled'} or 'multi-label'")
+
+
+def read_recordings(folder: str | Path, name: str | None = None) -> Dataset:
+    """A folder of recordings (searched recursively) as a Dataset: ``<label>.<id>.csv|json`` files,
+    or an Edge Impulse Studio export, whose ``info.labels`` files name each sample's label and
+    its training/testing category.
+
+    A sample listed in an ``info.labels`` takes its label from there (whatever its file name);
+    unlabeled samples are left out and named in ``meta["unlabeled"]``. ``meta["split"]`` is
+    ``"train"``/``"test"`` per recording where the export says so (else ``""``).
     All recordings must share channels and sample rate. Classes are sorted by name unless the
     folder has a ``classes.txt`` (one name per line) fixing their order.
     """
     folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.suffix in {".csv", ".json"} and _NAME.match(p.name))
+    listed = _read_info_labels(folder) if folder.is_dir() else {}
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.suffix in {".csv", ".json"} and (p.resolve() in listed or _NAME.match(p.name))
+    )
     if not files:
-        raise DatasetError(f"{folder}: no recordings named <label>.<id>.csv or <label>.<id>.json")
-    xs, labels, rates, chans = [], [], [], None
+        raise DatasetError(f"{folder}: no recordings named <label>.<id>.csv or <label>.<id>.json "
+                           f"(or listed in an {INFO_LABELS})")
+    xs, labels, rates, chans, kept, split, unlabeled = [], [], [], None, [], [], []
     for p in files:
+        entry, labels_file = listed.get(p.resolve(), ({}, None))
+        if labels_file is not None:
+            label = _ei_label(entry, labels_file)
+            if label is None:
+                unlabeled.append(str(p.relative_to(folder)))
+                continue
+        else:
+            label = _NAME.match(p.name)["label"]
         x, rate, channels = read_csv(p) if p.suffix == ".csv" else read_edge_impulse(p)
         if chans is None:
             chans = channels
@@ -624,7 +699,11 @@ def read_recordings(folder: str | Path, name: str | None = None) -> Dataset:
             raise DatasetError(f"{p}: channels {channels} differ from the folder's {chans}")
         xs.append(x)
         rates.append(rate)
-        labels.append(_NAME.match(p.name)["label"])
+        labels.append(label)
+        kept.append(p)
+        split.append(_EI_SPLIT.get(str(entry.get("category", "")), ""))
+    if not xs:
+        raise DatasetError(f"{folder}: every recording is unlabeled in {INFO_LABELS}; label them in Studio first")
     if max(rates) - min(rates) > 0.01 * max(rates):
         raise DatasetError(f"{folder}: recordings have different sample rates ({min(rates):.3g}..{max(rates):.3g} Hz)")
     order_file = folder / "classes.txt"
@@ -641,7 +720,8 @@ def read_recordings(folder: str | Path, name: str | None = None) -> Dataset:
         channels=chans,
         sample_rate_hz=float(np.median(rates)),
         source=f"recordings in {folder}",
-        meta={"files": [str(p.relative_to(folder)) for p in files]},
+        meta={"files": [str(p.relative_to(folder)) for p in kept], "split": np.array(split),
+              "unlabeled": unlabeled},
     )
 
 

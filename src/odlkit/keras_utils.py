@@ -7,7 +7,9 @@
   (``odlkit.models.build_classifier`` ends in a nested head model, so ``model.layers[-1]`` is a
   Model, not a layer with an activation); decides ``from_logits`` for every loss in the kit;
 * :func:`classification_loss`: the sparse cross-entropy matching that output;
-* :func:`accuracy`: top-1 accuracy of a classifier on ``(X, y)`` (:func:`odlkit.validation.check_xy`).
+* :func:`accuracy`: top-1 accuracy of a classifier on ``(X, y)`` (:func:`odlkit.validation.check_xy`);
+* :func:`epoch_progress`: a ``fit`` callback drawing one tqdm bar over the epochs (for ``verbose=0``);
+* :func:`fit`: ``model.fit`` for notebooks: that bar, and none of tf.data's C++ log lines on stderr.
 
 Keras is imported lazily: importing this module costs nothing.
 """
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from odlkit._quiet import quiet_call
 from odlkit.validation import check_xy
 
-__all__ = ["accuracy", "classification_loss", "copy_model", "flat_layers", "outputs_probabilities"]
+__all__ = ["accuracy", "classification_loss", "copy_model", "epoch_progress", "fit", "flat_layers",
+           "outputs_probabilities"]
 
 
 def _is_model(layer) -> bool:
@@ -104,3 +108,32 @@ def accuracy(model, X, y, batch_size: int = 256) -> float:
     preds = [np.argmax(np.asarray(model(X[k:k + batch_size], training=False)), axis=1)
              for k in range(0, len(X), batch_size)]
     return float(np.mean(np.concatenate(preds) == y))
+
+
+def epoch_progress(epochs: int, desc: str = "epochs"):
+    """A Keras callback that draws one tqdm bar over the ``epochs`` of a ``fit(..., verbose=0)``,
+    with the last epoch's loss: a long training cell shows that it is alive and how far it is."""
+    import keras
+    from tqdm.auto import tqdm
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=int(epochs), desc=desc, unit="epoch")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.bar.update(1)
+            if logs and "loss" in logs:
+                self.bar.set_postfix(loss=f"{float(logs['loss']):.3f}")
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return EpochProgress()
+
+
+@quiet_call(native=True)  # tf.data's "E0000 ... NodeDef mentions attribute" lines (rate-limited, so they come and go)
+def fit(model, X, y, epochs: int, batch_size: int = 32, progress: bool = True, desc: str = "epochs", **kwargs):
+    """``model.fit(X, y, epochs=..., batch_size=..., verbose=0)`` with a tqdm bar over the epochs
+    (:func:`epoch_progress`) and TensorFlow's own C++ log lines kept off the notebook; returns the History."""
+    callbacks = list(kwargs.pop("callbacks", None) or []) + ([epoch_progress(epochs, desc)] if progress else [])
+    return model.fit(X, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=callbacks, **kwargs)

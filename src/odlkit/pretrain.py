@@ -45,8 +45,10 @@ def source_split(seed: int = SEED) -> tuple[Dataset, Dataset]:
 
 
 @quiet_call(native=True)  # tf.data's "E0000 ... NodeDef mentions attribute" lines
-def train_backbone(epochs: int = EPOCHS, seed: int = SEED, verbose: int = 0):
+def train_backbone(epochs: int = EPOCHS, seed: int = SEED, verbose: int = 0, progress: bool = False):
     """Train backbone + a temporary source head on ``watch``; return (backbone, metadata).
+
+    ``progress``: a tqdm bar over the epochs (for notebooks; it does not change the training).
 
     Deterministic on one machine: seeded initializers, data order and TensorFlow's
     deterministic ops.
@@ -54,6 +56,7 @@ def train_backbone(epochs: int = EPOCHS, seed: int = SEED, verbose: int = 0):
     import keras
     import tensorflow as tf
 
+    from .keras_utils import epoch_progress
     from .models import build_backbone, build_classifier, build_head, compile_classifier
 
     seed_everything(seed)
@@ -67,7 +70,8 @@ def train_backbone(epochs: int = EPOCHS, seed: int = SEED, verbose: int = 0):
     t0 = time.perf_counter()
     model.fit(
         Xtr, train.y, epochs=epochs, batch_size=64, shuffle=True, verbose=verbose,
-        callbacks=[keras.callbacks.ReduceLROnPlateau("loss", factor=0.5, patience=4, verbose=0)],
+        callbacks=[keras.callbacks.ReduceLROnPlateau("loss", factor=0.5, patience=4, verbose=0)]
+        + ([epoch_progress(epochs, "backbone epochs")] if progress else []),
     )
     seconds = time.perf_counter() - t0
     train_acc = float(model.evaluate(Xtr, train.y, verbose=0)[1])

@@ -482,7 +482,7 @@ def _recompute_child(n_blocks, channels, length, batch, segments, mode, repeats,
 
 
 def recompute_benchmark(n_blocks: int = 8, channels: int = 32, length: int = 1024, batch: int = 32,
-                        segments: int | None = None, repeats: int = 3, seed: int = 0) -> dict:
+                        segments: int | None = None, repeats: int = 3, seed: int = 0, progress: bool = True) -> dict:
     """One gradient step of a deep 1-D conv stack (conv + ReLU blocks), plain vs with
     ``tf.recompute_grad``.
 
@@ -494,6 +494,7 @@ def recompute_benchmark(n_blocks: int = 8, channels: int = 32, length: int = 102
     measure, so their timings do not compete for the CPU. Each measures the growth of the peak resident
     memory during the first step (Linux ``/proc/self/clear_refs`` resets the high-water mark)
     and the median step time over ``repeats``. Also gives the analytic stored-activation count.
+    ``progress``: a tqdm bar over the three phases (both processes ready, each mode measured).
     """
     import json
     import os
@@ -529,10 +530,14 @@ def recompute_benchmark(n_blocks: int = 8, channels: int = 32, length: int = 102
         raise RuntimeError(f"recompute benchmark ({mode}) failed with exit code {procs[mode].returncode}:\n"
                            f"{errs[mode].read()[-2000:]}")
 
+    from tqdm.auto import tqdm
+
     out = {}
+    bar = tqdm(total=1 + len(procs), desc="recompute benchmark (start, plain, recompute)", disable=not progress)
     try:
         for mode in procs:
             read_until(mode, "READY")
+        bar.update(1)
         for mode, proc in procs.items():
             proc.stdin.write("GO\n")
             proc.stdin.flush()
@@ -542,7 +547,9 @@ def recompute_benchmark(n_blocks: int = 8, channels: int = 32, length: int = 102
                                                      else (segments + 1 + longest) * act)
             r["segments"] = segments if mode == "recompute" else 0
             out[mode] = r
+            bar.update(1)
     finally:
+        bar.close()
         for proc in procs.values():
             if proc.poll() is None:
                 proc.stdin.close()
