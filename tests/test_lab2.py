@@ -1,0 +1,70 @@
+"""Lab 2 (a model trained from scratch on the board from its microphone): the host-side code.
+
+The recorded set is checked against the aeon archive it comes from (independently loaded with
+aeon itself), the nearest-class-mean baseline against scikit-learn's NearestCentroid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from odlkit import data
+from odlkit.labs import lab2
+
+
+def test_team_dataset_in_datasets_is_the_archive_training_split():
+    """datasets/japanese_vowels_team = the first 10 training utterances per speaker, read with aeon directly."""
+    from aeon.datasets import load_classification
+
+    X, y = load_classification("JapaneseVowels", split="train")
+    shipped = data.load("japanese_vowels_team")
+    assert shipped.class_names == [f"speaker{i}" for i in range(1, 10)]
+    assert shipped.counts() == {f"speaker{i}": 10 for i in range(1, 10)}
+    assert shipped.sample_rate_hz == pytest.approx(156.25)  # one frame every 6.4 ms
+    assert shipped.channels == [f"lpc{i}" for i in range(1, 13)]
+    for k in range(1, 10):
+        mine = [x for x, c in zip(shipped.X, shipped.y, strict=True) if c == k - 1]
+        theirs = [np.asarray(x).T for x, c in zip(X, y, strict=True) if str(c) == str(k)][:10]
+        for a, b in zip(mine, theirs, strict=True):
+            # aeon pads its unequal-length series with NaN in some versions: compare the frames it has
+            b = b[~np.isnan(b).any(axis=1)]
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)  # 6 significant digits in the JSON
+
+
+def test_write_team_dataset_roundtrips_and_refuses_bad_sizes(tmp_path):
+    paths = lab2.write_team_dataset(tmp_path / "rec", n_per_speaker=2, speakers=["speaker3", "speaker1"])
+    assert sorted(p.name for p in paths) == ["speaker1.u01.json", "speaker1.u02.json",
+                                             "speaker3.u01.json", "speaker3.u02.json"]
+    back = data.load(str(tmp_path / "rec"))
+    assert back.class_names == ["speaker3", "speaker1"]  # classes.txt keeps the order given
+    ref = lab2.team_recordings(2, ["speaker3", "speaker1"])
+    order = np.argsort([f"{ref.class_names[c]}.{i}" for i, c in enumerate(ref.y)])
+    for a, i in zip(back.X, order, strict=True):
+        np.testing.assert_allclose(a, ref.X[i], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="1..30"):
+        lab2.team_recordings(31)
+    assert len(lab2.heldout_utterances()) == 370
+
+
+def test_summary_features_by_hand():
+    u = np.array([[1.0, 2.0], [3.0, 6.0]])
+    np.testing.assert_allclose(lab2.summary_features([u]), [[2.0, 4.0, 1.0, 2.0]])
+    with pytest.raises(ValueError, match="at least one frame"):
+        lab2.summary_features([np.zeros((0, 12))])
+
+
+def test_nearest_class_mean_agrees_with_scikit_learn():
+    from sklearn.neighbors import NearestCentroid
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5)) + np.repeat(rng.normal(scale=2, size=(3, 5)), 20, axis=0)
+    y = np.repeat(np.arange(3), 20)
+    Xt = rng.normal(size=(40, 5)) * 2
+    m = lab2.NearestClassMean(3, 5)
+    m.partial_fit(X[:25], y[:25]).partial_fit(X[25:], y[25:])  # two sessions, one running mean
+    np.testing.assert_array_equal(m.predict(Xt), NearestCentroid().fit(X, y).predict(Xt))
+    assert m.state_bytes() == 3 * 5 * 4 + 3 * 2
+    with pytest.raises(ValueError, match="labels must lie"):
+        m.partial_fit(X[:1], [3])
