@@ -193,3 +193,294 @@ def _get(obj, key, default=None):
 
 SPEAKERS = tuple(f"speaker{i}" for i in range(1, 10))
 """The nine speakers of the recorded set, in class order."""
+
+
+# ------------------------------------------------------------------------------------------
+# 2. speech features, plotted
+# ------------------------------------------------------------------------------------------
+def vowel_audio(path: str | Path, text: str = "aaaa", voice: str = "en", seed: int = 0) -> tuple[np.ndarray, int, str]:
+    """A spoken vowel as float samples in [-1, 1] at 16 kHz (the board's microphone rate).
+
+    Uses ``espeak-ng`` (a formant synthesizer: real speech-like audio with a glottal source and
+    vocal-tract resonances) when it is installed, writing its WAV to ``path``; otherwise a
+    synthetic AR(2)-cascade vowel (two resonances near /ae/'s first formants, driven by a
+    120 Hz pulse train) so the lab still runs. Returns ``(x, 16000, how)``.
+    """
+    import shutil
+    import subprocess
+    import wave
+
+    from scipy.signal import resample_poly
+
+    path = Path(path)
+    exe = shutil.which("espeak-ng")
+    if exe is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([exe, "-v", voice, "-s", "90", "-w", str(path), text], check=True, capture_output=True)
+        with wave.open(str(path), "rb") as w:
+            rate, pcm = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+        x = pcm.astype(np.float64) / 32768.0
+        g = np.gcd(16000, rate)
+        return resample_poly(x, 16000 // g, rate // g), 16000, f"espeak-ng -v {voice} {text!r}"
+    rate = 16000
+    rng = np.random.default_rng(seed)
+    n = int(0.6 * rate)
+    src = np.zeros(n)
+    src[:: rate // 120] = 1.0
+    src += 0.01 * rng.standard_normal(n)
+    x = src
+    for f_hz, bw in ((700.0, 110.0), (1700.0, 160.0), (2500.0, 200.0)):  # /ae/-like formants
+        r = np.exp(-np.pi * bw / rate)
+        a1, a2 = -2 * r * np.cos(2 * np.pi * f_hz / rate), r * r
+        y = np.zeros(n)
+        for t in range(n):
+            y[t] = x[t] - a1 * (y[t - 1] if t else 0.0) - a2 * (y[t - 2] if t > 1 else 0.0)
+        x = y
+    return 0.3 * x / np.abs(x).max(), rate, "synthetic AR vowel (espeak-ng not installed)"
+
+
+def loudest_frame(x10k, frame_len: int = 256, shift: int = 64) -> int:
+    """Index of the frame with the most energy (a voiced frame, for the plots)."""
+    x = np.asarray(x10k, dtype=np.float64)
+    n = 1 + (len(x) - frame_len) // shift
+    e = [np.sum(x[k * shift : k * shift + frame_len] ** 2) for k in range(n)]
+    return int(np.argmax(e))
+
+
+def plot_lpc_analysis(frame, a, err, cepstrum, rate_hz: float = 10_000, axes=None, title: str = ""):
+    """Three panels: the windowed frame; its spectrum with the LPC envelope; the 12 cepstra.
+
+    ``a``, ``err``: the predictor polynomial (``a[0] = 1``) and prediction error of the frame;
+    ``cepstrum``: its c_1..c_12.
+    """
+    import matplotlib.pyplot as plt
+
+    frame = np.asarray(frame, dtype=np.float64)
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    t = np.arange(len(frame)) / rate_hz * 1000
+    axes[0].plot(t, frame, lw=0.8)
+    axes[0].set_xlabel("time in the frame (ms)")
+    axes[0].set_title("windowed frame (25.6 ms)")
+    n_fft = 512
+    spec = np.abs(np.fft.rfft(frame, n_fft)) ** 2
+    f = np.fft.rfftfreq(n_fft, 1 / rate_hz)
+    env = err / np.maximum(np.abs(np.fft.rfft(np.asarray(a, dtype=np.float64), n_fft)) ** 2, 1e-300)
+    axes[1].plot(f, 10 * np.log10(spec + 1e-12), lw=0.7, color="0.6", label="|FFT|^2 of the frame")
+    axes[1].plot(f, 10 * np.log10(env + 1e-300), lw=2, color="C3", label="LPC envelope err/|A|^2 (order 12)")
+    axes[1].set_xlabel("frequency (Hz)")
+    axes[1].set_ylabel("dB")
+    axes[1].legend(frameon=False, fontsize=8)
+    axes[1].set_title("spectrum vs LPC envelope")
+    axes[2].bar(np.arange(1, len(cepstrum) + 1), cepstrum, color="C0")
+    axes[2].set_xlabel("cepstral coefficient n")
+    axes[2].set_title("LPC cepstrum c_1..c_12")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    if title:
+        axes[0].figure.suptitle(title)
+    return axes
+
+
+def plot_board_vs_reference(board_ceps, ref_ceps, ax=None):
+    """Each cepstral coefficient over the frames: the board's (dots) on the reference's (lines)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3.2))
+    B, R = np.asarray(board_ceps), np.asarray(ref_ceps)
+    for j in range(min(4, R.shape[1])):
+        ax.plot(R[:, j], color=f"C{j}", lw=1.5, label=f"c{j + 1} reference")
+        ax.plot(B[:, j], "o", color=f"C{j}", ms=3, label=f"c{j + 1} board")
+    ax.set_xlabel("frame (6.4 ms apart)")
+    ax.set_ylabel("coefficient")
+    ax.legend(frameon=False, fontsize=7, ncol=4)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+# ------------------------------------------------------------------------------------------
+# 3-5. the board
+# ------------------------------------------------------------------------------------------
+SKETCH_NAME = "lab2_microphone"
+
+
+def open_board(prefer_real: bool = True, verbose: bool = True, **virtual_kwargs):
+    """The Lab 2 board: a real Nano 33 BLE Sense flashed with ``lab2_microphone`` if one is plugged
+    in, else the virtual board replaying the team's utterances (:data:`DATASET`)."""
+    from odlkit.board import Board
+
+    if prefer_real:
+        try:
+            board = Board.serial()
+            if verbose:
+                print(f"connected to a real board: {board.info()}")
+            return board
+        except Exception as e:  # no board, port busy, wrong firmware: say so, use the virtual one
+            if verbose:
+                print(f"no real board ({type(e).__name__}: {e}); using the virtual board, which replays "
+                      f"the UCI JapaneseVowels utterances ({DATASET!r})")
+    return Board.virtual(sketch=SKETCH_NAME, dataset=DATASET, **virtual_kwargs)
+
+
+def record_team(board, speakers: Sequence[str], n_per_speaker: int, save_dir: str | Path | None = None) -> dict:
+    """``RECORD <speaker>`` ``n_per_speaker`` times for each speaker; on the virtual board also save
+    the utterances it replayed (:func:`team_recordings`) as Edge Impulse JSON in ``save_dir``.
+
+    Returns ``{"stored": samples on the board, "saved": [paths]}``.
+    """
+    stored = 0
+    for s in speakers:
+        stored = board.record(s, n=int(n_per_speaker))
+    saved: list[Path] = []
+    if save_dir is not None and getattr(board, "kind", "") == "virtual":
+        saved = write_team_dataset(save_dir, n_per_speaker, speakers)
+    return {"stored": int(stored), "saved": saved}
+
+
+def heldout_accuracy(board, speakers: Sequence[str], per_speaker: int) -> dict:
+    """The board's own predictions on fresh utterances: ``PREDICT <speaker>`` ``per_speaker``
+    times each (the virtual board replays held-out utterances; on a real board, that person
+    speaks). Returns ``{"accuracy", "per_class", "confusion"}`` (rows: speakers asked)."""
+    names = list(board.class_names())
+    cm = np.zeros((len(speakers), len(names)), dtype=np.int64)
+    real = getattr(board, "kind", "serial") != "virtual"
+    for i, s in enumerate(speakers):
+        for k in range(int(per_speaker)):
+            if real:
+                print(f"{s}: say 'ae' now ({k + 1}/{per_speaker})", flush=True)
+            cm[i, board.predict(s).label] += 1
+    cols = [names.index(s) for s in speakers]
+    correct = np.array([cm[i, j] for i, j in enumerate(cols)])
+    return {"accuracy": float(correct.sum() / cm.sum()),
+            "per_class": {s: float(correct[i] / cm[i].sum()) for i, s in enumerate(speakers)},
+            "confusion": cm}
+
+
+def network_accuracy(net, utterances: data.Dataset, class_names: Sequence[str]) -> float:
+    """Accuracy of a :class:`odlkit.mlp.TwoLayerNet` (e.g. the board's, downloaded) on utterances."""
+    X = summary_features(utterances)
+    names = list(net.class_names)
+    y = np.array([names.index(class_names[c]) for c in utterances.y])
+    return float((net.predict(X) == y).mean())
+
+
+def budget(info: Mapping) -> dict:
+    """RAM and time of the last training call, as the board reports them in ``INFO``."""
+    keys = [k for k in info if k.endswith(("_ram", "_us")) or k in ("free", "stored", "cap", "hidden", "dim")]
+    return {k: info[k] for k in keys}
+
+
+# ------------------------------------------------------------------------------------------
+# 6. sweeps on the board
+# ------------------------------------------------------------------------------------------
+def _net_of(board):
+    from odlkit.mlp import TwoLayerNet
+
+    return TwoLayerNet.from_weights(board.get_network())
+
+
+def sgd_sweep(board, initial, test: data.Dataset, class_names: Sequence[str], lrs: Sequence[float],
+              momenta: Sequence[float], batch_sizes: Sequence[int], epochs: int, layers: str = "all",
+              seed: int = 1, progress: bool = True) -> list[dict]:
+    """Learning rate x momentum x batch size, each trained *on the board* from the same start.
+
+    For every configuration: ``set_network(initial)`` (same random weights and standardizer),
+    ``TRAIN`` with it on the board's stored utterances (shuffle restarted from ``seed``), then
+    the board's network is downloaded and tested on the held-out utterances ``test``; the
+    board's training time for the call (``train_us``) and its RAM (``INFO``) go with it.
+    Returns one row per configuration.
+    """
+    from tqdm.auto import tqdm
+
+    rows = []
+    grid = [(lr, m, b) for lr in lrs for m in momenta for b in batch_sizes]
+    for lr, m, b in tqdm(grid, desc="SGD sweep on the board", disable=not progress):
+        board.set_network(initial)
+        r = board.train(epochs=int(epochs), lr=float(lr), momentum=float(m), batch_size=int(b), layers=layers, seed=seed)
+        info = board.info()
+        steps = int(np.ceil(int(info.get("stored", 0)) / int(b))) * int(epochs) or 1
+        rows.append({"lr": float(lr), "momentum": float(m), "batch": int(b), "train_loss": float(r.loss),
+                     "train_acc": float(r.accuracy), "heldout_acc": network_accuracy(_net_of(board), test, class_names),
+                     "train_us": int(r.train_us), "us_per_step": r.train_us / steps,
+                     "engine_ram": info.get("engine_ram")})
+    board.set_network(initial)
+    return rows
+
+
+def plot_sgd_sweep(rows: Sequence[Mapping], axes=None):
+    """Held-out accuracy against learning rate, one line per (momentum, batch size); and the
+    board's time per step against batch size."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [2, 1]})
+    keys = sorted({(r["momentum"], r["batch"]) for r in rows})
+    for i, (m, b) in enumerate(keys):
+        sel = sorted((r for r in rows if r["momentum"] == m and r["batch"] == b), key=lambda r: r["lr"])
+        axes[0].plot([r["lr"] for r in sel], [r["heldout_acc"] for r in sel], "o-", color=f"C{i}",
+                     label=f"momentum {m:g}, batch {b}")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("learning rate")
+    axes[0].set_ylabel("held-out accuracy")
+    axes[0].set_ylim(0, 1.02)
+    axes[0].legend(frameon=False, fontsize=8)
+    axes[0].grid(alpha=0.3)
+    batches = sorted({r["batch"] for r in rows})
+    per = [np.median([r["us_per_step"] for r in rows if r["batch"] == b]) for b in batches]
+    axes[1].bar([str(b) for b in batches], per, color="C2")
+    axes[1].set_xlabel("batch size")
+    axes[1].set_ylabel("board time per step (us)")
+    axes[1].grid(alpha=0.3, axis="y")
+    return axes
+
+
+def replay_sweep(open_fresh_board, groups: Sequence[Sequence[str]], buffer_sizes: Sequence[int], n_per_speaker: int,
+                 test: data.Dataset, class_names: Sequence[str], train_kwargs: Mapping,
+                 progress: bool = True) -> list[dict]:
+    """Speakers arrive one group after another; how much replay do earlier speakers need?
+
+    For every buffer size ``B``: a fresh board (``open_fresh_board()``); for each group in turn a
+    new session (``reset("session")``), ``RECORD`` its speakers, ``TRAIN`` on them plus at most
+    ``B`` stored utterances of earlier sessions (``replay=B``; 0 = no replay). After the last
+    group the board's network is tested on held-out utterances of the *earlier* groups and of
+    the last one. Returns one row per buffer size with the board's RAM for the store.
+    """
+    from tqdm.auto import tqdm
+
+    names = list(class_names)
+    earlier = {names.index(s) for g in groups[:-1] for s in g}
+    last = {names.index(s) for s in groups[-1]}
+    rows = []
+    for B in tqdm(list(buffer_sizes), desc="replay-buffer sweep on the board", disable=not progress):
+        with open_fresh_board() as board:
+            for gi, g in enumerate(groups):
+                if gi:
+                    board.reset("session")
+                for s in g:
+                    board.record(s, n=int(n_per_speaker))
+                board.train(**dict(train_kwargs), replay=int(B))
+            net = _net_of(board)
+            info = board.info()
+        acc_old = network_accuracy(net, test.subset(np.isin(test.y, sorted(earlier))), names)
+        acc_new = network_accuracy(net, test.subset(np.isin(test.y, sorted(last))), names)
+        rows.append({"buffer": int(B), "earlier_acc": acc_old, "last_acc": acc_new,
+                     "store_ram": info.get("store_ram"), "stored": info.get("stored")})
+    return rows
+
+
+def plot_replay_sweep(rows: Sequence[Mapping], ax=None):
+    """Accuracy on the earlier speakers and on the last group against the replay-buffer size."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.6))
+    B = [r["buffer"] for r in rows]
+    ax.plot(B, [r["earlier_acc"] for r in rows], "o-", label="earlier speakers (held-out)")
+    ax.plot(B, [r["last_acc"] for r in rows], "s--", label="last group (held-out)")
+    ax.set_xlabel("replayed utterances of earlier sessions per training call")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
