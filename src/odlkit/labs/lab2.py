@@ -115,17 +115,14 @@ def write_team_dataset(folder: str | Path, n_per_speaker: int = 10, speakers: Se
 def summary_features(utterances) -> np.ndarray:
     """Per utterance, the mean then the standard deviation of each coefficient over its frames.
 
-    ``utterances``: a list of (frames, 12) arrays (or a Dataset). Returns (n, 24) float32: the
+    ``utterances``: a list of (frames, 12) arrays (or a Dataset). Returns (n, 24) float32, each
+    row :func:`odlkit.audio.utterance_summary` (the board's own summary, in its order): the
     fixed-size input of the network, whatever the utterance's length (7-29 frames here).
     """
+    from odlkit.audio import utterance_summary
+
     X = utterances.X if isinstance(utterances, data.Dataset) else utterances
-    out = []
-    for x in X:
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim != 2 or len(x) < 1:
-            raise ValueError(f"an utterance must be (frames, coefficients) with at least one frame, got {x.shape}")
-        out.append(np.concatenate([x.mean(axis=0), x.std(axis=0)]))
-    return np.asarray(out, dtype=np.float32)
+    return np.stack([utterance_summary(x) for x in X]).astype(np.float32)
 
 
 class NearestClassMean:
@@ -369,6 +366,102 @@ def budget(info: Mapping) -> dict:
     """RAM and time of the last training call, as the board reports them in ``INFO``."""
     keys = [k for k in info if k.endswith(("_ram", "_us")) or k in ("free", "stored", "cap", "hidden", "dim")]
     return {k: info[k] for k in keys}
+
+
+HIDDEN = 32
+"""Hidden units of the lab's network (24 -> 32 -> 9)."""
+
+
+def board_ready() -> bool:
+    """True when this kit has the Lab 2 firmware (the ``lab2_microphone`` sketch is registered),
+    so ``Board.virtual(sketch="lab2_microphone")`` can start; the notebook skips its board cells otherwise."""
+    from odlkit.sketches import SKETCHES
+
+    return SKETCH_NAME in SKETCHES
+
+
+def lab1_backbone_size(header: str | Path | None = None) -> dict:
+    """Parameters and multiply-accumulates of Lab 1's pretrained backbone, read from the sketch's
+    generated ``odl_model_data.h`` (the arrays the firmware ships in flash)."""
+    import re
+
+    from odlkit.config import SKETCHES_DIR
+
+    path = Path(header) if header is not None else Path(SKETCHES_DIR) / "lab1_motion" / "odl_model_data.h"
+    text = path.read_text()
+    params = sum(int(n) for n in re.findall(r"static const float kOdlL\d+\w*\[(\d+)\]", text))
+    macs = re.search(r"#define ODL_BACKBONE_MACS (\d+)", text)
+    return {"params": params, "flash_bytes_float32": 4 * params, "macs": int(macs.group(1)) if macs else None}
+
+
+def network_size(input_dim: int = 24, hidden: int = HIDDEN, n_classes: int = 9) -> dict:
+    """Parameters of the lab's network and the float32 bytes it needs to train: every weight, plus
+    a momentum and a gradient for each trained one (all of them, or only the head's), plus the
+    standardizer's mean and M2."""
+    params = input_dim * hidden + hidden + hidden * n_classes + n_classes
+    head = hidden * n_classes + n_classes
+    return {"params": params, "weights_bytes": 4 * params,
+            "training_bytes": 4 * (3 * params + 2 * input_dim),
+            "head_training_bytes": 4 * (params + 2 * head + 2 * input_dim)}
+
+
+def initial_network(X_recorded, class_names: Sequence[str], hidden: int = HIDDEN, seed: int = 1):
+    """The network a board starts training from after recording ``X_recorded`` (summaries, in
+    recording order): He-uniform hidden layer from the engine's generator, zero head, and the
+    standardizer updated with every recorded summary (Welford), as the board does on RECORD."""
+    from odlkit.mlp import TwoLayerNet
+
+    X = np.asarray(X_recorded, dtype=np.float32)
+    net = TwoLayerNet.initial(X.shape[1], int(hidden), list(class_names), seed=seed)
+    net.norm.update_many(X)
+    return net
+
+
+def compare_methods(X_train, y_train, X_test, y_test, class_names: Sequence[str], train_kwargs: Mapping,
+                    hidden: int = HIDDEN, seed: int = 1) -> dict:
+    """Held-out accuracy of head-only, full two-layer and nearest-class-mean, trained on the host
+    with the board's arithmetic (:class:`odlkit.mlp.TwoLayerNet`) from the same start."""
+    kw = {k: v for k, v in dict(train_kwargs).items() if k not in ("layers", "seed")}
+    out = {}
+    for layers in ("head", "all"):
+        net = initial_network(X_train, class_names, hidden, seed)
+        net.fit(X_train, y_train, layers=layers, order="shuffle", seed=seed, **kw)
+        out[layers] = float((net.predict(X_test) == np.asarray(y_test)).mean())
+    out["ncm"] = nearest_class_mean(X_train, y_train, X_test, y_test, len(class_names))["accuracy"]
+    return out
+
+
+def device_hidden_gradient(board, speakers: Sequence[str], n_per_speaker: int = 4, seed: int = 7) -> dict:
+    """The hidden layer's gradient as the board computes it, read back from one plain SGD step.
+
+    Records ``n_per_speaker`` utterances of each speaker on ``board`` (a fresh one: it is closed
+    at the end), sets a network with a random hidden layer *and* a random head (so the error
+    reaches the hidden layer), trains one epoch with ``lr=1``, no momentum, one batch of every
+    stored sample and ``layers="all"``, so the board does ``W1 <- W1 - dW1`` once. Returns the
+    standardized inputs ``Z``, labels, the weights before, and ``dW1 = W1_before - W1_after``
+    (same for ``b1``). Float32 rounding limits the recovered gradient to about 1e-7 |W1|.
+    """
+    from odlkit.mlp import TwoLayerNet
+
+    try:
+        for s in speakers:
+            board.record(s, n=int(n_per_speaker))
+        X, y = board.get_features()
+        X, y = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.int64)
+        rng = np.random.default_rng(seed)
+        net = TwoLayerNet.from_weights(board.get_network())
+        net.W2 = rng.normal(scale=0.5, size=net.W2.shape).astype(np.float32)
+        net.b2 = rng.normal(scale=0.1, size=net.b2.shape).astype(np.float32)
+        net.b1 = rng.normal(scale=0.1, size=net.b1.shape).astype(np.float32)
+        before = net.to_weights()
+        board.set_network(before)
+        board.train(epochs=1, lr=1.0, momentum=0.0, weight_decay=0.0, batch_size=len(y), layers="all")
+        after = TwoLayerNet.from_weights(board.get_network())
+    finally:
+        board.close()
+    return {"Z": net.norm.transform(X).astype(np.float64), "y": y, "W1": net.W1.astype(np.float64),
+            "b1": net.b1.astype(np.float64), "W2": net.W2.astype(np.float64), "b2": net.b2.astype(np.float64),
+            "dW1": net.W1.astype(np.float64) - after.W1, "db1": net.b1.astype(np.float64) - after.b1}
 
 
 # ------------------------------------------------------------------------------------------
