@@ -6,6 +6,8 @@ aeon itself), the nearest-class-mean baseline against scikit-learn's NearestCent
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -68,3 +70,77 @@ def test_nearest_class_mean_agrees_with_scikit_learn():
     assert m.state_bytes() == 3 * 5 * 4 + 3 * 2
     with pytest.raises(ValueError, match="labels must lie"):
         m.partial_fit(X[:1], [3])
+
+
+# --- the graded exercises of the notebook: the instructor's solution passes its hidden tests,
+# a solution that calls the kit's implementation earns nothing (exercise cells only, no board)
+NOTEBOOK = Path(__file__).resolve().parents[1] / "autograder" / "source" / "lab2_microphone" / "lab2_microphone.ipynb"
+DELEGATING = {
+    "ex1_tests": ("ex1_levinson",
+                  "def levinson_durbin(r, order):\n"
+                  "    from odlkit.audio import levinson_durbin as ld\n"
+                  "    a, _, e = ld(r, order)\n"
+                  "    return a, e\n"),
+    "ex2_tests": ("ex2_cepstrum",
+                  "def lpc_to_cepstrum(a, n_ceps):\n"
+                  "    from odlkit import audio\n"
+                  "    return audio.lpc_to_cepstrum(a, n_ceps)\n"),
+    "ex3_tests": ("ex3_backward",
+                  "def hidden_backward(Z, y, W1, b1, W2, b2):\n"
+                  "    from odlkit.mlp import Standardizer, TwoLayerNet\n"
+                  "    net = TwoLayerNet(W1, b1, W2, b2, [str(i) for i in range(np.shape(W2)[1])], Standardizer(np.shape(W1)[0]))\n"
+                  "    g = net.gradients(Z, y)[1]\n"
+                  "    return g['W1'].astype(float), g['b1'].astype(float)\n"),
+}
+
+
+def _exercise_cells():
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+            if c.cell_type == "code" and "grade_id" in c.metadata.get("nbgrader", {})}
+
+
+@pytest.mark.parametrize("test_id", sorted(DELEGATING))
+def test_exercise_solution_passes_and_delegation_earns_nothing(test_id):
+    from odlkit.exercises import DELEGATION_MARK
+
+    cells = _exercise_cells()
+    sol_id, delegating = DELEGATING[test_id]
+    ns: dict = {}
+    exec("import numpy as np\nfrom odlkit.exercises import no_delegation\nfrom odlkit.labs import lab2\n"
+         "SPEAKERS = list(lab2.SPEAKERS)\n", ns)
+    exec(cells[sol_id], ns)
+    exec(cells[test_id], ns)  # visible and hidden tests (the board check runs only with the Lab 2 firmware)
+    exec(delegating, ns)
+    with pytest.raises(AssertionError) as err:
+        exec(cells[test_id], ns)
+    assert str(err.value).startswith(DELEGATION_MARK), f"{test_id}: failed, but not as delegation: {err.value}"
+
+
+def test_a_wrong_backward_fails_the_hidden_tests():
+    """ex3's tests can fail: forgetting the ReLU's mask is caught by the finite differences."""
+    cells = _exercise_cells()
+    ns: dict = {}
+    exec("import numpy as np\nfrom odlkit.exercises import no_delegation\nfrom odlkit.labs import lab2\n"
+         "SPEAKERS = list(lab2.SPEAKERS)\n", ns)
+    exec(cells["ex3_backward"].replace("* (pre > 0)", ""), ns)
+    with pytest.raises(AssertionError, match="finite difference"):
+        exec(cells["ex3_tests"], ns)
+
+
+def test_sizes_and_host_comparison():
+    bb = lab2.lab1_backbone_size()
+    assert bb["params"] > 5000 and bb["macs"] > 0  # Lab 1's backbone arrays in its generated header
+    # 24*32 + 32 + 32*9 + 9 by hand
+    assert lab2.network_size(24, 32, 9)["params"] == 1097
+    team = data.load("japanese_vowels_team")
+    X = lab2.summary_features(team)
+    net = lab2.initial_network(X, team.class_names)
+    np.testing.assert_allclose(net.norm.mean, X.mean(0), rtol=1e-4, atol=1e-5)  # Welford = the mean
+    half = np.arange(len(team)) % 2 == 0
+    acc = lab2.compare_methods(X[half], team.y[half], X[~half], team.y[~half], team.class_names,
+                               dict(epochs=15, lr=0.05, momentum=0.9, batch_size=8))
+    assert set(acc) == {"head", "all", "ncm"}
+    assert min(acc.values()) > 1.5 / 9, acc  # every method beats chance (1/9) on held-out utterances

@@ -207,8 +207,6 @@ def vowel_audio(path: str | Path, text: str = "aaaa", voice: str = "en", seed: i
     import subprocess
     import wave
 
-    from scipy.signal import resample_poly
-
     path = Path(path)
     exe = shutil.which("espeak-ng")
     if exe is not None:
@@ -217,8 +215,7 @@ def vowel_audio(path: str | Path, text: str = "aaaa", voice: str = "en", seed: i
         with wave.open(str(path), "rb") as w:
             rate, pcm = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
         x = pcm.astype(np.float64) / 32768.0
-        g = np.gcd(16000, rate)
-        return resample_poly(x, 16000 // g, rate // g), 16000, f"espeak-ng -v {voice} {text!r}"
+        return _fft_resample(x, rate, 16000), 16000, f"espeak-ng -v {voice} {text!r}"
     rate = 16000
     rng = np.random.default_rng(seed)
     n = int(0.6 * rate)
@@ -234,6 +231,18 @@ def vowel_audio(path: str | Path, text: str = "aaaa", voice: str = "en", seed: i
             y[t] = x[t] - a1 * (y[t - 1] if t else 0.0) - a2 * (y[t - 2] if t > 1 else 0.0)
         x = y
     return 0.3 * x / np.abs(x).max(), rate, "synthetic AR vowel (espeak-ng not installed)"
+
+
+def _fft_resample(x, rate_in: int, rate_out: int) -> np.ndarray:
+    """Band-limited resampling of a whole signal by truncating (or zero-padding) its spectrum:
+    espeak-ng's 22.05 kHz to the microphone's 16 kHz (its speech is far below 8 kHz)."""
+    x = np.asarray(x, dtype=np.float64)
+    n_out = int(round(len(x) * rate_out / rate_in))
+    X = np.fft.rfft(x)
+    keep = min(len(X), n_out // 2 + 1)
+    Y = np.zeros(n_out // 2 + 1, dtype=complex)
+    Y[:keep] = X[:keep]
+    return np.fft.irfft(Y, n_out) * (n_out / len(x))
 
 
 def loudest_frame(x10k, frame_len: int = 256, shift: int = 64) -> int:
