@@ -1,14 +1,16 @@
-// main.cpp - the virtual board: the ODLEngine library and the serial protocol of a
-// sketch, compiled for the host, speaking the protocol over stdin / stdout.
+// main.cpp - the virtual board: the ODLEngine library and the serial protocol
+// of a sketch, compiled for the host, speaking the protocol over stdin /
+// stdout.
 //
-//   g++ -std=gnu++14 -O2 -fno-rtti -fno-exceptions -I../ODLEngine/src -I../lab1_motion
+//   g++ -std=gnu++14 -O2 -fno-rtti -fno-exceptions -I../ODLEngine/src
+//   -I../lab1_motion
 //       main.cpp ../ODLEngine/src/*.cpp -o virtual_board
 //   ./virtual_board --replay windows.txt [--storage slots.bin] [--seed 1]
 //
 // The "sensor" replays real recorded windows (a replay file written by
-// odlkit.board.virtual.write_replay): RECORD <class> gets the next recorded window
-// of that class, PREDICT [class] the next held-out window (of that class).
-// stdout carries protocol bytes only; diagnostics go to stderr.
+// odlkit.board.virtual.write_replay): RECORD <class> gets the next recorded
+// window of that class, PREDICT [class] the next held-out window (of that
+// class). stdout carries protocol bytes only; diagnostics go to stderr.
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -20,9 +22,17 @@
 #include <string>
 #include <vector>
 
-#include "odl_model_data.h"
-#include "odl_protocol.h"
 #include "sketch_config.h"
+#if defined(ODL_SKETCH_AUDIO) && ODL_SKETCH_AUDIO
+// Lab 2: no backbone; windows are utterances of LPC cepstra
+// (odl_audio_engine.h)
+#include "odl_audio_engine.h"
+#define ODL_INPUT_LEN ODL_MAX_FRAMES
+#define ODL_INPUT_CHANNELS ODL_NUM_CEPS
+#else
+#include "odl_model_data.h"
+#endif
+#include "odl_protocol.h"
 
 namespace {
 
@@ -32,14 +42,20 @@ uint32_t host_micros() {
   return static_cast<uint32_t>(static_cast<uint64_t>(ts.tv_sec) * 1000000u + ts.tv_nsec / 1000);
 }
 
-// ------------------------------------------------------------------ replay sensor
-// File format (text): a header line "ODLREPLAY 1 <len> <channels> <rate_hz> <n_windows>",
-// then one line per window: "<pool> <class> <len*channels floats, time-major>", pool r
-// (RECORD: what the user records) or p (PREDICT: held-out recordings).
+// ------------------------------------------------------------------ replay
+// sensor File format (text): a header line "ODLREPLAY 1 <len> <channels>
+// <rate_hz> <n_windows>", then one line per window: "<pool> <class>
+// <len*channels floats, time-major>", pool r (RECORD: what the user records) or
+// p (PREDICT: held-out recordings). Version 2 (variable-length windows: Lab 2's
+// utterances): "ODLREPLAY 2 <max_len> <channels> <rate_hz> <n_windows>", lines
+// "<pool> <class> <frames> <frames*channels floats>", 1 <= frames
+// <= max_len; the rest of the window is zero and window_frames() says how many
+// rows hold data.
 struct Window {
   char pool;
   std::string label;
   std::vector<float> x;
+  unsigned frames;
 };
 
 class ReplaySensor : public odl::Sensor {
@@ -53,9 +69,9 @@ class ReplaySensor : public odl::Sensor {
     char magic[16] = {0};
     unsigned ver = 0, flen = 0, fch = 0, rate = 0, n = 0;
     if (fscanf(f, "%15s %u %u %u %u %u", magic, &ver, &flen, &fch, &rate, &n) != 6 || strcmp(magic, "ODLREPLAY") != 0 ||
-        ver != 1) {
+        (ver != 1 && ver != 2)) {
       fclose(f);
-      *err = "replay file has no 'ODLREPLAY 1 ...' header";
+      *err = "replay file has no 'ODLREPLAY 1|2 ...' header";
       return false;
     }
     if (flen != len || fch != ch) {
@@ -76,8 +92,14 @@ class ReplaySensor : public odl::Sensor {
       }
       w.pool = pool[0];
       w.label = label;
-      w.x.resize(len * ch);
-      for (size_t k = 0; k < len * ch; ++k) {
+      w.frames = static_cast<unsigned>(len);
+      if (ver == 2 && (fscanf(f, "%u", &w.frames) != 1 || w.frames < 1 || w.frames > len)) {
+        fclose(f);
+        *err = "replay file: window " + std::to_string(i) + " has no frame count in 1.." + std::to_string(len);
+        return false;
+      }
+      w.x.assign(len * ch, 0.0f);
+      for (size_t k = 0; k < w.frames * ch; ++k) {
         if (fscanf(f, "%f", &w.x[k]) != 1) {
           fclose(f);
           *err = "replay file: window " + std::to_string(i) + " is short";
@@ -91,11 +113,14 @@ class ReplaySensor : public odl::Sensor {
   }
 
   const char* board_name() const override { return "virtual"; }
+  uint16_t window_frames() const override { return last_frames_; }
   uint16_t channels() const override { return ch_; }
   uint16_t sample_rate_hz() const override { return rate_; }
 
   const char* read_window(const char* hint, bool for_predict, float* out, size_t n, const char** truth) override {
-    if (windows_.empty()) return "no replay data loaded (start the virtual board with --replay FILE)";
+    if (windows_.empty())
+      return "no replay data loaded (start the virtual board with --replay "
+             "FILE)";
     char pool = for_predict ? 'p' : 'r';
     size_t& cursor = cursor_for(pool, hint ? hint : "");
     // next window of the pool (and class) after the cursor, wrapping around
@@ -106,6 +131,7 @@ class ReplaySensor : public odl::Sensor {
       if (w.x.size() != n) return "replay window size differs from the model input";
       memcpy(out, w.x.data(), n * sizeof(float));
       *truth = w.label.c_str();
+      last_frames_ = static_cast<uint16_t>(w.frames);
       cursor = i + 1;
       return nullptr;
     }
@@ -118,7 +144,7 @@ class ReplaySensor : public odl::Sensor {
     if (windows_.empty()) return false;
     const Window& w = windows_[stream_win_ % windows_.size()];
     memcpy(out, &w.x[stream_t_ * ch_], ch_ * sizeof(float));
-    if (++stream_t_ * ch_ >= w.x.size()) {
+    if (++stream_t_ >= w.frames) {
       stream_t_ = 0;
       ++stream_win_;
     }
@@ -144,12 +170,13 @@ class ReplaySensor : public odl::Sensor {
   std::vector<Window> windows_;
   std::vector<std::pair<std::string, size_t>> cursors_;
   std::string msg_;
-  uint16_t rate_ = 25, ch_ = 6;
+  uint16_t rate_ = 25, ch_ = 6, last_frames_ = 0;
   size_t stream_win_ = 0, stream_t_ = 0;
 };
 
 // ---------------------------------------------------------------- file storage
-// Two NOR-flash-like slots kept in a file, so SAVE survives a restart ("power cycle").
+// Two NOR-flash-like slots kept in a file, so SAVE survives a restart ("power
+// cycle").
 template <uint32_t SlotBytes>
 class FileStorage : public odl::Storage {
  public:
@@ -243,7 +270,12 @@ class StdIo : public odl::Io {
   bool eof_ = false;
 };
 
+#if defined(ODL_SKETCH_AUDIO) && ODL_SKETCH_AUDIO
+const char* const kClassNames[] = ODL_CLASS_NAMES;
+typedef odl::AudioEngine<ODL_MAX_FRAMES, ODL_HIDDEN, ODL_MAX_CLASSES, ODL_REPLAY_CAPACITY> EngineT;
+#else
 typedef odl::Engine<ODL_ARENA_FLOATS, ODL_FEATURE_DIM, ODL_MAX_CLASSES, ODL_REPLAY_CAPACITY> EngineT;
+#endif
 EngineT engine;  // static storage, as on the board
 
 }  // namespace
@@ -273,10 +305,15 @@ int main(int argc, char** argv) {
     }
   }
   static FileStorage<ODL_STORAGE_SLOT_BYTES> storage(storage_path);
+#if defined(ODL_SKETCH_AUDIO) && ODL_SKETCH_AUDIO
+  odl::Status s = engine.begin(kClassNames, sizeof(kClassNames) / sizeof(kClassNames[0]), &storage, seed);
+  EngineT& adapter = engine;  // the audio engine is its own EngineIface
+#else
   odl::Status s = engine.begin(kOdlModel, seed);
+  static odl::EngineAdapter<EngineT, ODL_INPUT_LEN * ODL_INPUT_CHANNELS> adapter(engine, &storage);
+#endif
   if (s != odl::kOk) fprintf(stderr, "virtual_board: engine.begin failed: %s\n", odl::status_str(s));
   engine.set_clock(host_micros);
-  static odl::EngineAdapter<EngineT, ODL_INPUT_LEN * ODL_INPUT_CHANNELS> adapter(engine, &storage);
   static StdIo io;
   odl::BoardHooks hooks;
   hooks.micros = host_micros;

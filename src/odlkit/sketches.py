@@ -32,6 +32,11 @@ class Sketch:
     max_classes: int = DEFAULT_MAX_CLASSES        # head rows, for classes added on the board (ADDCLASS)
     storage_slot_bytes: int = DEFAULT_STORAGE_SLOT_BYTES  # bytes per SAVE/LOAD slot (weights blob + 16)
     purpose: str = ""               # one line for the generated header's comment
+    # "imu": a frozen backbone on IMU windows + a trained head (odl_model_data.h); "audio": Lab 2,
+    # LPC cepstra from the microphone and a two-layer network trained from scratch (no backbone)
+    kind: str = "imu"
+    hidden: int = 0                 # audio: hidden units of the network (ODL_HIDDEN, a build-time size)
+    max_frames: int = 0             # audio: frames kept per utterance (ODL_MAX_FRAMES)
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -42,6 +47,10 @@ class Sketch:
             raise ValueError(f"sketch {self.name}: class names must be unique, got {self.classes}")
         if self.capacity < 1:
             raise ValueError(f"sketch {self.name}: capacity must be >= 1, got {self.capacity}")
+        if self.kind not in ("imu", "audio"):
+            raise ValueError(f"sketch {self.name}: kind must be 'imu' or 'audio', got {self.kind!r}")
+        if self.kind == "audio" and not (1 <= self.hidden <= 256 and 1 <= self.max_frames <= 64):
+            raise ValueError(f"sketch {self.name}: an audio sketch needs hidden in 1..256 and max_frames in 1..64")
 
     @property
     def firmware(self) -> str:
@@ -60,6 +69,12 @@ SKETCHES: dict[str, Sketch] = {s.name: s for s in (
     # Every board of Lab 3 holds all four classes, so FedAvg averages the same rows on every board.
     Sketch("lab3_federated", ("standing", "walking", "running", "badminton"), capacity=200,
            purpose="Lab 3: one client of federated averaging; its training store never leaves the board"),
+    # The virtual board replays JapaneseVowels (9 speakers); a team on a real board records its own
+    # voices (RECORD <name> add=1 or ADDCLASS): room for 12 classes in all.
+    Sketch("lab2_microphone", tuple(f"speaker{i}" for i in range(1, 10)), capacity=512, dataset="japanese_vowels",
+           max_classes=12, storage_slot_bytes=8192, kind="audio", hidden=32, max_frames=32,
+           purpose="Lab 2: speech features (LPC cepstra) from the microphone and a two-layer network trained "
+                   "from scratch on the board"),
 )}
 
 DEFAULT_SKETCH = "lab1_motion"

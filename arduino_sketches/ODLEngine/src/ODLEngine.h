@@ -8,6 +8,8 @@
 #include "odl_blob.h"
 #include "odl_storage.h"
 #include "odl_engine.h"
+#include "odl_lpc.h"
+#include "odl_mlp.h"
 #if defined(ARDUINO_ARCH_MBED)
 #include "nano33ble/odl_flash_iap.h"  // FlashIAPStorage: the internal flash (no IMU libraries needed)
 #endif

@@ -37,7 +37,10 @@ Protocol::Protocol(EngineIface& engine, Sensor& sensor, Io& io, const char* firm
       rx_(0),
       errors_(0),
       setw_total_(0),
-      setw_recv_(0) {}
+      setw_recv_(0),
+      lpc_total_(0),
+      lpc_recv_(0),
+      lpc_frames_sent_(0) {}
 
 void Protocol::send(FrameWriter& w) {
   if (w.overflow()) {
@@ -161,6 +164,8 @@ void Protocol::dispatch(const Frame& f) {
     cmd_reset(f);
   else if (streq(w, "STREAM"))
     cmd_stream(f);
+  else if (streq(w, "LPC"))
+    cmd_lpc(f);
   else
     error(f.seq, kPeUnknownCmd, "unknown command", w);
 }
@@ -226,6 +231,7 @@ void Protocol::cmd_hello(const Frame& f, bool info) {
   out_.kv_u("win", m->input_len);
   out_.kv_u("ch", m->input_channels);
   out_.kv_u("rate", sensor_.sample_rate_hz());
+  if (e_.hidden_units() > 0) out_.kv_u("hidden", e_.hidden_units());  // Lab 2: the network's width
   if (info) {
     Stats s = e_.stats();
     out_.kv_u("cap", e_.replay_capacity());
@@ -239,6 +245,13 @@ void Protocol::cmd_hello(const Frame& f, bool info) {
     out_.kv_u("fwd_us", s.last_forward_us);
     out_.kv_u("head_us", s.last_head_us);
     out_.kv_u("train_us", s.last_train_us);
+    if (e_.hidden_units() > 0) {
+      out_.kv_u("net_ram", s.net_bytes);
+      out_.kv_u("norm_ram", s.norm_bytes);
+      out_.kv_u("lpc_ram", s.lpc_bytes);
+      out_.kv_u("step_us", s.last_step_us);
+      out_.kv_u("lpc_us", s.last_lpc_us);
+    }
     out_.kv_u("tx", tx_);
     out_.kv_u("rx", rx_);
     out_.kv_u("errors", errors_);
@@ -326,6 +339,7 @@ void Protocol::cmd_record(const Frame& f) {
       error(f.seq, kPeSensor, err);
       return;
     }
+    e_.set_window_frames(sensor_.window_frames());
     if (label < 0) {
       if (!all_finite(win, static_cast<uint32_t>(need))) {
         error(f.seq, kPeSensor, "window has non-finite values; class not added");
@@ -393,7 +407,7 @@ void Protocol::send_epoch_event(const EpochResult& r) {
 }
 
 void Protocol::cmd_train(const Frame& f) {
-  static const char* const keys[] = {"epochs", "lr", "mom", "wd", "batch", "mode", "replay", "seed", nullptr};
+  static const char* const keys[] = {"epochs", "lr", "mom", "wd", "batch", "mode", "replay", "seed", "layers", nullptr};
   if (!check_args(f, 0, keys)) return;
   TrainConfig cfg;
   uint32_t u = 0;
@@ -431,6 +445,20 @@ void Protocol::cmd_train(const Frame& f) {
     if (!streq(v, "0") && !streq(v, "1")) return error(f.seq, kPeBadArg, "replay must be 0 or 1");
     cfg.use_replay = v[0] == '1';
   }
+  if ((v = frame_arg(f, "layers"))) {
+    if (streq(v, "head"))
+      cfg.layers = kLayersHead;
+    else if (streq(v, "all"))
+      cfg.layers = kLayersAll;
+    else
+      return error(f.seq, kPeBadArg, "layers must be all or head");
+    if (cfg.layers != kLayersHead && e_.hidden_units() == 0)
+      return error(f.seq, kPeBadArg, "layers=all needs a sketch with a hidden layer (lab2_microphone); this sketch",
+                   "trains its head on a frozen backbone: use layers=head");
+  }
+  if (e_.hidden_units() > 0 && cfg.mode != kTrainFull)
+    return error(f.seq, kPeBadArg, "mode=bias is Lab 1's bias-only head training; the two-layer network takes",
+                 "mode=full with layers=all or layers=head");
   bool reseed = false;
   uint32_t seed = 0;
   if ((v = frame_arg(f, "seed"))) {
@@ -474,6 +502,7 @@ void Protocol::cmd_predict(const Frame& f) {
   const char* truth = nullptr;
   const char* err = sensor_.read_window(hint, true, win, need, &truth);
   if (err) return error(f.seq, kPeSensor, err);
+  e_.set_window_frames(sensor_.window_frames());
   Prediction p;
   Status s = e_.predict(win, &p);
   if (s != kOk) return error(f.seq, kPeEngine, "predict failed:", status_str(s));
@@ -690,6 +719,81 @@ void Protocol::cmd_stream(const Frame& f) {
   out_.kv_u("aborted", aborted ? 1u : 0u);
   send(out_);
   if (pending >= 0) feed(static_cast<uint8_t>(pending));  // the byte that stopped us may start a frame
+}
+
+namespace {
+
+struct LpcEmit {
+  Protocol* proto;
+  uint32_t seq;
+};
+
+}  // namespace
+
+void Protocol::send_lpc_frame(uint32_t seq, const LpcFrame& fr) {
+  out_.begin(seq, "EV");
+  out_.token("LPC");
+  out_.kv_u("i", fr.index);
+  out_.kv_f("db", fr.energy_db);
+  out_.kv_u("voiced", fr.voiced ? 1u : 0u);
+  uint8_t raw[kLpcCeps * 4];
+  memcpy(raw, fr.ceps, sizeof(raw));  // little-endian float32, exact (GETF's convention)
+  out_.kv_b64("c", raw, sizeof(raw));
+  send(out_);
+  ++lpc_frames_sent_;
+}
+
+static void lpc_trampoline(const LpcFrame& fr, void* user) {
+  LpcEmit* e = static_cast<LpcEmit*>(user);
+  e->proto->send_lpc_frame(e->seq, fr);
+}
+
+// LPC off=<byte offset> data=<base64 of int16 little-endian PCM> [rate=16000|10000]: the board's
+// own audio front end (resampler, framing, LPC cepstra) on audio sent by the host, one chunk of
+// at most 512 bytes per frame; off=0 starts a new stream. Every frame a chunk completes is sent
+// as an EV LPC event (c = the 12 cepstra as base64 float32) before the OK.
+void Protocol::cmd_lpc(const Frame& f) {
+  static const char* const keys[] = {"off", "data", "rate", nullptr};
+  if (!check_args(f, 0, keys)) return;
+  LpcFrontEnd* fe = e_.lpc();
+  if (!fe) return error(f.seq, kPeState, "this sketch has no audio front end; LPC is Lab 2's (lab2_microphone)");
+  const char* os = frame_arg(f, "off");
+  const char* ds = frame_arg(f, "data");
+  const char* rs = frame_arg(f, "rate");
+  if (!os || !ds) return error(f.seq, kPeBadArg, "LPC needs off= and data= (base64 int16 little-endian samples)");
+  uint32_t off = 0, rate = 16000;
+  if (!parse_u32(os, &off)) return error(f.seq, kPeBadArg, "off must be a byte offset");
+  if (rs && (!parse_u32(rs, &rate) || (rate != 16000 && rate != 10000)))
+    return error(f.seq, kPeBadArg, "rate must be 16000 (the microphone) or 10000");
+  if (rs && off != 0) return error(f.seq, kPeBadArg, "rate= only with off=0 (it starts a stream)");
+  if (off != 0 && off != lpc_recv_) {
+    lpc_recv_ = 0;
+    return error(f.seq, kPeBadPayload, "audio chunk out of order; restart the stream at off=0");
+  }
+  uint8_t raw[kChunkBytes];
+  long n = base64_decode(ds, strlen(ds), raw, sizeof(raw));
+  if (n <= 0 || (n & 1)) {
+    lpc_recv_ = 0;
+    return error(f.seq, kPeBadPayload, "data is not base64 of 2..512 bytes of int16 samples; restart at off=0");
+  }
+  if (off == 0) {
+    fe->begin(rate);
+    lpc_recv_ = 0;
+    lpc_frames_sent_ = 0;
+  }
+  fe->set_clock(hooks_.micros);
+  LpcEmit emit = {this, f.seq};
+  for (long i = 0; i + 1 < n; i += 2) {
+    const int16_t s = (int16_t)(uint16_t)(raw[i] | (raw[i + 1] << 8));
+    fe->push_int16(&s, 1, lpc_trampoline, &emit);
+  }
+  lpc_recv_ += (uint32_t)n;
+  ok_begin(out_, f.seq, "LPC");
+  out_.kv_u("samples", fe->samples_in());
+  out_.kv_u("frames", fe->frames_out());
+  out_.kv_u("rate", fe->rate_hz());
+  out_.kv_u("lpc_us", fe->last_frame_us());
+  send(out_);
 }
 
 }  // namespace odl

@@ -21,6 +21,7 @@
 
 #include "odl_engine.h"
 #include "odl_frame.h"
+#include "odl_lpc.h"
 #include "odl_types.h"
 
 ODL_NUMERICS_BEGIN
@@ -45,6 +46,9 @@ class Sensor {
   virtual bool read_sample(float* out) = 0;
   virtual uint16_t channels() const { return 6; }
   virtual uint16_t sample_rate_hz() const { return 25; }
+  // Rows (frames) of the last window read that hold data, for variable-length windows (Lab 2's
+  // utterances); 0: the whole window.
+  virtual uint16_t window_frames() const { return 0; }
 
  protected:
   ~Sensor() {}
@@ -85,6 +89,12 @@ class EngineIface {
   virtual int sample_label(uint32_t i) const = 0;
   virtual uint16_t sample_session(uint32_t i) const = 0;
   virtual float* window_buffer(size_t* n) = 0;
+  // Lab 2 (audio sketches; the defaults are Lab 1's engine): hidden units of the network (0:
+  // a head on a frozen backbone), how many frames the next add_window / predict window holds,
+  // and the audio front end the LPC command drives (nullptr: none).
+  virtual uint16_t hidden_units() const { return 0; }
+  virtual void set_window_frames(uint16_t n) { (void)n; }
+  virtual LpcFrontEnd* lpc() { return nullptr; }
 
  protected:
   ~EngineIface() {}
@@ -166,8 +176,9 @@ class Protocol {
   uint32_t bytes_received() const { return rx_; }
   uint32_t errors() const { return errors_; }
 
-  // Used by the training callback; public for that reason only.
+  // Used by the training / audio callbacks; public for that reason only.
   void send_epoch_event(const EpochResult& r);
+  void send_lpc_frame(uint32_t seq, const LpcFrame& fr);
 
  private:
   void handle(char* line, size_t len);
@@ -191,6 +202,7 @@ class Protocol {
   void cmd_load(const Frame& f);
   void cmd_reset(const Frame& f);
   void cmd_stream(const Frame& f);
+  void cmd_lpc(const Frame& f);
 
   EngineIface& e_;
   Sensor& sensor_;
@@ -203,6 +215,8 @@ class Protocol {
   uint32_t cur_seq_;
   uint32_t tx_, rx_, errors_;
   uint32_t setw_total_, setw_recv_;  // staged SETW transfer
+  uint32_t lpc_total_, lpc_recv_;    // staged LPC audio transfer (bytes)
+  uint32_t lpc_frames_sent_;
   bool host_open_ = false;
   EpochResult last_epoch_;
 };

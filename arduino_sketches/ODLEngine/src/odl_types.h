@@ -83,6 +83,9 @@ struct ModelSpec {
 };
 
 enum TrainMode : uint8_t { kTrainFull = 0, kTrainBiasOnly = 1 };
+// Which layers TRAIN updates: the head only, or (Lab 2's two-layer network) both layers.
+// kLayersDefault: the engine's own choice (Lab 1: the head; Lab 2: all).
+enum TrainLayers : uint8_t { kLayersDefault = 0, kLayersHead = 1, kLayersAll = 2 };
 
 struct TrainConfig {
   uint16_t epochs = 10;
@@ -93,6 +96,8 @@ struct TrainConfig {
   uint8_t mode = kTrainFull;  // TrainMode
   bool use_replay = true;     // false: only samples of the current session
   bool shuffle = true;        // Fisher-Yates per epoch with the engine's xorshift32
+  // TrainLayers (Lab 2's two-layer network; Lab 1's engine trains its head whatever it says)
+  uint8_t layers = kLayersDefault;
 };
 
 struct EpochResult {
@@ -132,6 +137,12 @@ struct Stats {
   uint32_t last_forward_us = 0;  // backbone, via the clock callback
   uint32_t last_head_us = 0;     // head inference
   uint32_t last_train_us = 0;    // whole last train() call
+  // Lab 2 (two-layer network on audio features; 0 on Lab 1's engine)
+  uint32_t net_bytes = 0;     // W1, b1, W2, b2 with their momentum and gradient buffers
+  uint32_t norm_bytes = 0;    // the standardizer (mean, M2, inv_std)
+  uint32_t lpc_bytes = 0;     // the audio front end (resampler, frame buffers)
+  uint32_t last_step_us = 0;  // mean time of one mini-batch step of the last train() call
+  uint32_t last_lpc_us = 0;   // the last LPC frame's analysis
 };
 
 static const uint16_t kClassNameBytes = 16;  // fixed, NUL padded (blob format)

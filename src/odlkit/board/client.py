@@ -93,6 +93,17 @@ class Prediction:
 
 
 @dataclass
+class LpcFrames:
+    """Frames the board's audio front end analysed (``Board.lpc``)."""
+
+    index: np.ndarray  # (n,) frame numbers from the start of the audio
+    ceps: np.ndarray  # (n, 12) float32 LPC cepstra c_1..c_12
+    energy_db: np.ndarray  # (n,) mean square re full scale
+    voiced: np.ndarray  # (n,) bool: passed the energy gate
+    lpc_us: int  # the last frame's analysis time on the board
+
+
+@dataclass
 class Evaluation:
     n: int
     correct: int
@@ -169,12 +180,31 @@ class Board:
         ``odlkit.head.Head.fit(..., order="shuffle", seed=1)``.
         The first call compiles the C++ (a few seconds, cached under ``build/virtual_board``).
         """
-        from odlkit.board.virtual import BUILD_DIR, build_virtual_board, dataset_replay, write_replay
+        from odlkit.board.virtual import (
+            BUILD_DIR,
+            build_virtual_board,
+            dataset_replay,
+            utterance_replay,
+            write_replay,
+        )
 
         exe = build_virtual_board(sketch)
+        spec = get_sketch(sketch)
         if dataset is None:
-            dataset = get_sketch(sketch).dataset
-        if isinstance(dataset, str):
+            dataset = spec.dataset
+        if spec.kind == "audio":
+            # Lab 2: utterances of LPC cepstra (the data set's train split for RECORD, test for PREDICT)
+            if isinstance(dataset, str):
+                replay = utterance_replay(dataset, seed=seed, max_len=spec.max_frames)
+            else:
+                import hashlib
+
+                h = hashlib.sha256(np.asarray(dataset.y).tobytes())
+                for x in dataset.X:
+                    h.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+                replay = write_replay(BUILD_DIR / "replay" / f"custom-utt-{h.hexdigest()[:12]}-s{seed}.txt", dataset,
+                                      predict_dataset, rate_hz=156, seed=seed, max_len=spec.max_frames)
+        elif isinstance(dataset, str):
             replay = dataset_replay(dataset, test_size=test_size, seed=seed)
         else:
             import hashlib
@@ -360,6 +390,7 @@ class Board:
         use_replay: bool = True,
         callback: Callable[[int, float, float], None] | None = None,
         seed: int | None = None,
+        layers: str | None = None,
     ) -> TrainResult:
         """Train the head on the board (SGD with momentum on the stored features).
 
@@ -367,10 +398,14 @@ class Board:
         the whole store (True) or only this session's samples. callback(epoch, loss, acc) is
         called after each epoch as the board reports it. seed: restart the board's shuffle from
         this seed (the orders of ``odlkit.head.Head.fit(order="shuffle", seed=seed)``); None
-        continues the board's generator.
+        continues the board's generator. layers (Lab 2's two-layer network): "all" (both layers,
+        the board's default there) or "head" (hidden layer random and frozen); a Lab 1 sketch
+        trains only its head and refuses "all" (board error 6).
         """
         if mode not in ("full", "bias"):
             raise ValueError(f"mode must be 'full' or 'bias', got {mode!r}")
+        if layers not in (None, "all", "head"):
+            raise ValueError(f"layers must be 'all', 'head' or None (the board's default), got {layers!r}")
         history: list[dict] = []
 
         def ev(f: Frame) -> None:
@@ -389,6 +424,7 @@ class Board:
             f"mode={mode}",
             f"replay={int(bool(use_replay))}",
             *([] if seed is None else [f"seed={int(seed)}"]),
+            *([] if layers is None else [f"layers={layers}"]),
             on_event=ev,
         )
         return TrainResult(f.int("epochs"), f.float("loss"), f.float("acc"), f.int("train_us"), history)
@@ -450,6 +486,71 @@ class Board:
             f = self._request("SETW", f"total={len(blob)}", f"off={off}", f"data={chunk}")
         if f.int("applied") != 1:
             raise BoardError("SETW finished but the board did not apply the weights", command="SETW")
+
+    def _get_blob(self) -> bytes:
+        blob = bytearray()
+        total = None
+        while total is None or len(blob) < total:
+            f = self._request("GETW", f"off={len(blob)}")
+            total = f.int("total")
+            if f.int("off") != len(blob):
+                raise BoardError(f"GETW chunk at offset {f.int('off')}, expected {len(blob)}", command="GETW")
+            chunk = base64.b64decode(f.fields["data"], validate=True)
+            if len(chunk) != f.int("len") or not chunk:
+                raise BoardError("GETW chunk length does not match its header", command="GETW")
+            blob += chunk
+        return bytes(blob)
+
+    def _set_blob(self, blob: bytes) -> None:
+        for off in range(0, len(blob), CHUNK_BYTES):
+            chunk = base64.b64encode(blob[off : off + CHUNK_BYTES]).decode()
+            f = self._request("SETW", f"total={len(blob)}", f"off={off}", f"data={chunk}")
+        if f.int("applied") != 1:
+            raise BoardError("SETW finished but the board did not apply the weights", command="SETW")
+
+    def get_network(self) -> weights_mod.MlpWeights:
+        """Lab 2: download the two-layer network and its standardizer (``odlkit.weights.MlpWeights``;
+        ``odlkit.mlp.TwoLayerNet.from_weights`` turns it into the numpy reference)."""
+        return weights_mod.decode_mlp(self._get_blob())
+
+    def set_network(self, net) -> None:
+        """Lab 2: upload a two-layer network (``MlpWeights`` or ``odlkit.mlp.TwoLayerNet``); applied only
+        when the whole blob arrived, its CRC matches and every value is finite."""
+        if hasattr(net, "to_weights"):
+            net = net.to_weights()
+        self._set_blob(weights_mod.encode_mlp(net))
+
+    def lpc(self, pcm, rate: int = 16000) -> LpcFrames:
+        """The board's own audio front end on ``pcm`` (int16 samples at ``rate`` 16000 or 10000 Hz):
+        resampling, 25.6 ms frames every 6.4 ms, LPC cepstra, energy gate. Returns every frame the
+        audio completes (compare with ``odlkit.audio.lpc_cepstra(pcm / 32768, rate_hz=rate)``)."""
+        pcm = np.asarray(pcm)
+        if pcm.ndim != 1 or pcm.size == 0:
+            raise ValueError(f"pcm must be a non-empty 1-D array of int16 samples, got shape {pcm.shape}")
+        if not np.issubdtype(pcm.dtype, np.integer) or pcm.min() < -32768 or pcm.max() > 32767:
+            raise ValueError("pcm must hold int16 samples (-32768..32767)")
+        if rate not in (16000, 10000):
+            raise ValueError(f"rate must be 16000 or 10000, got {rate}")
+        raw = pcm.astype("<i2").tobytes()
+        idx, db, voiced, ceps = [], [], [], []
+
+        def ev(f: Frame) -> None:
+            idx.append(f.int("i"))
+            db.append(f.float("db"))
+            voiced.append(f.int("voiced") == 1)
+            ceps.append(np.frombuffer(base64.b64decode(f.fields["c"], validate=True), dtype="<f4"))
+
+        last = None
+        for off in range(0, len(raw), CHUNK_BYTES):
+            args = [f"off={off}", f"data={base64.b64encode(raw[off : off + CHUNK_BYTES]).decode()}"]
+            if off == 0:
+                args.append(f"rate={rate}")
+            last = self._request("LPC", *args, on_event=ev)
+        if last is None or last.int("frames") != len(idx):
+            raise BoardError(f"LPC: the board analysed {last.int('frames') if last else 0} frames but "
+                             f"{len(idx)} arrived intact", command="LPC")
+        return LpcFrames(np.asarray(idx, np.int64), np.asarray(ceps, np.float32).reshape(-1, 12),
+                         np.asarray(db, np.float32), np.asarray(voiced, bool), last.int("lpc_us"))
 
     def get_features(self, with_sessions: bool = False):
         """Download the board's stored feature vectors: ``(X (n, feature_dim) float32, y (n,) int64)``

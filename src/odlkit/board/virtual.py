@@ -28,9 +28,10 @@ CXXFLAGS = cxxflags.HOST  # includes -ffp-contract=off: the build must not depen
 
 
 def _sources(sketch: str) -> tuple[list[Path], list[Path]]:
-    get_sketch(sketch)  # a registered sketch (odlkit.sketches), or a clear error
+    kind = get_sketch(sketch).kind  # a registered sketch (odlkit.sketches), or a clear error
     sketch_dir = SKETCHES_DIR / sketch
-    if not (sketch_dir / "odl_model_data.h").exists() or not (sketch_dir / "sketch_config.h").exists():
+    needs_model = kind == "imu"  # an audio sketch (Lab 2) has no backbone header
+    if (needs_model and not (sketch_dir / "odl_model_data.h").exists()) or not (sketch_dir / "sketch_config.h").exists():
         raise FileNotFoundError(
             f"{sketch_dir} lacks its generated odl_model_data.h / sketch_config.h; generate them with "
             f"`python -m odlkit.export.sketch_headers {sketch}` (or `make headers`)"
@@ -115,14 +116,20 @@ def build_virtual_board(sketch: str = DEFAULT_SKETCH, extra_flags: list[str] | N
     return exe
 
 
-def write_replay(path: str | Path, record, predict=None, rate_hz: int = 25, seed: int = 0) -> Path:
+def write_replay(path: str | Path, record, predict=None, rate_hz: int = 25, seed: int = 0,
+                 max_len: int | None = None) -> Path:
     """Write a replay file for the virtual board's sensor.
 
     record / predict: ``odlkit.data.Dataset`` of (n, 50, 6) windows (accel g, gyro deg/s):
     ``record`` is what RECORD <class> plays back, ``predict`` (held-out recordings) what
     PREDICT plays back (default: ``record``). Windows are shuffled with ``seed`` so
     consecutive recordings of a class come from different recordings.
+
+    ``max_len`` writes format version 2, variable-length windows (Lab 2's utterances, a list of
+    (frames, channels) arrays with 1 <= frames <= max_len): each line carries its frame count.
     """
+    if max_len is not None:
+        return _write_replay_v2(Path(path), record, predict, rate_hz, seed, int(max_len))
     rng = np.random.default_rng(seed)
     pools = [("r", record), ("p", predict if predict is not None else record)]
     lines = []
@@ -191,3 +198,49 @@ def dataset_replay(dataset: str = "basic_motions", test_size: float = 0.25, seed
     by_group = ds.groups is not None and len(np.unique(ds.groups)) > 1
     train, test = data.train_test_split(ds, test_size=test_size, seed=seed, by_group=by_group)
     return write_replay(out, train, test, seed=seed)
+
+
+def _write_replay_v2(path: Path, record, predict, rate_hz: int, seed: int, max_len: int) -> Path:
+    rng = np.random.default_rng(seed)
+    lines = []
+    channels = None
+    for tag, ds in [("r", record), ("p", predict if predict is not None else record)]:
+        for i in rng.permutation(len(ds.X)):
+            x = np.asarray(ds.X[i], dtype=np.float32)
+            if x.ndim != 2 or not 1 <= len(x) <= max_len:
+                raise ValueError(f"utterance {i} has shape {x.shape}: need (1..{max_len} frames, channels)")
+            if channels is not None and x.shape[1] != channels:
+                raise ValueError(f"utterances have {channels} and {x.shape[1]} channels: they must agree")
+            if not np.all(np.isfinite(x)):
+                raise ValueError(f"utterance {i} contains NaN or Inf")
+            channels = x.shape[1]
+            name = str(ds.class_names[int(ds.y[i])])
+            if not name or any(c.isspace() for c in name):
+                raise ValueError(f"class name {name!r} cannot be replayed (no spaces allowed)")
+            lines.append(f"{tag} {name} {len(x)} " + " ".join(f"{v:.9g}" for v in x.reshape(-1)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = f"ODLREPLAY 2 {max_len} {channels} {rate_hz} {len(lines)}"
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(header + "\n" + "\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def utterance_replay(dataset: str = "japanese_vowels", seed: int = 0, max_len: int = 32) -> Path:
+    """Replay file (cached, format 2) of a speech-feature dataset (variable-length utterances of LPC
+    cepstra, e.g. ``japanese_vowels``): the data set's own train split is what RECORD plays back,
+    its test split (recorded on other occasions) what PREDICT plays back."""
+    from odlkit import data
+
+    ds = data.load(dataset)
+    split = np.asarray((ds.meta or {}).get("split", ["train"] * len(ds.X)))
+    h = hashlib.sha256(np.asarray(ds.y).tobytes())
+    for x in ds.X:
+        h.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    out = BUILD_DIR / "replay" / f"{dataset}-utt-s{seed}-m{max_len}-{h.hexdigest()[:12]}.txt"
+    if out.exists():
+        return out
+    train, test = np.flatnonzero(split == "train"), np.flatnonzero(split != "train")
+    if len(test) == 0:
+        test = train
+    return _write_replay_v2(out, ds.subset(train), ds.subset(test), 156, seed, max_len)  # 156 frames/s (6.4 ms)

@@ -48,6 +48,21 @@ def sketch_config_text(sketch: str | Sketch) -> str:
         f"#define ODL_REPLAY_CAPACITY {s.capacity}",
         "// Bytes per storage slot for SAVE / LOAD (a record is the weights blob + 16 bytes).",
         f"#define ODL_STORAGE_SLOT_BYTES {s.storage_slot_bytes}",
+    ]
+    if s.kind == "audio":
+        names = ", ".join(f'"{c}"' for c in s.classes)
+        lines += [
+            "// Lab 2: no backbone (no odl_model_data.h). Windows are utterances of LPC cepstra.",
+            "#define ODL_SKETCH_AUDIO 1",
+            "// Hidden units of the two-layer network, and frames kept per utterance (6.4 ms each).",
+            f"#define ODL_HIDDEN {s.hidden}",
+            f"#define ODL_MAX_FRAMES {s.max_frames}",
+            "#define ODL_NUM_CEPS 12",
+            f"#define ODL_MAX_CLASSES {s.max_classes}",
+            f"#define ODL_NUM_CLASSES {len(s.classes)}",
+            f"#define ODL_CLASS_NAMES {{{names}}}",
+        ]
+    lines += [
         "// 1: print IMU samples (ax,ay,az,gx,gy,gz at 25 Hz) from boot until the first byte arrives,",
         "// for `edge-impulse-data-forwarder --frequency 25`, which cannot send a STREAM command.",
         "// 0 (default): quiet until the host sends a command (STREAM s=... streams on request).",
@@ -129,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     stale = 0
     for name in names:
         jobs = [(config_path(name), lambda n=name: sketch_config_text(n))]
-        if not args.config_only:
+        if not args.config_only and get_sketch(name).kind == "imu":  # audio sketches have no backbone header
             jobs.append((header_path(name), lambda n=name: header_text(n, args.classes, args.max_classes)))
         for path, text in jobs:
             if args.check:
