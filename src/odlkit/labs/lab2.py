@@ -41,6 +41,10 @@ __all__ = [
     "NearestClassMean",
 ]
 
+SKETCH_NAME = "lab2_microphone"
+"""The firmware of this lab (registry: :mod:`odlkit.sketches`)."""
+SPEAKERS = tuple(f"speaker{i}" for i in range(1, 10))
+"""The nine speakers of the recorded set, in class order."""
 DATASET = "japanese_vowels"
 """The odlkit.data dataset the virtual board replays (UCI JapaneseVowels, bundled in aeon)."""
 
@@ -69,22 +73,51 @@ def _split(part: str) -> data.Dataset:
     return replace(ds.subset(keep), sample_rate_hz=FRAME_RATE_HZ, meta={})
 
 
-def team_recordings(n_per_speaker: int, speakers: Sequence[str] | None = None) -> data.Dataset:
-    """The first ``n_per_speaker`` *training* utterances of each speaker, in the archive's order.
+def replay_order(seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """The utterances the virtual board plays back for ``RECORD <speaker>``, in order, per speaker.
 
-    This is what ``RECORD <speaker>`` replays on the virtual board, one utterance per call:
-    the archive's 270 training utterances (30 per speaker) are the recordable pool, its 370 test
-    utterances are held out for ``PREDICT``. ``speakers`` (default: all nine, ``speaker1`` ..
-    ``speaker9``) picks and orders the classes. Channels ``lpc1 .. lpc12``, one row per 6.4 ms frame.
+    ``Board.virtual(sketch="lab2_microphone", dataset="japanese_vowels", seed=seed)`` reads a
+    replay file (:func:`odlkit.board.virtual.utterance_replay`): the archive's training
+    utterances in a shuffled order (lines ``r <speaker> <frames> <floats>``), one cursor per
+    speaker, so the k-th ``RECORD`` of a speaker on a fresh board is its k-th line here.
+    """
+    from odlkit.board.virtual import utterance_replay
+    from odlkit.sketches import get_sketch
+
+    path = utterance_replay(DATASET, seed=seed, max_len=get_sketch(SKETCH_NAME).max_frames)
+    out: dict[str, list[np.ndarray]] = {}
+    with open(path) as f:
+        header = f.readline().split()
+        channels = int(header[3])
+        for line in f:
+            parts = line.split(" ", 3)
+            if len(parts) == 4 and parts[0] == "r":
+                x = np.array(parts[3].split(), dtype=np.float32).reshape(int(parts[2]), channels)
+                out.setdefault(parts[1], []).append(x)
+    return out
+
+
+def team_recordings(n_per_speaker: int, speakers: Sequence[str] | None = None, seed: int = 0) -> data.Dataset:
+    """The utterances a fresh virtual board records with ``n_per_speaker`` ``RECORD`` of each speaker.
+
+    The recordable pool is the archive's 270 training utterances (30 per speaker), in the
+    board's replay order (:func:`replay_order`); its 370 test utterances are held out for
+    ``PREDICT``. ``speakers`` (default: all nine, ``speaker1`` .. ``speaker9``) picks and orders
+    the classes. Channels ``lpc1 .. lpc12``, one row per 6.4 ms frame, speaker by speaker.
     """
     if not 1 <= int(n_per_speaker) <= 30:
         raise ValueError(f"n_per_speaker must lie in 1..30 (the archive has 30 training utterances per speaker), "
                          f"got {n_per_speaker}")
-    ds = _split("train")
-    if speakers is not None:
-        ds = ds.select_classes(list(speakers))
-    idx = np.concatenate([np.flatnonzero(ds.y == c)[: int(n_per_speaker)] for c in range(ds.n_classes)])
-    return ds.subset(np.sort(idx))
+    speakers = list(SPEAKERS if speakers is None else speakers)
+    order = replay_order(seed)
+    unknown = [s for s in speakers if s not in order]
+    if unknown:
+        raise ValueError(f"no speaker {unknown}; the recordings have {sorted(order)}")
+    X = [x for s in speakers for x in order[s][: int(n_per_speaker)]]
+    y = np.repeat(np.arange(len(speakers)), int(n_per_speaker))
+    return data.Dataset(name="japanese_vowels_team", X=X, y=y, class_names=speakers, groups=np.arange(len(X)),
+                        channels=[f"lpc{i}" for i in range(1, 13)], sample_rate_hz=FRAME_RATE_HZ,
+                        source=f"UCI JapaneseVowels training utterances as the virtual board replays them (seed {seed})")
 
 
 def heldout_utterances(speakers: Sequence[str] | None = None) -> data.Dataset:
@@ -93,14 +126,15 @@ def heldout_utterances(speakers: Sequence[str] | None = None) -> data.Dataset:
     return ds if speakers is None else ds.select_classes(list(speakers))
 
 
-def write_team_dataset(folder: str | Path, n_per_speaker: int = 10, speakers: Sequence[str] | None = None) -> list[Path]:
+def write_team_dataset(folder: str | Path, n_per_speaker: int = 10, speakers: Sequence[str] | None = None,
+                       seed: int = 0) -> list[Path]:
     """Write :func:`team_recordings` as Edge Impulse data-acquisition JSON, one file per utterance.
 
     Files ``<speaker>.u<index>.json`` (``interval_ms`` 6.4, sensors ``lpc1 .. lpc12``) plus
     ``classes.txt``; ``odlkit.data.load(folder)`` reads them back, ``edge-impulse-uploader``
     uploads them. ``datasets/japanese_vowels_team/`` was written by this function with the defaults.
     """
-    ds = team_recordings(n_per_speaker, speakers)
+    ds = team_recordings(n_per_speaker, speakers, seed)
     ids = []
     seen: dict[int, int] = {}
     for y in ds.y:
@@ -188,8 +222,6 @@ def _get(obj, key, default=None):
     return getattr(obj, key, default)
 
 
-SPEAKERS = tuple(f"speaker{i}" for i in range(1, 10))
-"""The nine speakers of the recorded set, in class order."""
 
 
 # ------------------------------------------------------------------------------------------
@@ -308,9 +340,6 @@ def plot_board_vs_reference(board_ceps, ref_ceps, ax=None):
 # ------------------------------------------------------------------------------------------
 # 3-5. the board
 # ------------------------------------------------------------------------------------------
-SKETCH_NAME = "lab2_microphone"
-
-
 def open_board(prefer_real: bool = True, verbose: bool = True, **virtual_kwargs):
     """The Lab 2 board: a real Nano 33 BLE Sense flashed with ``lab2_microphone`` if one is plugged
     in, else the virtual board replaying the team's utterances (:data:`DATASET`)."""
@@ -329,18 +358,18 @@ def open_board(prefer_real: bool = True, verbose: bool = True, **virtual_kwargs)
     return Board.virtual(sketch=SKETCH_NAME, dataset=DATASET, **virtual_kwargs)
 
 
-def record_team(board, speakers: Sequence[str], n_per_speaker: int, save_dir: str | Path | None = None) -> dict:
-    """``RECORD <speaker>`` ``n_per_speaker`` times for each speaker; on the virtual board also save
-    the utterances it replayed (:func:`team_recordings`) as Edge Impulse JSON in ``save_dir``.
-
-    Returns ``{"stored": samples on the board, "saved": [paths]}``.
+def record_team(board, speakers: Sequence[str], n_per_speaker: int, save_dir: str | Path | None = None,
+                seed: int = 0) -> dict:
+    """``RECORD <speaker>`` ``n_per_speaker`` times for each speaker (a fresh board); on the virtual
+    board also save the utterances it replayed (:func:`team_recordings` with the board's
+    ``seed``) as Edge Impulse JSON in ``save_dir``. Returns ``{"stored", "saved": [paths]}``.
     """
     stored = 0
     for s in speakers:
         stored = board.record(s, n=int(n_per_speaker))
     saved: list[Path] = []
     if save_dir is not None and getattr(board, "kind", "") == "virtual":
-        saved = write_team_dataset(save_dir, n_per_speaker, speakers)
+        saved = write_team_dataset(save_dir, n_per_speaker, speakers, seed)
     return {"stored": int(stored), "saved": saved}
 
 
@@ -505,7 +534,7 @@ def sgd_sweep(board, initial, test: data.Dataset, class_names: Sequence[str], lr
         rows.append({"lr": float(lr), "momentum": float(m), "batch": int(b), "train_loss": float(r.loss),
                      "train_acc": float(r.accuracy), "heldout_acc": network_accuracy(_net_of(board), test, class_names),
                      "train_us": int(r.train_us), "us_per_step": r.train_us / steps,
-                     "engine_ram": info.get("engine_ram")})
+                     "step_us": info.get("step_us"), "net_ram": info.get("net_ram")})
     board.set_network(initial)
     return rows
 
@@ -540,34 +569,51 @@ def plot_sgd_sweep(rows: Sequence[Mapping], axes=None):
 def replay_sweep(open_fresh_board, groups: Sequence[Sequence[str]], buffer_sizes: Sequence[int], n_per_speaker: int,
                  test: data.Dataset, class_names: Sequence[str], train_kwargs: Mapping,
                  progress: bool = True) -> list[dict]:
-    """Speakers arrive one group after another; how much replay do earlier speakers need?
+    """Speakers arrive one group after another; how much replay do the earlier ones need?
 
-    For every buffer size ``B``: a fresh board (``open_fresh_board()``); for each group in turn a
-    new session (``reset("session")``), ``RECORD`` its speakers, ``TRAIN`` on them plus at most
-    ``B`` stored utterances of earlier sessions (``replay=B``; 0 = no replay). After the last
-    group the board's network is tested on held-out utterances of the *earlier* groups and of
-    the last one. Returns one row per buffer size with the board's RAM for the store.
+    For every buffer size ``B`` (utterances of each earlier speaker in the training store), on a
+    fresh board (``open_fresh_board()``): the first group records ``n_per_speaker`` utterances
+    each and trains; then for each later group the network keeps its weights and
+
+    * ``B = 0``: a new session (``RESET session``), the new group records, ``TRAIN replay=0``
+      (only the new session: no replay);
+    * ``B > 0``: the store is emptied (``RESET samples``; weights and standardizer stay), ``B``
+      utterances of every earlier speaker and the new group's are recorded, ``TRAIN replay=1``.
+      On the virtual board those ``B`` are further replayed utterances of each earlier speaker,
+      which stand for the ``B`` a board would have kept (same speakers, same distribution).
+
+    After the last group the board's network is tested on held-out utterances of the earlier
+    groups and of the last one. ``buffer_bytes`` is what the ``B`` kept utterances of the
+    earlier speakers take in the board's store (its ``store_ram / cap`` bytes per sample).
     """
     from tqdm.auto import tqdm
 
     names = list(class_names)
-    earlier = {names.index(s) for g in groups[:-1] for s in g}
-    last = {names.index(s) for s in groups[-1]}
+    earlier = sorted({names.index(s) for g in groups[:-1] for s in g})
+    last = sorted({names.index(s) for s in groups[-1]})
+    test_old, test_new = test.subset(np.isin(test.y, earlier)), test.subset(np.isin(test.y, last))
     rows = []
     for B in tqdm(list(buffer_sizes), desc="replay-buffer sweep on the board", disable=not progress):
         with open_fresh_board() as board:
+            seen: list[str] = []
             for gi, g in enumerate(groups):
-                if gi:
+                if gi and B == 0:
                     board.reset("session")
+                elif gi:
+                    board.reset("samples")
+                    for s in seen:
+                        board.record(s, n=int(B))
                 for s in g:
                     board.record(s, n=int(n_per_speaker))
-                board.train(**dict(train_kwargs), replay=int(B))
+                board.train(**dict(train_kwargs), use_replay=not (gi and B == 0))
+                seen += list(g)
             net = _net_of(board)
             info = board.info()
-        acc_old = network_accuracy(net, test.subset(np.isin(test.y, sorted(earlier))), names)
-        acc_new = network_accuracy(net, test.subset(np.isin(test.y, sorted(last))), names)
-        rows.append({"buffer": int(B), "earlier_acc": acc_old, "last_acc": acc_new,
-                     "store_ram": info.get("store_ram"), "stored": info.get("stored")})
+        per_sample = float(info["store_ram"]) / float(info["cap"])
+        rows.append({"buffer": int(B), "earlier_acc": network_accuracy(net, test_old, names),
+                     "last_acc": network_accuracy(net, test_new, names),
+                     "buffer_bytes": int(round(B * len(seen[: -len(groups[-1])]) * per_sample)),
+                     "step_us": info.get("step_us")})
     return rows
 
 
@@ -580,7 +626,7 @@ def plot_replay_sweep(rows: Sequence[Mapping], ax=None):
     B = [r["buffer"] for r in rows]
     ax.plot(B, [r["earlier_acc"] for r in rows], "o-", label="earlier speakers (held-out)")
     ax.plot(B, [r["last_acc"] for r in rows], "s--", label="last group (held-out)")
-    ax.set_xlabel("replayed utterances of earlier sessions per training call")
+    ax.set_xlabel("utterances of each earlier speaker kept for replay")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.02)
     ax.legend(frameon=False, fontsize=8)
