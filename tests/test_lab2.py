@@ -16,7 +16,8 @@ from odlkit.labs import lab2
 
 
 def test_team_dataset_in_datasets_is_the_archive_training_split():
-    """datasets/japanese_vowels_team = the first 10 training utterances per speaker, read with aeon directly."""
+    """datasets/japanese_vowels_team: 10 distinct training utterances per speaker, read with aeon directly,
+    in the order the virtual board replays them."""
     from aeon.datasets import load_classification
 
     X, y = load_classification("JapaneseVowels", split="train")
@@ -25,14 +26,31 @@ def test_team_dataset_in_datasets_is_the_archive_training_split():
     assert shipped.counts() == {f"speaker{i}": 10 for i in range(1, 10)}
     assert shipped.sample_rate_hz == pytest.approx(156.25)  # one frame every 6.4 ms
     assert shipped.channels == [f"lpc{i}" for i in range(1, 13)]
+    replayed = lab2.team_recordings(10)
     for k in range(1, 10):
         mine = [x for x, c in zip(shipped.X, shipped.y, strict=True) if c == k - 1]
-        theirs = [np.asarray(x).T for x, c in zip(X, y, strict=True) if str(c) == str(k)][:10]
-        for a, b in zip(mine, theirs, strict=True):
-            # aeon pads its unequal-length series with NaN in some versions: compare the frames it has
-            b = b[~np.isnan(b).any(axis=1)]
-            assert a.shape == b.shape
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)  # 6 significant digits in the JSON
+        theirs = [np.asarray(x).T for x, c in zip(X, y, strict=True) if str(c) == str(k)]
+        theirs = [t[~np.isnan(t).any(axis=1)] for t in theirs]  # some aeon versions pad with NaN
+        matched = []
+        for a, r in zip(mine, [x for x, c in zip(replayed.X, replayed.y, strict=True) if c == k - 1], strict=True):
+            np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-5)  # 6 significant digits in the JSON
+            hits = [i for i, t in enumerate(theirs) if t.shape == a.shape and np.allclose(a, t, rtol=1e-5, atol=1e-5)]
+            assert len(hits) == 1, f"speaker{k}: an utterance is not one training utterance of the archive"
+            matched.append(hits[0])
+        assert len(set(matched)) == 10, f"speaker{k}: the ten utterances must be distinct"
+
+
+def test_virtual_board_records_the_shipped_utterances_in_order():
+    """The j-th RECORD speaker<k> on a fresh virtual board stores the summary of speaker<k>.u<j>.json."""
+    from odlkit.board import Board
+
+    shipped = lab2.team_recordings(3, ["speaker2", "speaker7"])
+    with Board.virtual(sketch=lab2.SKETCH_NAME, dataset=lab2.DATASET) as board:
+        board.record("speaker2", n=3)
+        board.record("speaker7", n=3)
+        X, y = board.get_features()
+    np.testing.assert_array_equal(y, [1, 1, 1, 6, 6, 6])
+    np.testing.assert_array_equal(X, lab2.summary_features(shipped))  # the board's summary, bit for bit
 
 
 def test_write_team_dataset_roundtrips_and_refuses_bad_sizes(tmp_path):
