@@ -526,13 +526,24 @@ def sgd_sweep(board, initial, test: data.Dataset, class_names: Sequence[str], lr
 
     rows = []
     grid = [(lr, m, b) for lr in lrs for m in momenta for b in batch_sizes]
+    from odlkit.board import BoardError
+
     for lr, m, b in tqdm(grid, desc="SGD sweep on the board", disable=not progress):
         board.set_network(initial)
-        r = board.train(epochs=int(epochs), lr=float(lr), momentum=float(m), batch_size=int(b), layers=layers, seed=seed)
+        row: dict = {"lr": float(lr), "momentum": float(m), "batch": int(b)}
+        try:
+            r = board.train(epochs=int(epochs), lr=float(lr), momentum=float(m), batch_size=int(b), layers=layers,
+                            seed=seed)
+        except BoardError as e:  # a non-finite loss: the board restores its weights and says so (error 9)
+            if e.code != 9:
+                raise
+            rows.append({**row, "train_loss": float("inf"), "train_acc": float("nan"), "heldout_acc": float("nan"),
+                         "diverged": True})
+            continue
         info = board.info()
         steps = int(np.ceil(int(info.get("stored", 0)) / int(b))) * int(epochs) or 1
-        rows.append({"lr": float(lr), "momentum": float(m), "batch": int(b), "train_loss": float(r.loss),
-                     "train_acc": float(r.accuracy), "heldout_acc": network_accuracy(_net_of(board), test, class_names),
+        rows.append({**row, "train_loss": float(r.loss), "train_acc": float(r.accuracy),
+                     "heldout_acc": network_accuracy(_net_of(board), test, class_names), "diverged": False,
                      "train_us": int(r.train_us), "us_per_step": r.train_us / steps,
                      "step_us": info.get("step_us"), "net_ram": info.get("net_ram")})
     board.set_network(initial)
@@ -551,14 +562,17 @@ def plot_sgd_sweep(rows: Sequence[Mapping], axes=None):
         sel = sorted((r for r in rows if r["momentum"] == m and r["batch"] == b), key=lambda r: r["lr"])
         axes[0].plot([r["lr"] for r in sel], [r["heldout_acc"] for r in sel], "o-", color=f"C{i}",
                      label=f"momentum {m:g}, batch {b}")
+        bad = [r["lr"] for r in sel if r.get("diverged")]
+        axes[0].plot(bad, [0.02] * len(bad), "x", color=f"C{i}", ms=9, mew=2)
     axes[0].set_xscale("log")
-    axes[0].set_xlabel("learning rate")
+    axes[0].set_xlabel("learning rate (x at the bottom: training diverged, the board restored its weights)")
     axes[0].set_ylabel("held-out accuracy")
     axes[0].set_ylim(0, 1.02)
     axes[0].legend(frameon=False, fontsize=8)
     axes[0].grid(alpha=0.3)
     batches = sorted({r["batch"] for r in rows})
-    per = [np.median([r["us_per_step"] for r in rows if r["batch"] == b]) for b in batches]
+    per = [np.median([r["us_per_step"] for r in rows if r["batch"] == b and not r.get("diverged")] or [np.nan])
+           for b in batches]
     axes[1].bar([str(b) for b in batches], per, color="C2")
     axes[1].set_xlabel("batch size")
     axes[1].set_ylabel("board time per step (us)")
@@ -632,3 +646,58 @@ def plot_replay_sweep(rows: Sequence[Mapping], ax=None):
     ax.legend(frameon=False, fontsize=8)
     ax.grid(alpha=0.3)
     return ax
+
+
+# ------------------------------------------------------------------------------------------
+# the lab's board part from the command line
+# ------------------------------------------------------------------------------------------
+def from_scratch_run(n_per_speaker: int = 30, epochs: int = 60, lr: float = 0.05, momentum: float = 0.9,
+                     batch_size: int = 8, seed: int = 0) -> dict:
+    """Part 4-5 of the lab on a fresh virtual board: record ``n_per_speaker`` utterances of each of
+    the nine speakers, train the two-layer network from scratch (``layers="all"``), then the
+    head only from the same start; test both on the archive's 370 held-out utterances."""
+    from odlkit.board import Board
+    from odlkit.mlp import TwoLayerNet
+
+    call = dict(epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, seed=1)
+    test = heldout_utterances()
+    out: dict = {"n_per_speaker": n_per_speaker, **call}
+    with Board.virtual(sketch=SKETCH_NAME, dataset=DATASET, seed=seed) as board:
+        for s in SPEAKERS:
+            board.record(s, n=int(n_per_speaker))
+        w0 = board.get_network()
+        for layers in ("all", "head"):
+            board.set_network(w0)
+            r = board.train(layers=layers, **call)
+            info = board.info()
+            net = TwoLayerNet.from_weights(board.get_network())
+            out[layers] = {"heldout_accuracy": network_accuracy(net, test, SPEAKERS), "train_loss": r.loss,
+                           "step_us": info["step_us"], "train_us": r.train_us}
+        X, y = board.get_features()
+    out["ncm"] = nearest_class_mean(X, y, summary_features(test), test.y, len(SPEAKERS))["accuracy"]
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m odlkit.labs.lab2``: Lab 2's training from scratch on the virtual board."""
+    import argparse
+
+    from odlkit.config import quick
+
+    p = argparse.ArgumentParser(prog="python -m odlkit.labs.lab2", description=main.__doc__)
+    p.add_argument("--n-per-speaker", type=int, default=quick(full=30, quick=10))
+    p.add_argument("--epochs", type=int, default=quick(full=60, quick=20))
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    r = from_scratch_run(a.n_per_speaker, a.epochs, a.lr, seed=a.seed)
+    print(f"virtual board, {a.n_per_speaker} utterances per speaker (9 speakers), {a.epochs} epochs, lr={a.lr}")
+    for k, name in (("all", "two layers from scratch"), ("head", "head only (random hidden)")):
+        print(f"  {name:>26}: held-out accuracy {r[k]['heldout_accuracy']:.3f} on 370 utterances, "
+              f"training loss {r[k]['train_loss']:.4f}, last step {r[k]['step_us']} us (host time on a virtual board)")
+    print(f"  {'nearest class mean':>26}: held-out accuracy {r['ncm']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
