@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -659,7 +660,7 @@ def from_scratch_run(n_per_speaker: int = 30, epochs: int = 60, lr: float = 0.05
     from odlkit.board import Board
     from odlkit.mlp import TwoLayerNet
 
-    call = dict(epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, seed=1)
+    call: dict[str, Any] = dict(epochs=epochs, lr=lr, momentum=momentum, batch_size=batch_size, seed=1)
     test = heldout_utterances()
     out: dict = {"n_per_speaker": n_per_speaker, **call}
     with Board.virtual(sketch=SKETCH_NAME, dataset=DATASET, seed=seed) as board:
