@@ -327,3 +327,134 @@ def test_qemu_board_flags_match_the_host_bit_for_bit(lab2_build):
     assert len(qa) == len(ha) and not diff, (len(qa), len(ha), diff[:3])
     cyc = [line for line in q.stdout.splitlines() if line.startswith("cycles")]
     assert len(cyc) == 4 and all(int(line.split()[3 if "train" in line else 2]) > 0 for line in cyc), cyc
+
+
+# ------------------------------------------------------------------ the virtual board, end to end
+from odlkit.board import Board, BoardError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    b = Board.virtual(sketch="lab2_microphone", dataset="japanese_vowels", seed=0,
+                      storage=tmp_path_factory.mktemp("lab2flash") / "flash.bin")
+    yield b
+    b.close()
+
+
+def test_board_reports_the_network_and_its_ram(board):
+    assert board.hello["hidden"] == 32 and board.hello["dim"] == 24 and board.hello["win"] == 32
+    info = board.info()
+    # net_ram by hand: W1 24x32, b1 32, W2 32x12, b2 12, each with momentum and gradient (x3),
+    # plus the per-sample scratch z 24, h 32, dh 32, probs 12
+    assert info["net_ram"] == 4 * (3 * (24 * 32 + 32 + 32 * 12 + 12) + 24 + 32 + 32 + 12)
+    assert info["norm_ram"] == 4 * 3 * 24 and info["lpc_ram"] > 4 * 256 * 3
+
+
+def test_board_trains_like_the_host_reference(board):
+    board.reset()
+    names = [f"speaker{i}" for i in range(1, 10)]
+    assert TwoLayerNet.from_weights(board.get_network()).to_weights() == \
+        TwoLayerNet.initial(24, 32, names, seed=1).to_weights()  # engine seed 1 = Board.virtual(seed=0)
+    for s in ("speaker1", "speaker4", "speaker7"):
+        board.record(s, n=6)
+    X, y = board.get_features()
+    host = TwoLayerNet.initial(24, 32, names, seed=1)
+    host.norm.update_many(X)
+    net0 = board.get_network()
+    np.testing.assert_array_equal(net0.norm_mean, host.norm.mean)  # the standardizer, bit for bit
+    np.testing.assert_array_equal(net0.norm_m2, host.norm.m2)
+    r = board.train(epochs=4, lr=0.05, momentum=0.9, weight_decay=1e-4, batch_size=4, seed=1, layers="all")
+    hist = host.fit(X, y, epochs=4, lr=0.05, momentum=0.9, weight_decay=1e-4, batch_size=4, seed=1)
+    dev = board.get_network()
+    for k in ("W1", "b1", "W2", "b2"):  # same tolerance and reason as the step-for-step test above
+        np.testing.assert_allclose(getattr(dev, k), host.params()[k], atol=1e-4, err_msg=k)
+    # losses travel as %.6g text: 1e-4 relative covers that and the float32 rounding differences
+    assert [h["loss"] for h in r.history] == pytest.approx([h.loss for h in hist], rel=1e-4)
+    assert board.info()["step_us"] >= 0 and r.train_us > 0
+    w1 = dev.W1.copy()
+    board.train(epochs=2, layers="head", seed=2)
+    np.testing.assert_array_equal(board.get_network().W1, w1)  # frozen hidden layer
+
+
+def test_board_bad_input_is_refused_and_changes_nothing(board):
+    before = board.get_network()
+    stored = board.info()["stored"]
+    with pytest.raises(BoardError) as e:
+        board.record("nobody", n=1)
+    assert e.value.code == 8 and "unknown class" in str(e.value)
+    with pytest.raises(BoardError) as e:
+        board.train(mode="bias")
+    assert e.value.code == 6 and "mode=bias" in str(e.value)
+    bad = board.get_network()
+    bad.W1[0, 0] = np.nan
+    with pytest.raises(BoardError) as e:
+        board.set_network(bad)
+    assert e.value.code == 10 and "non-finite" in str(e.value)
+    small = TwoLayerNet.initial(24, 16, ["a", "b", "c"]).to_weights()  # hidden 16: not this sketch
+    with pytest.raises(BoardError) as e:
+        board.set_network(small)
+    assert e.value.code == 10 and "does not fit" in str(e.value)
+    with pytest.raises(BoardError) as e:  # fewer classes than the stored samples need
+        board.set_network(TwoLayerNet.initial(24, 32, ["a", "b"]).to_weights())
+    assert e.value.code == 10
+    with pytest.raises(BoardError) as e:
+        board._request("LPC", "off=6", "data=AAAA")  # not where the stream is
+    assert e.value.code == 7 and "out of order" in str(e.value)
+    with pytest.raises(BoardError) as e:
+        board._request("LPC", "off=0", "data=AAA=")  # 2 bytes... then an odd count
+        board._request("LPC", "off=2", "data=AA==")
+    assert e.value.code == 7 and "int16" in str(e.value)
+    with pytest.raises(BoardError) as e:
+        board._request("LPC", "off=2", "rate=10000", "data=AAAA")
+    assert e.value.code == 6
+    with pytest.raises(BoardError) as e:
+        board._request("LPC", "off=0", "rate=8000", "data=AAAA")
+    assert e.value.code == 6 and "rate" in str(e.value)
+    with pytest.raises(ValueError, match="int16"):
+        board.lpc(np.array([40000, 1]))
+    assert board.get_network() == before and board.info()["stored"] == stored
+
+
+def test_board_save_load_and_lpc_on_audio(board, tmp_path):
+    net = board.get_network()
+    assert board.save() == weights.mlp_blob_size(net.n_classes, 24, 32)
+    board.train(epochs=1, seed=3)
+    assert board.get_network() != net
+    board.load()
+    assert board.get_network() == net
+    x16, _ = _audio(tmp_path)
+    res = board.lpc(x16, rate=16000)
+    ref = audio.lpc_cepstra(audio.int16_to_float(x16), rate_hz=16000)
+    assert res.ceps.shape == ref.shape and list(res.index) == list(range(len(ref)))
+    np.testing.assert_allclose(res.ceps, ref, atol=5e-3)  # the tolerance of the LPC parity test
+    assert res.voiced.any()
+
+
+def test_lab1_sketch_refuses_two_layer_training():
+    with Board.virtual(dataset="basic_motions") as b:
+        with pytest.raises(BoardError) as e:
+            b.train(epochs=1, layers="all")
+        assert e.value.code == 6 and "layers=all needs a sketch with a hidden layer" in str(e.value)
+        with pytest.raises(BoardError) as e:
+            b._request("LPC", "off=0", "data=AAAA")
+        assert e.value.code == 8 and "no audio front end" in str(e.value)
+        assert "hidden" not in b.hello and "net_ram" not in b.info()
+
+
+def test_board_gradient_is_one_full_batch_step(board):
+    """The board's own gradient, for grading a hand-written backward pass: one step over the whole
+    store with lr=1, momentum=0, weight_decay=0 moves every parameter by exactly -gradient."""
+    board.reset()
+    for s in ("speaker2", "speaker5", "speaker8"):
+        board.record(s, n=5)
+    board.train(epochs=2, lr=0.05, seed=1)  # away from the zero head, so every gradient is non-zero
+    before = board.get_network()
+    X, y = board.get_features()
+    board.train(epochs=1, lr=1.0, momentum=0.0, weight_decay=0.0, batch_size=len(X), seed=5)
+    after = board.get_network()
+    host = TwoLayerNet.from_weights(before)
+    _, g = host.gradients(host.norm.transform(X), y)
+    for k in ("W1", "b1", "W2", "b2"):
+        # measured 7e-8: float32 rounding of W - g and of the two summation orders
+        np.testing.assert_allclose(getattr(before, k) - getattr(after, k), g[k], atol=1e-6, err_msg=k)
+        assert np.abs(g[k]).max() > 1e-3

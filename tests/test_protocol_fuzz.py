@@ -32,13 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 N_HYP = quick(full=500, quick=100)
 N_BULK = quick(full=20000, quick=2000)
 COMMANDS = ["HELLO", "INFO", "RECORD", "ADDCLASS", "TRAIN", "PREDICT", "EVAL", "GETW", "SETW", "GETF",
-            "SAVE", "LOAD", "RESET", "STREAM"]  # fmt: skip
+            "SAVE", "LOAD", "RESET", "STREAM", "LPC"]  # fmt: skip
 # Valid frames of every command: the seeds the mutations start from.
 SEED_FRAMES = [
     ["HELLO"], ["INFO"], ["RECORD", "walking", "n=2"], ["ADDCLASS", "wave"], ["PREDICT", "running"],
     ["TRAIN", "epochs=2", "lr=0.01", "mom=0.9", "wd=0", "batch=4", "mode=full", "replay=1"], ["EVAL"],
     ["GETW", "off=0"], ["GETF", "i=0"], ["SAVE"], ["LOAD"], ["RESET", "what=all"], ["STREAM", "s=1"],
     ["SETW", "total=1124", "off=0", "data=T0RMVwEAAAAEAEAAUAQAAA=="],
+    ["TRAIN", "epochs=1", "layers=head"], ["LPC", "off=0", "rate=16000", "data=AAABAAIAAwA="],
 ]  # fmt: skip
 
 
@@ -150,9 +151,10 @@ token_chars = st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_char
             st.text(token_chars, min_size=1, max_size=20),
             st.builds(lambda k, v: f"{k}={v}",
                       st.sampled_from(["n", "epochs", "lr", "mom", "wd", "batch", "mode", "replay", "off", "i",
-                                       "total", "data", "what", "s", "x"]),
+                                       "total", "data", "what", "s", "x", "layers", "rate"]),
                       st.one_of(st.integers(-5, 10**10).map(str), st.text(token_chars, min_size=0, max_size=12),
-                                st.sampled_from(["nan", "inf", "-0", "1e-45", "0x10", "full", "bias"]))),  # fmt: skip
+                                st.sampled_from(["nan", "inf", "-0", "1e-45", "0x10", "full", "bias", "all", "head",
+                                                 "16000", "AAAA", "AAA="]))),  # fmt: skip
         ),
         max_size=17,
     ),
@@ -197,6 +199,81 @@ def test_bulk_single_byte_mutations(harness):
     assert harness.state_unchanged()
 
 
+# ------------------------------------------------------------------ Lab 2 (lab2_microphone)
+N_LAB2 = quick(full=2000, quick=300)
+LAB2_SEEDS = [
+    ["RECORD", "speaker1", "n=2"], ["PREDICT", "speaker2"], ["TRAIN", "epochs=1", "layers=all", "batch=4"],
+    ["TRAIN", "epochs=1", "layers=head"], ["LPC", "off=0", "rate=16000", "data=AAABAAIAAwA="],
+    ["LPC", "off=0", "rate=10000", "data=" + "ABCD" * 100], ["GETW", "off=0"], ["GETF", "i=0"], ["EVAL"],
+]  # fmt: skip
+
+
+class Lab2Harness(Harness):
+    def __init__(self) -> None:
+        self.board = Board.virtual(sketch="lab2_microphone", seed=0, timeout=10)
+        for c in ["speaker1", "speaker2", "speaker3"]:
+            self.board.record(c, n=3)
+        self.board.train(epochs=2, lr=0.01)
+        self.weights = self.board.get_network()
+        self.stored = self.board.info()["stored"]
+        self.seq = self.board._seq + 1000
+
+    def state_unchanged(self) -> bool:
+        self.board._seq = self.next_seq()
+        ok = self.board.get_network() == self.weights and self.board.info()["stored"] == self.stored
+        self.seq = self.board._seq
+        return ok
+
+
+@pytest.fixture(scope="module")
+def lab2_harness():
+    h = Lab2Harness()
+    yield h
+    h.board.close()
+
+
+def test_lab2_mutated_frames_are_rejected(lab2_harness):
+    """Lab 2's commands (RECORD of utterances, TRAIN layers=, LPC audio chunks) mutated one byte at a
+    time: every one rejected, the board alive, network and store intact."""
+    h = lab2_harness
+    rng = random.Random(1)
+    for k in range(N_LAB2):
+        frame = valid_body(h.next_seq(), LAB2_SEEDS[k % len(LAB2_SEEDS)])
+        bad = mutate(frame, rng)
+        if bad.strip(b" \r\t\n") == b"":
+            continue
+        frames = h.send(bad)
+        assert frames and all(f.kind == "ERR" for f in frames), (bad, frames)
+    assert h.state_unchanged()
+
+
+@settings(max_examples=quick(full=300, quick=60), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cmd=st.sampled_from(["TRAIN", "LPC", "SETW", "PREDICT", "RECORD"]),
+    args=st.lists(st.builds(lambda k, v: f"{k}={v}",
+                            st.sampled_from(["layers", "mode", "epochs", "off", "rate", "data", "total", "n", "x"]),
+                            st.one_of(st.sampled_from(["all", "head", "full", "bias", "0", "1", "2", "16000", "10000",
+                                                       "8000", "AAAA", "AAA=", "A", "@@", "nan"]),
+                                      st.integers(-5, 10**6).map(str))), max_size=6),
+)
+def test_lab2_valid_crc_random_arguments(lab2_harness, cmd, args):
+    """Exactly one final reply; an error changes neither the network nor the store."""
+    h = lab2_harness
+    if cmd == "RECORD":
+        args = ["speaker1", *[a for a in args if not a.startswith("n=")]]
+    seq = h.next_seq()
+    frames = [f for f in h.send(encode_frame(seq, cmd, *args).rstrip(b"\n")) if f.kind != "EV"]
+    assert len(frames) == 1 and frames[0].seq == seq, frames
+    if frames[0].kind == "ERR":
+        assert h.state_unchanged(), (cmd, args, frames[0])
+    else:
+        h.board._seq = h.next_seq()
+        h.weights = h.board.get_network()
+        h.stored = h.board.info()["stored"]
+        h.seq = h.board._seq
+
+
 def _clang() -> str | None:
     for c in ("clang++", "clang++-14", "clang++-15", "clang++-16"):
         if shutil.which(c):
@@ -212,8 +289,20 @@ _slow_unless_quick = (lambda f: f) if QUICK else pytest.mark.slow
 @pytest.mark.skipif(_clang() is None, reason="libFuzzer needs clang (apt-get install clang)")
 def test_libfuzzer_harness(tmp_path):
     """Coverage-guided fuzzing of LineAssembler + parse_frame + the dispatcher with ASan/UBSan."""
+    _libfuzz(tmp_path, "lab1_motion", SEED_FRAMES, quick(full=100_000, quick=20_000))
+
+
+@pytest.mark.slow  # 330 s measured on 2 loaded cores (ASan build of the library + 30000 runs): full mode only
+@pytest.mark.skipif(_clang() is None, reason="libFuzzer needs clang (apt-get install clang)")
+def test_libfuzzer_harness_lab2(tmp_path):
+    """The same harness on Lab 2's audio engine: utterances of random length, TRAIN layers=, the
+    version-2 blob through SETW, LPC audio chunks."""
+    _libfuzz(tmp_path, "lab2_microphone", SEED_FRAMES + LAB2_SEEDS, 30_000)
+
+
+def _libfuzz(tmp_path, sketch_name, seeds, runs):
     lib = ROOT / "arduino_sketches" / "ODLEngine" / "src"
-    sketch = ROOT / "arduino_sketches" / "lab1_motion"
+    sketch = ROOT / "arduino_sketches" / sketch_name
     exe = tmp_path / "fuzz"
     cmd = [_clang(), *cxxflags.LANGUAGE, *cxxflags.NO_CONTRACTION, "-g", "-O1",
            "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
@@ -223,11 +312,10 @@ def test_libfuzzer_harness(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for i, tokens in enumerate(SEED_FRAMES):
+    for i, tokens in enumerate(seeds):
         frame = encode_frame(i + 1, *tokens)
         (corpus / f"raw{i}").write_bytes(b"\x00" + frame)  # mode 0: bytes as they are
         (corpus / f"body{i}").write_bytes(b"\x01" + frame[1 : frame.rindex(b" *")])  # mode 1: CRC added
-    runs = quick(full=100_000, quick=20_000)
     res = subprocess.run([str(exe), f"-runs={runs}", "-max_len=4096", "-timeout=10", str(corpus)],
                          capture_output=True, text=True, timeout=900, env={**os.environ, "ASAN_OPTIONS": "detect_leaks=0"})  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]

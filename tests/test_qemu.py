@@ -89,7 +89,7 @@ def test_board_flag_objects_have_no_fused_multiply_add(tmp_path):
     """The library's objects compiled with the board's flags contain no VFMA/VFMS/VFNMA/VFNMS
     (the host build, x86-64 SSE2, has no FMA instruction at all); without the library's pragmas
     the same flags do fuse (the check can fail)."""
-    srcs = [*library_sources(), LIB_SRC / "odl_protocol.cpp"]
+    srcs = [*library_sources(), LIB_SRC / "odl_protocol.cpp", LIB_SRC / "odl_lpc.cpp", LIB_SRC / "odl_mlp.cpp"]
     with_pragmas = _fused_ops(arm_objects(srcs, tmp_path / "on", build="board"))
     print("fused multiply-adds per object, board flags:", with_pragmas)
     assert sum(with_pragmas.values()) == 0, with_pragmas
@@ -98,6 +98,7 @@ def test_board_flag_objects_have_no_fused_multiply_add(tmp_path):
     print("... with contraction left to the flags:", without)
     # measured: exp_nonpos / softmax / bias update in odl_head, scalar tails in odl_kernels
     assert without["odl_head"] > 0 and without["odl_kernels"] > 0
+    assert without["odl_lpc"] > 0  # Lab 2's front end (Kahan sums, Levinson) fuses too without the pragmas
 
 
 def test_arm_size_fits_the_board(scenario):

@@ -73,18 +73,14 @@ def he_uniform_xorshift(fan_in: int, fan_out: int, seed=1) -> np.ndarray:
     return out.reshape(fan_in, fan_out)
 
 
-@dataclass
 class Standardizer:
     """Running mean / variance (Welford) of the board's input vectors, float32 like the engine."""
 
-    dim: int
-    n: int = 0
-    mean: np.ndarray = field(default=None)  # type: ignore[assignment]
-    m2: np.ndarray = field(default=None)  # type: ignore[assignment]
-
-    def __post_init__(self):
-        self.mean = np.zeros(self.dim, _F32) if self.mean is None else np.array(self.mean, _F32)
-        self.m2 = np.zeros(self.dim, _F32) if self.m2 is None else np.array(self.m2, _F32)
+    def __init__(self, dim: int, n: int = 0, mean=None, m2=None) -> None:
+        self.dim = int(dim)
+        self.n = int(n)
+        self.mean: np.ndarray = np.zeros(self.dim, _F32) if mean is None else np.array(mean, _F32)
+        self.m2: np.ndarray = np.zeros(self.dim, _F32) if m2 is None else np.array(m2, _F32)
         if self.mean.shape != (self.dim,) or self.m2.shape != (self.dim,):
             raise ValueError(f"Standardizer: mean and m2 must have {self.dim} entries")
 

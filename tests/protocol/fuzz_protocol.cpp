@@ -13,13 +13,25 @@
 #include <new>
 
 #include "odl_blob.h"
-#include "odl_model_data.h"
-#include "odl_protocol.h"
 #include "sketch_config.h"
+#if defined(ODL_SKETCH_AUDIO) && ODL_SKETCH_AUDIO
+// Lab 2 (lab2_microphone): the audio engine, its own EngineIface; utterances of 1..32 frames
+#include "odl_audio_engine.h"
+#define ODL_FUZZ_AUDIO 1
+#else
+#include "odl_model_data.h"
+#define ODL_FUZZ_AUDIO 0
+#endif
+#include "odl_protocol.h"
 
 namespace {
 
+#if ODL_FUZZ_AUDIO
+const char* const kClassNames[] = ODL_CLASS_NAMES;
+typedef odl::AudioEngine<ODL_MAX_FRAMES, ODL_HIDDEN, ODL_MAX_CLASSES, 32> EngineT;
+#else
 typedef odl::Engine<ODL_ARENA_FLOATS, ODL_FEATURE_DIM, ODL_MAX_CLASSES, 32> EngineT;
+#endif
 EngineT engine;
 odl::RamStorage<ODL_STORAGE_SLOT_BYTES> storage;
 
@@ -30,9 +42,12 @@ class FakeSensor : public odl::Sensor {
     uint32_t h = 2166136261u;
     for (const char* p = hint ? hint : ""; *p; ++p) h = (h ^ (uint8_t)*p) * 16777619u;
     for (size_t i = 0; i < n; ++i) out[i] = (float)((h >> (i % 24)) & 7) * 0.1f - 0.3f + (float)(i % 6);
+    frames_ = (uint16_t)(1 + h % 32);
     *truth = nullptr;
     return nullptr;
   }
+  uint16_t window_frames() const override { return frames_; }
+  uint16_t frames_ = 0;
   bool read_sample(float* out) override {
     if (++samples_ > 500) return false;  // bounded STREAM output per input
     for (int k = 0; k < 6; ++k) out[k] = (float)k;
@@ -83,7 +98,14 @@ uint8_t blob_after[EngineT::kBlobCapacity];
 
 uint32_t snapshot(uint8_t* out, uint32_t* stored) {
   uint32_t size = 0;
+#if ODL_FUZZ_AUDIO
+  odl::Status s = odl::kOk;
+  const uint8_t* b = engine.blob(&size, &s);
+  if (s != odl::kOk) abort();
+  memcpy(out, b, size);
+#else
   if (engine.serialize(out, sizeof(blob_before), &size) != odl::kOk) abort();
+#endif
   *stored = engine.num_samples();
   return size;
 }
@@ -122,11 +144,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   static bool begun = false;
   if (!begun) {
+#if ODL_FUZZ_AUDIO
+    if (engine.begin(kClassNames, ODL_NUM_CLASSES, &storage, 1) != odl::kOk) abort();
+#else
     if (engine.begin(kOdlModel, 1) != odl::kOk) abort();
+#endif
     begun = true;
   }
   engine.reset();
+#if ODL_FUZZ_AUDIO
+  EngineT& adapter = engine;
+#else
   static odl::EngineAdapter<EngineT, ODL_INPUT_LEN * ODL_INPUT_CHANNELS> adapter(engine, &storage);
+#endif
   FakeSensor sensor;
   static FuzzIo io;
   io.in = data;

@@ -179,6 +179,12 @@ class Board:
         default ``seed=0`` trains exactly like a real board (engine seed 1): compare with
         ``odlkit.head.Head.fit(..., order="shuffle", seed=1)``.
         The first call compiles the C++ (a few seconds, cached under ``build/virtual_board``).
+
+        Lab 2 (``sketch="lab2_microphone"``, default dataset ``japanese_vowels``): the sensor replays
+        utterances of LPC cepstra (7-29 frames each); RECORD plays the data set's train split (30
+        utterances per speaker, in a seeded order, wrapping around), PREDICT its test split, which
+        was recorded on other occasions (``test_size`` is not used). A ``Dataset`` whose ``X`` is a
+        list of (frames, 12) arrays works too.
         """
         from odlkit.board.virtual import (
             BUILD_DIR,
