@@ -503,6 +503,17 @@ def device_hidden_gradient(board, speakers: Sequence[str], n_per_speaker: int = 
             "dW1": net.W1.astype(np.float64) - after.W1, "db1": net.b1.astype(np.float64) - after.b1}
 
 
+def device_benchmark(path: str | Path | None = None) -> dict | None:
+    """``benchmarks/results/device_lab2.json`` if it exists: instructions and time at 64 MHz of one
+    training step (all layers / head only) and one LPC frame, counted under qemu with the board's flags."""
+    import json
+
+    from odlkit.config import RESULTS_DIR
+
+    p = Path(path) if path is not None else Path(RESULTS_DIR) / "device_lab2.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
 # ------------------------------------------------------------------------------------------
 # 6. sweeps on the board
 # ------------------------------------------------------------------------------------------
