@@ -472,10 +472,47 @@ def ch05_poisoning_and_attacks(out_dir: Path = OUT_DIR) -> list[Path]:
     return out
 
 
+def lab2_microphone(out_dir: Path = OUT_DIR) -> list[Path]:
+    """Lab 2: LPC analysis of a vowel, SGD sweep and replay sweep on the (virtual) Lab 2 board."""
+    import tempfile
+
+    from odlkit import audio
+    from odlkit.config import quick
+    from odlkit.labs import lab2
+
+    out = []
+    work = Path(tempfile.mkdtemp(prefix="slides_lab2_"))
+    x16, _, how = lab2.vowel_audio(work / "vowel.wav", text="aaa")
+    x10 = audio.resample_16k_to_10k(x16)
+    frame = audio.frames(x10)[lab2.loudest_frame(x10)] * audio.hamming()
+    a, _, err = audio.levinson_durbin(audio.autocorrelation(frame))
+    axes = lab2.plot_lpc_analysis(frame, a, err, audio.lpc_to_cepstrum(a), title=how)
+    axes[0].figure.tight_layout()
+    out.append(_save(axes[0].figure, out_dir, "lab2_microphone_lpc"))
+
+    speakers, test = list(lab2.SPEAKERS), lab2.heldout_utterances()
+    with lab2.open_board(prefer_real=False, verbose=False) as board:
+        lab2.record_team(board, speakers, 30)
+        w0 = board.get_network()
+        rows = lab2.sgd_sweep(board, w0, test, speakers, lrs=quick(full=(0.003, 0.01, 0.03, 0.1, 0.3), quick=(0.01, 0.1)),
+                              momenta=(0.0, 0.9), batch_sizes=(1, 8, 32), epochs=20, progress=False)
+    axes = lab2.plot_sgd_sweep(rows)
+    axes[0].figure.tight_layout()
+    out.append(_save(axes[0].figure, out_dir, "lab2_microphone_sgd_sweep"))
+    groups = [speakers[0:3], speakers[3:6], speakers[6:9]]
+    rows = lab2.replay_sweep(lambda: lab2.open_board(prefer_real=False, verbose=False), groups,
+                             quick(full=(0, 1, 2, 5, 10, 20), quick=(0, 2, 10)), 30, test, speakers,
+                             dict(epochs=20, lr=0.05, momentum=0.9, batch_size=8, seed=1), progress=False)
+    ax = lab2.plot_replay_sweep(rows)
+    out.append(_save(ax.figure, out_dir, "lab2_microphone_replay"))
+    return out
+
+
 FIGURES = {
     "ch00_getting_started": ch00_getting_started,
     "ch01_transfer_learning": ch01_transfer_learning,
     "lab1_motion": lab1_motion,
+    "lab2_microphone": lab2_microphone,
     "lab3_federated": lab3_federated,
     "ch04_differential_privacy": ch04_differential_privacy,
     "ch05_poisoning_and_attacks": ch05_poisoning_and_attacks,

@@ -437,7 +437,12 @@ def course_e2e_assignments() -> list[str]:
     have = C.assignments(COURSE)
     second = next((a for a in have if a.startswith("lab")), None) or next(
         (a for a in have if a != "ch00_getting_started"), None)
-    return ["ch00_getting_started", second or "(second assignment not written yet)"]
+    # lab2_microphone too (solution and blank only, LIGHT_E2E): a lab on a second kind of board
+    return ["ch00_getting_started", second or "(second assignment not written yet)",
+            *(a for a in LIGHT_E2E if a in have and a != second)]
+
+
+LIGHT_E2E = ("lab2_microphone",)
 
 
 @pytest.mark.slow  # each submission runs the whole notebook (ch00 trains a small network): minutes in CI
@@ -458,6 +463,8 @@ def test_course_assignment_end_to_end(assignment, tmp_path):
     # three whole-notebook runs keep this affordable in CI (ch00 trains a small network);
     # the fixture above covers the other hostile cases
     subs = {"solution": N.solved(rel, src), "blank": rel, "partial_tampered": tampered}
+    if assignment in LIGHT_E2E:  # the hostile case is covered by the first two assignments: two runs here
+        del subs["partial_tampered"]
     C.collect(zip_submissions(tmp_path / "subs.zip", {s: (name, nb) for s, nb in subs.items()}), course)
     env = dict(GRADER_ENV, ODL_GRADER_TIMEOUT=os.environ.get("ODL_GRADER_TIMEOUT", "180"))
     r = {x.student: x for x in C.autograde(assignment, course, env=env)}
@@ -465,12 +472,13 @@ def test_course_assignment_end_to_end(assignment, tmp_path):
     assert full_pts > 0
     assert r["solution"].auto_score == full_pts, r["solution"].cell_errors
     assert r["blank"].auto_score == 0
-    pt = r["partial_tampered"]
-    assert pt.auto_score == N.expected_auto_points(src, exs[:1]), (
-        f"solving only {exs[0]} (with every test cell edited or deleted) should earn exactly its tests' "
-        f"points; exercises must be graded independently (grade_id prefix convention ex1_impl/ex1_tests): "
-        f"{pt.grades} {pt.cell_errors}")
-    assert any("was deleted" in f for f in pt.findings) and any("was edited" in f for f in pt.findings)
+    if "partial_tampered" in r:
+        pt = r["partial_tampered"]
+        assert pt.auto_score == N.expected_auto_points(src, exs[:1]), (
+            f"solving only {exs[0]} (with every test cell edited or deleted) should earn exactly its tests' "
+            f"points; exercises must be graded independently (grade_id prefix convention ex1_impl/ex1_tests): "
+            f"{pt.grades} {pt.cell_errors}")
+        assert any("was deleted" in f for f in pt.findings) and any("was edited" in f for f in pt.findings)
     assert all(not x.errors for x in r.values())
     totals = C.export(tmp_path / "grades.csv", course)
     assert totals["blank"] == 0 and totals["solution"] == full_pts

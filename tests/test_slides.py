@@ -17,8 +17,8 @@ import pytest
 SLIDES = Path(__file__).resolve().parents[1] / "slides"
 EXPECTED_DECKS = [
     "ch00_getting_started", "ch01_transfer_learning", "ch02_on_device_adaptation", "ch02b_tiny_learners_and_data",
-    "ch03_federated_learning",
-    "ch04_differential_privacy", "ch05_poisoning_and_attacks", "lab1_motion", "lab3_federated",
+    "ch03_federated_learning", "ch04_differential_privacy", "ch05_poisoning_and_attacks", "lab1_motion",
+    "lab2_microphone", "lab3_federated",
 ]
 BUILD_DECK = "ch00_getting_started"
 
