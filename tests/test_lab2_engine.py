@@ -46,16 +46,16 @@ def test_initial_weights_are_he_uniform_from_the_engine_rng():
     assert not net.W2.any() and not net.b1.any() and not net.b2.any()
 
 
-@pytest.mark.parametrize("layers", ["all", "head"])
-def test_gradients_match_finite_differences(layers):
+@pytest.mark.parametrize("plan", ["all", "head"])
+def test_gradients_match_finite_differences(plan):
     X, y = _toy(12, 6, 3)
     net = TwoLayerNet.initial(6, 5, ["a", "b", "c"], seed=3)
     net.W2 = np.random.default_rng(1).normal(0, 0.5, net.W2.shape).astype(np.float32)  # a non-zero head
     net.b1 = np.full(5, 0.1, np.float32)
     Z = X / 2
     wd = 0.01
-    _, g = net.gradients(Z, y, weight_decay=wd, layers=layers)
-    assert set(g) == ({"W1", "b1", "W2", "b2"} if layers == "all" else {"W2", "b2"})
+    _, g = net.gradients(Z, y, weight_decay=wd, plan=plan)
+    assert set(g) == ({"W1", "b1", "W2", "b2"} if plan == "all" else {"W2", "b2"})
     p = _net64(net)
     eps = 1e-6
     for k in g:
@@ -71,17 +71,17 @@ def test_gradients_match_finite_differences(layers):
         np.testing.assert_allclose(g[k], num, atol=2e-5, rtol=1e-3, err_msg=k)
 
 
-@pytest.mark.parametrize("layers", ["all", "head"])
-def test_fit_matches_a_per_sample_sgd_momentum_loop(layers):
+@pytest.mark.parametrize("plan", ["all", "head"])
+def test_fit_matches_a_per_sample_sgd_momentum_loop(plan):
     X, y = _toy(30, 24, 4)
     net = TwoLayerNet.initial(24, 16, list("abcd"), seed=1)
     net.norm.update_many(X)
     ref = {k: v.astype(np.float64) for k, v in net.params().items()}
     Z = net.norm.transform(X).astype(np.float64)
     epochs, bs, lr, mu, wd = 3, 7, 0.05, 0.9, 1e-3
-    hist = net.fit(X, y, epochs=epochs, lr=lr, momentum=mu, weight_decay=wd, batch_size=bs, layers=layers, seed=1)
+    hist = net.fit(X, y, epochs=epochs, lr=lr, momentum=mu, weight_decay=wd, batch_size=bs, plan=plan, seed=1)
     vel = {k: np.zeros_like(v) for k, v in ref.items()}
-    trained = ["W1", "b1", "W2", "b2"] if layers == "all" else ["W2", "b2"]
+    trained = ["W1", "b1", "W2", "b2"] if plan == "all" else ["W2", "b2"]
     for order in xorshift32_orders(len(X), epochs, seed=1):
         for s in range(0, len(X), bs):
             grads = {k: np.zeros_like(v) for k, v in ref.items()}
@@ -265,18 +265,18 @@ def test_engine_initial_weights_standardizer_and_summaries_are_bit_identical(lab
     assert all("status 0 reload 0" in b for b in rec["blob"])
 
 
-@pytest.mark.parametrize("layers", ["all", "head"])
-def test_engine_training_matches_the_numpy_reference_step_for_step(lab2_build, layers):
+@pytest.mark.parametrize("plan", ["all", "head"])
+def test_engine_training_matches_the_numpy_reference_step_for_step(lab2_build, plan):
     out = lab2_build["out"]
     # the head run's epoch lines come after "net all"
-    part = out.split("net all")[1] if layers == "head" else out.split("net all")[0]
+    part = out.split("net all")[1] if plan == "head" else out.split("net all")[0]
     losses = [float(_bits(line.split()[1:])[0]) for line in part.splitlines() if line.startswith("epoch")]
-    rec = _parse(out)["net"][layers]
+    rec = _parse(out)["net"][plan]
     utts, y = lab2_build["utts"], lab2_build["y"]
     X = np.array([audio.utterance_summary(u) for u in utts])
     net = TwoLayerNet.initial(24, HIDDEN, ["s0", "s1", "s2"], seed=1)
     net.norm.update_many(X)
-    hist = net.fit(X, y, epochs=EPOCHS, lr=0.05, momentum=0.9, weight_decay=1e-4, batch_size=8, layers=layers,
+    hist = net.fit(X, y, epochs=EPOCHS, lr=0.05, momentum=0.9, weight_decay=1e-4, batch_size=8, plan=plan,
                    order="shuffle", seed=1)
     # Same arithmetic in float32; the board sums dot products left to right, numpy/BLAS in blocks:
     # rounding differences of ~1e-7 relative per operation, grown by 9 momentum steps to < 1e-5 here
@@ -285,7 +285,7 @@ def test_engine_training_matches_the_numpy_reference_step_for_step(lab2_build, l
     for k in ("W1", "b1", "W2", "b2"):
         np.testing.assert_allclose(rec[k], net.params()[k].reshape(-1), atol=1e-4, rtol=0, err_msg=k)
     np.testing.assert_allclose(losses, [h.loss for h in hist], rtol=1e-4)
-    if layers == "head":  # the frozen hidden layer did not move
+    if plan == "head":  # the frozen hidden layer did not move
         np.testing.assert_array_equal(rec["W1"], he_uniform_xorshift(24, HIDDEN, seed=1).reshape(-1))
 
 

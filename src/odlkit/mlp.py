@@ -20,7 +20,7 @@ Conventions (identical to the engine, like :mod:`odlkit.head` for Lab 1):
   zeroed at the start of every train call; the per-epoch loss/accuracy use the weights before
   each batch's update; the data order is the engine's xorshift32 Fisher-Yates shuffle
   (:class:`odlkit.head.EngineShuffle`);
-- ``layers="all"`` trains both layers (backpropagation through the ReLU), ``layers="head"``
+- ``plan="all"`` trains both layers (backpropagation through the ReLU), ``plan="head"``
   keeps the random hidden layer frozen (a random-features model) and trains ``W2``, ``b2``.
 
 The float32 arithmetic here uses BLAS sums, the board sums left to right: results agree to
@@ -39,7 +39,7 @@ from odlkit.validation import check_xy
 
 __all__ = [
     "NORM_EPS",
-    "LAYERS",
+    "PLANS",
     "rng_seed_weights",
     "he_uniform_xorshift",
     "Standardizer",
@@ -48,7 +48,7 @@ __all__ = [
 
 _F32 = np.float32
 NORM_EPS = 1e-6
-LAYERS = ("all", "head")
+PLANS = ("all", "head")  # the board's TRAIN plan= values for this network
 
 
 def rng_seed_weights(seed) -> int:
@@ -196,15 +196,15 @@ class TwoLayerNet:
         h = np.maximum(Z @ self.W1 + self.b1, _F32(0.0))
         return h, softmax(h @ self.W2 + self.b2)
 
-    def gradients(self, Z, y, weight_decay=0.0, layers="all"):
+    def gradients(self, Z, y, weight_decay=0.0, plan="all"):
         """``(loss, grads)`` of the mean cross-entropy on one batch of standardized inputs.
 
-        grads: ``W2, b2`` and (``layers="all"``) ``W1, b1``; ``W`` gradients include
+        grads: ``W2, b2`` and (``plan="all"``) ``W1, b1``; ``W`` gradients include
         ``weight_decay * W``. Backward: ``dlogits = (P - Y) / B``, ``dW2 = h^T dlogits``,
         ``dh = dlogits W2^T * [h > 0]``, ``dW1 = Z^T dh``.
         """
-        if layers not in LAYERS:
-            raise ValueError(f"layers must be one of {LAYERS}, got {layers!r}")
+        if plan not in PLANS:
+            raise ValueError(f"plan must be one of {PLANS}, got {plan!r}")
         Z, y = check_xy(Z, y, n_classes=self.n_classes, ndim=2)
         h, P = self.forward(Z)
         B = len(y)
@@ -214,7 +214,7 @@ class TwoLayerNet:
         d = (d / _F32(B)).astype(_F32)
         wd = _F32(weight_decay)
         grads = {"W2": (h.T @ d + wd * self.W2).astype(_F32), "b2": d.sum(axis=0).astype(_F32)}
-        if layers == "all":
+        if plan == "all":
             dh = (d @ self.W2.T) * (h > 0)
             grads["W1"] = (Z.T @ dh + wd * self.W1).astype(_F32)
             grads["b1"] = dh.sum(axis=0).astype(_F32)
@@ -234,9 +234,9 @@ class TwoLayerNet:
                 "loss": float(-np.mean(np.log(np.maximum(P[np.arange(len(y)), y], 1e-38))))}
 
     # ---------------------------------------------------------------- training
-    def step(self, Z, y, lr, momentum=0.9, weight_decay=0.0, layers="all"):
+    def step(self, Z, y, lr, momentum=0.9, weight_decay=0.0, plan="all"):
         """One SGD-momentum update on standardized inputs; returns ``(loss, n_correct)`` before it."""
-        loss, grads = self.gradients(Z, y, weight_decay, layers)
+        loss, grads = self.gradients(Z, y, weight_decay, plan)
         _, P = self.forward(Z)
         correct = int((P.argmax(1) == np.asarray(y)).sum())
         mu, lr = _F32(momentum), _F32(lr)
@@ -246,7 +246,7 @@ class TwoLayerNet:
             setattr(self, k, (getattr(self, k) + v).astype(_F32))
         return loss, correct
 
-    def fit(self, X, y, epochs=10, lr=0.05, momentum=0.9, weight_decay=0.0, batch_size=8, layers="all",
+    def fit(self, X, y, epochs=10, lr=0.05, momentum=0.9, weight_decay=0.0, batch_size=8, plan="all",
             order="shuffle", seed=1, callback: Callable[[EpochLog], object] | None = None) -> list[EpochLog]:
         """Train on raw inputs ``X`` (n, D) (standardized with the frozen :attr:`norm`) like the board's TRAIN.
 
@@ -254,8 +254,8 @@ class TwoLayerNet:
         ``seed``), an :class:`odlkit.head.EngineShuffle` (continue its generator), ``None`` /
         ``"sequential"``, or an (epochs, n) array. Velocities are zeroed first, as on the board.
         """
-        if layers not in LAYERS:
-            raise ValueError(f"layers must be one of {LAYERS}, got {layers!r}")
+        if plan not in PLANS:
+            raise ValueError(f"plan must be one of {PLANS}, got {plan!r}")
         X, y = check_xy(X, y, n_classes=self.n_classes, ndim=2)
         if X.shape[1] != self.input_dim:
             raise ValueError(f"inputs have {X.shape[1]} features, the network expects {self.input_dim}")
@@ -277,7 +277,7 @@ class TwoLayerNet:
             total, correct = 0.0, 0
             for start in range(0, n, batch_size):
                 bi = orders[e][start : start + batch_size]
-                loss, c = self.step(Z[bi], y[bi], lr, momentum, weight_decay, layers)
+                loss, c = self.step(Z[bi], y[bi], lr, momentum, weight_decay, plan)
                 total += loss * len(bi)
                 correct += c
             log = EpochLog(e + 1, total / n, correct / n)

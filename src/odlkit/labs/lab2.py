@@ -460,12 +460,12 @@ def compare_methods(X_train, y_train, X_test, y_test, class_names: Sequence[str]
                     hidden: int = HIDDEN, seed: int = 1) -> dict:
     """Held-out accuracy of head-only, full two-layer and nearest-class-mean, trained on the host
     with the board's arithmetic (:class:`odlkit.mlp.TwoLayerNet`) from the same start."""
-    kw = {k: v for k, v in dict(train_kwargs).items() if k not in ("layers", "seed")}
+    kw = {k: v for k, v in dict(train_kwargs).items() if k not in ("plan", "seed")}
     out = {}
-    for layers in ("head", "all"):
+    for plan in ("head", "all"):
         net = initial_network(X_train, class_names, hidden, seed)
-        net.fit(X_train, y_train, layers=layers, order="shuffle", seed=seed, **kw)
-        out[layers] = float((net.predict(X_test) == np.asarray(y_test)).mean())
+        net.fit(X_train, y_train, plan=plan, order="shuffle", seed=seed, **kw)
+        out[plan] = float((net.predict(X_test) == np.asarray(y_test)).mean())
     out["ncm"] = nearest_class_mean(X_train, y_train, X_test, y_test, len(class_names))["accuracy"]
     return out
 
@@ -476,7 +476,7 @@ def device_hidden_gradient(board, speakers: Sequence[str], n_per_speaker: int = 
     Records ``n_per_speaker`` utterances of each speaker on ``board`` (a fresh one: it is closed
     at the end), sets a network with a random hidden layer *and* a random head (so the error
     reaches the hidden layer), trains one epoch with ``lr=1``, no momentum, one batch of every
-    stored sample and ``layers="all"``, so the board does ``W1 <- W1 - dW1`` once. Returns the
+    stored sample and ``plan="all"``, so the board does ``W1 <- W1 - dW1`` once. Returns the
     standardized inputs ``Z``, labels, the weights before, and ``dW1 = W1_before - W1_after``
     (same for ``b1``). Float32 rounding limits the recovered gradient to about 1e-7 |W1|.
     """
@@ -494,7 +494,7 @@ def device_hidden_gradient(board, speakers: Sequence[str], n_per_speaker: int = 
         net.b1 = rng.normal(scale=0.1, size=net.b1.shape).astype(np.float32)
         before = net.to_weights()
         board.set_network(before)
-        board.train(epochs=1, lr=1.0, momentum=0.0, weight_decay=0.0, batch_size=len(y), layers="all")
+        board.train(epochs=1, lr=1.0, momentum=0.0, weight_decay=0.0, batch_size=len(y), plan="all")
         after = TwoLayerNet.from_weights(board.get_network())
     finally:
         board.close()
@@ -524,7 +524,7 @@ def _net_of(board):
 
 
 def sgd_sweep(board, initial, test: data.Dataset, class_names: Sequence[str], lrs: Sequence[float],
-              momenta: Sequence[float], batch_sizes: Sequence[int], epochs: int, layers: str = "all",
+              momenta: Sequence[float], batch_sizes: Sequence[int], epochs: int, plan: str = "all",
               seed: int = 1, progress: bool = True) -> list[dict]:
     """Learning rate x momentum x batch size, each trained *on the board* from the same start.
 
@@ -544,7 +544,7 @@ def sgd_sweep(board, initial, test: data.Dataset, class_names: Sequence[str], lr
         board.set_network(initial)
         row: dict = {"lr": float(lr), "momentum": float(m), "batch": int(b)}
         try:
-            r = board.train(epochs=int(epochs), lr=float(lr), momentum=float(m), batch_size=int(b), layers=layers,
+            r = board.train(epochs=int(epochs), lr=float(lr), momentum=float(m), batch_size=int(b), plan=plan,
                             seed=seed)
         except BoardError as e:  # a non-finite loss: the board restores its weights and says so (error 9)
             if e.code != 9:
@@ -666,7 +666,7 @@ def plot_replay_sweep(rows: Sequence[Mapping], ax=None):
 def from_scratch_run(n_per_speaker: int = 30, epochs: int = 60, lr: float = 0.05, momentum: float = 0.9,
                      batch_size: int = 8, seed: int = 0) -> dict:
     """Part 4-5 of the lab on a fresh virtual board: record ``n_per_speaker`` utterances of each of
-    the nine speakers, train the two-layer network from scratch (``layers="all"``), then the
+    the nine speakers, train the two-layer network from scratch (``plan="all"``), then the
     head only from the same start; test both on the archive's 370 held-out utterances."""
     from odlkit.board import Board
     from odlkit.mlp import TwoLayerNet
@@ -678,12 +678,12 @@ def from_scratch_run(n_per_speaker: int = 30, epochs: int = 60, lr: float = 0.05
         for s in SPEAKERS:
             board.record(s, n=int(n_per_speaker))
         w0 = board.get_network()
-        for layers in ("all", "head"):
+        for plan in ("all", "head"):
             board.set_network(w0)
-            r = board.train(layers=layers, **call)
+            r = board.train(plan=plan, **call)
             info = board.info()
             net = TwoLayerNet.from_weights(board.get_network())
-            out[layers] = {"heldout_accuracy": network_accuracy(net, test, SPEAKERS), "train_loss": r.loss,
+            out[plan] = {"heldout_accuracy": network_accuracy(net, test, SPEAKERS), "train_loss": r.loss,
                            "step_us": info["step_us"], "train_us": r.train_us}
         X, y = board.get_features()
     out["ncm"] = nearest_class_mean(X, y, summary_features(test), test.y, len(SPEAKERS))["accuracy"]
