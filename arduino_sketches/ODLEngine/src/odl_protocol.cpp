@@ -455,7 +455,7 @@ void Protocol::cmd_train(const Frame& f) {
     cfg.use_replay = v[0] == '1';
   }
   const bool network = e_.hidden_units() > 0;  // Lab 2: a two-layer network, no backbone
-  if (network) cfg.plan = kPlanAll;              // its default: train both layers
+  if (network) cfg.plan = kPlanAll;            // its default: train both layers
   if ((v = frame_arg(f, "plan"))) {
     if (streq(v, "head"))
       cfg.plan = kPlanHead;
@@ -469,8 +469,8 @@ void Protocol::cmd_train(const Frame& f) {
       return error(f.seq, kPeBadArg, "plan must be head, bias, sparse or all");
   }
   if (network && cfg.plan != kPlanHead && cfg.plan != kPlanAll)
-    return error(f.seq, kPeBadArg, "this sketch trains a two-layer network from scratch (no backbone):",
-                 "plan=all or plan=head");
+    return error(f.seq, kPeBadArg,
+                 "this sketch trains a two-layer network from scratch (no backbone):", "plan=all or plan=head");
   if (!network && cfg.plan == kPlanAll)
     return error(f.seq, kPeBadArg, "plan=all needs a sketch with a hidden layer (lab2_microphone); this sketch",
                  "trains a head on a pretrained backbone: plan=head, bias or sparse");

@@ -148,11 +148,11 @@ struct Stats {
   uint32_t last_head_us = 0;     // head inference
   uint32_t last_train_us = 0;    // whole last train() call
   // Lab 2 (two-layer network on audio features; 0 on Lab 1's engine)
-  uint32_t net_bytes = 0;     // W1, b1, W2, b2 with their momentum and gradient buffers
-  uint32_t norm_bytes = 0;    // the standardizer (mean, M2, inv_std)
-  uint32_t lpc_bytes = 0;     // the audio front end (resampler, frame buffers)
-  uint32_t last_lpc_us = 0;   // the last LPC frame's analysis
-  uint8_t plan = kPlanHead;      // TrainPlan of the last train() call (or the configured plan)
+  uint32_t net_bytes = 0;    // W1, b1, W2, b2 with their momentum and gradient buffers
+  uint32_t norm_bytes = 0;   // the standardizer (mean, M2, inv_std)
+  uint32_t lpc_bytes = 0;    // the audio front end (resampler, frame buffers)
+  uint32_t last_lpc_us = 0;  // the last LPC frame's analysis
+  uint8_t plan = kPlanHead;  // TrainPlan of the last train() call (or the configured plan)
   uint8_t sparse_layers = 0;
   uint32_t plan_bytes = 0;     // RAM the plan uses in the engine's plan buffer (backbone copies, gradients,
                                // momentum, stored activations); odlkit.tiny.memory.engine_plan_memory predicts it
