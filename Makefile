@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PORT ?= 8888
 # Tests use both cores; each test file runs on one worker (module fixtures such as a virtual
-# board carry state from test to test).
+# board carry state from test to test), except that each whole-notebook run is a unit of its own
+# and the costliest units start first (tests/conftest.py, tests/scope_seconds.json).
 WORKERS ?= 2
 
 .PHONY: help env lab test test-fast release pretrain headers benchmarks slides lint clean
