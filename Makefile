@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PORT ?= 8888
 # Tests use both cores; each test file runs on one worker (module fixtures such as a virtual
-# board carry state from test to test).
+# board carry state from test to test), except that each whole-notebook run is a unit of its own
+# and the costliest units start first (tests/conftest.py, tests/scope_seconds.json).
 WORKERS ?= 2
 
 .PHONY: help env lab test test-fast release pretrain headers benchmarks slides lint clean
@@ -16,7 +17,7 @@ WORKERS ?= 2
 help:
 	@echo "make lab         set up (first time) and open JupyterLab on the course"
 	@echo "make test        set up (first time) and run the whole test suite (quick mode)"
-	@echo "make test-fast   the lane before a commit: no notebooks, slow, browser or ARM tests"
+	@echo "make test-fast   the lane before a commit (a few minutes): no notebook, slow, browser, ARM or nbgrader tests"
 	@echo "make release     regenerate the student notebooks in chapters/ and labs/ with nbgrader"
 	@echo "make pretrain    retrain the committed backbone (deterministic)"
 	@echo "make headers     regenerate every sketch's headers (odlkit.sketches) and the ODLEngine example's"
@@ -40,11 +41,12 @@ lab: env
 test: env
 	ODL_QUICK=1 $(VENV)/bin/pytest -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# The lane to run before every commit: unit and integration tests of odlkit, the virtual board,
-# the C++ host tests, the layout and type checks. Leaves out whole-notebook runs, tests marked
-# slow (over a minute each), the JupyterLab-in-Chromium tests and the ARM (qemu, real-core
-# compile) tests; `make test` runs all of them.
-FAST := not notebook and not slow and not browser and not arm
+# The lane to run before every commit (issue 16: a few minutes): unit and integration tests of
+# odlkit, the virtual board, the C++ host tests, the layout and type checks. Leaves out
+# whole-notebook runs, tests marked slow (over a minute each), the JupyterLab-in-Chromium tests,
+# the ARM (qemu, real-core compile) tests and the nbgrader release/autograde runs (`grading`);
+# `make test` runs all of them.
+FAST := not notebook and not slow and not browser and not arm and not grading
 test-fast: env
 	ODL_QUICK=1 $(VENV)/bin/pytest -n $(WORKERS) --dist loadfile -m "$(FAST)" $(PYTEST_ARGS)
 

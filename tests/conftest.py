@@ -1,7 +1,9 @@
-"""Suite-wide settings: quick mode, a headless matplotlib, and the per-notebook time table."""
+"""Suite-wide settings: quick mode, a headless matplotlib, the per-notebook time table, and how the
+work is shared between pytest-xdist workers."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -24,8 +26,9 @@ def repo_root() -> Path:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # Runs on the controller with xdist too, so the table sees every worker's notebooks.
-    if report.when == "call" and "test_notebooks.py" in report.nodeid:
+    # Runs on the controller with xdist too, so the tables see every worker's tests.
+    _unit_seconds[work_unit(report.nodeid)] = _unit_seconds.get(work_unit(report.nodeid), 0.0) + report.duration
+    if report.when == "call" and "test_notebooks.py::test_notebook_runs[" in report.nodeid:
         name = report.nodeid.split("[", 1)[-1].rstrip("]")
         _notebook_times.append((name, report.duration, report.outcome))
 
@@ -41,3 +44,59 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         total += seconds
     tr.write_line(f"{'total':<45} {total:8.1f} s")
 
+
+
+# --- scheduling on two pytest-xdist workers (`make test`: -n 2 --dist loadfile) ----------------
+# xdist's loadfile makes each file one work unit and queues the files with the most tests first,
+# so the two longest files (every instructor notebook, every browser run: 10+ minutes each) held
+# a worker each and started wherever their test count put them. With --dist loadfile this suite
+# keeps one unit per file, except that each whole-notebook run (tests that share no module
+# state) is a unit of its own, and the queue hands out the costliest unit first (longest
+# processing time first: the short files fill the gaps at the end). The costs are the seconds
+# measured per unit in a full run (tests/scope_seconds.json; every run under xdist writes the
+# current ones to tests/artifacts/scope_seconds.json: copy it over when files change a lot).
+SPLIT_PER_TEST = (
+    "tests/test_notebooks.py::test_notebook_runs[",
+    "tests/test_browser.py::test_student_notebook_runs_with_exercises_unsolved[",
+    "tests/test_grading.py::test_course_assignment_end_to_end[",
+)
+SCOPE_SECONDS_FILE = REPO_ROOT / "tests" / "scope_seconds.json"
+UNKNOWN_SECONDS_PER_TEST = 1.0  # a unit not in the table: ~1 s per test (most files are unit tests)
+
+
+def work_unit(nodeid: str) -> str:
+    """The scheduling unit of a test: its file, or the test itself for a whole-notebook run."""
+    return nodeid if nodeid.startswith(SPLIT_PER_TEST) else nodeid.split("::", 1)[0]
+
+
+_unit_seconds: dict[str, float] = {}
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: no error when it is not loaded
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    known = json.loads(SCOPE_SECONDS_FILE.read_text()) if SCOPE_SECONDS_FILE.is_file() else {}
+
+    class CostliestFirstScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            def cost(unit: str) -> float:
+                return known.get(unit, UNKNOWN_SECONDS_PER_TEST * len(self.workqueue[unit]))
+
+            self.workqueue.move_to_end(max(self.workqueue, key=cost), last=False)
+            super()._assign_work_unit(node)
+
+    return CostliestFirstScheduling(config, log)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if _unit_seconds and not hasattr(session.config, "workerinput"):  # the controller (or a run without -n)
+        out = REPO_ROOT / "tests" / "artifacts" / "scope_seconds.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ranked = dict(sorted(((u, round(s, 1)) for u, s in _unit_seconds.items()), key=lambda t: -t[1]))
+        out.write_text(json.dumps(ranked, indent=1) + "\n")

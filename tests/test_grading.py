@@ -1,8 +1,9 @@
 """Grading: the nbgrader course end to end, with real nbgrader commands on a temporary copy.
 
 Fast tests check the pieces (points, collect layouts, the integrity audit, kernel limits).
-The e2e tests release an assignment, build a batch of submissions from the instructor's
-solution and the student release (solution, blank, partial, and hostile ones), collect them
+The e2e tests (marked ``grading``: they run nbgrader's release and autograde, minutes in all,
+so ``make test-fast`` leaves them to ``make test``) release an assignment, build a batch of
+submissions from the instructor's solution and the student release (solution, blank, partial, and hostile ones), collect them
 from a zip, autograde the batch once and export the grades.
 
 * ``fx_signals`` (tests/grading_fixtures) has every nbgrader cell kind and gets the whole
@@ -216,10 +217,12 @@ def fixture_batch(tmp_path_factory):
     }
     zpath = zip_submissions(tmp / "lms.zip", {s: (name, nb) for s, nb in subs.items()})
     collected = C.collect(zpath, course)
+    # the course as released and collected, before any grading: the --jobs 1 comparison grades a copy
+    ungraded = shutil.copytree(course, tmp / "ungraded_course")
     results = {r.student: r for r in C.autograde(FX, course, env=FX_ENV, jobs=2)}   # in parallel
     totals = C.export(tmp / "grades.csv", course)
     return {"src": src, "course": course, "results": results, "totals": totals,
-            "collected": collected, "csv": tmp / "grades.csv", "zip": zpath}
+            "collected": collected, "csv": tmp / "grades.csv", "zip": zpath, "ungraded": ungraded}
 
 
 FX_ENV = dict(GRADER_ENV, ODL_GRADER_TIMEOUT="8", ODL_GRADER_MEM_MB="1024")
@@ -229,6 +232,7 @@ def _auto(fixture_batch, student):
     return fixture_batch["results"][student].auto_score
 
 
+@pytest.mark.grading
 def test_fx_solution_full_blank_zero_partial_exact(fixture_batch):
     src = fixture_batch["src"]
     assert _auto(fixture_batch, "solution") == N.expected_auto_points(src) == 5
@@ -238,6 +242,7 @@ def test_fx_solution_full_blank_zero_partial_exact(fixture_batch):
     assert not fixture_batch["results"]["blank"].needs_manual_grade  # an untouched answer scores 0 by itself
 
 
+@pytest.mark.grading
 def test_fx_edited_or_deleted_tests_are_graded_from_the_originals(fixture_batch):
     r = fixture_batch["results"]
     # hard-coded ex1 passes the visible asserts; the restored hidden tests fail it
@@ -249,6 +254,7 @@ def test_fx_edited_or_deleted_tests_are_graded_from_the_originals(fixture_batch)
     assert any("'helpers' was deleted" in f for f in r["deleted_tests"].findings)
 
 
+@pytest.mark.grading
 def test_fx_timeout_and_memory_cost_only_that_part(fixture_batch):
     r = fixture_batch["results"]
     assert r["infinite_loop"].grades == {"ex1_tests": 0, "ex2_tests": 3, "q1": 0}
@@ -257,6 +263,7 @@ def test_fx_timeout_and_memory_cost_only_that_part(fixture_batch):
     assert any("ex1_impl: MemoryError" in e for e in r["huge_alloc"].cell_errors)
 
 
+@pytest.mark.grading
 def test_fx_broken_submissions_give_per_student_errors(fixture_batch):
     r = fixture_batch["results"]
     assert r["raises_at_import"].grades["ex1_tests"] == 0 and r["raises_at_import"].grades["ex2_tests"] == 3
@@ -269,6 +276,7 @@ def test_fx_broken_submissions_give_per_student_errors(fixture_batch):
     assert all(not x.errors for s, x in r.items() if s != "not_json")
 
 
+@pytest.mark.grading
 def test_fx_tampering_with_kernel_state_gains_nothing(fixture_batch):
     t = fixture_batch["results"]["tamper"]
     assert t.auto_score == 0
@@ -276,6 +284,7 @@ def test_fx_tampering_with_kernel_state_gains_nothing(fixture_batch):
     assert any("redefines 'check_close'" in f for f in t.findings)
 
 
+@pytest.mark.grading
 def test_fx_export_has_expected_totals(fixture_batch):
     expected = {"solution": 5, "blank": 0, "partial": 2, "edited_tests": 3, "deleted_tests": 5,
                 "deleted_hardcoded": 3, "infinite_loop": 3, "huge_alloc": 3, "raises_at_import": 3,
@@ -285,6 +294,7 @@ def test_fx_export_has_expected_totals(fixture_batch):
     assert header.startswith("assignment,duedate,timestamp,student_id") and header.endswith("score,max_score")
 
 
+@pytest.mark.grading
 def test_fx_feedback_is_generated(fixture_batch):
     html = C.feedback([FX], fixture_batch["course"])
     students = {p.parent.parent.name for p in html}
@@ -303,13 +313,13 @@ def _comparable(nb_path: Path) -> dict:
     return nb
 
 
+@pytest.mark.grading
 def test_fx_jobs_1_and_jobs_2_grade_the_same(fixture_batch, tmp_path):
     """The fixture batch above was graded with --jobs 2; nbgrader's own sequential batch
-    (--jobs 1) on the same zip gives the same grades, report, CSV and graded notebooks.
-    Costs one more sequential grading of the 11 submissions (about a minute on 2 idle cores)."""
-    course = make_course(tmp_path, [FIXTURES / FX])
-    C.release([FX], course, tmp_path / "out")
-    C.collect(fixture_batch["zip"], course)
+    (--jobs 1) on a copy of the same course, released and collected from the same zip, gives
+    the same grades, report, CSV and graded notebooks. Costs one more sequential grading of the
+    11 submissions (about a minute on 2 idle cores); the release and collection are not repeated."""
+    course = shutil.copytree(fixture_batch["ungraded"], tmp_path / "course")
     seq = {r.student: r for r in C.autograde(FX, course, env=FX_ENV, jobs=1)}
     par = fixture_batch["results"]
     assert sorted(seq) == sorted(par)
@@ -336,6 +346,7 @@ DELEGATES = ("from odlkit.fl.aggregators import weighted_mean as _avg   # the ki
              "def fedavg(updates, sizes):\n    return _avg(updates, sizes)")
 
 
+@pytest.mark.grading
 def test_delegating_solution_earns_nothing_and_is_named_in_the_report(tmp_path, capsys):
     # fx_signals sits in the course unreleased and ungraded: `feedback` without names must skip it
     course = make_course(tmp_path, [FIXTURES / FXD, FIXTURES / FX])
@@ -447,6 +458,7 @@ LIGHT_E2E = ("lab2_microphone",)
 
 @pytest.mark.slow  # each submission runs the whole notebook (ch00 trains a small network): minutes in CI
 @pytest.mark.notebook
+@pytest.mark.grading
 @pytest.mark.parametrize("assignment", course_e2e_assignments())
 def test_course_assignment_end_to_end(assignment, tmp_path):
     if not (COURSE / "source" / assignment).is_dir():
@@ -490,6 +502,7 @@ def test_course_assignment_end_to_end(assignment, tmp_path):
 @pytest.mark.slow  # starts a 3-node Ray cluster on 127.0.0.1 (about a minute on 2 loaded cores)
 @pytest.mark.skipif(os.environ.get("ODL_RAY_CLUSTER_TEST") != "1",
                     reason="local Ray cluster does not start on this image; set ODL_RAY_CLUSTER_TEST=1 to run")
+@pytest.mark.grading
 def test_autograde_on_a_local_multi_node_ray_cluster(tmp_path):
     """`autograde --ray ADDRESS`: every student a Ray task, spread over two worker nodes; the
     gradebook is written on the driver, and the grades are those of the sequential batch."""

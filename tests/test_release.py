@@ -5,6 +5,8 @@ generate_assignment` into a temporary course and output folder, then compares wi
 chapters/ and labs/ (cell types, sources, metadata, outputs; cell ids are ignored because
 nbformat invents random ones for cells without). Also checks that no hidden test, solution
 or mark scheme of a source appears in any student notebook, and that nothing carries outputs.
+The tests on the fresh release are marked ``grading`` (nbgrader runs once per assignment: a minute
+or more), the checks of the committed copies run in ``make test-fast`` too.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def fresh_release(tmp_path_factory):
     return tmp / "out"
 
 
+@pytest.mark.grading
 def test_every_assignment_is_released_and_matches(fresh_release):
     for a in ASSIGNMENTS:
         fresh = sorted((fresh_release / C.release_folder(a) / a).glob("*.ipynb"))
@@ -64,12 +67,14 @@ def test_no_student_notebook_without_a_source():
     assert not orphans, f"student notebooks without an instructor source (edit sources, not these): {orphans}"
 
 
+@pytest.mark.grading
 def test_release_routes_labs_and_chapters(fresh_release):
     assert C.release_folder("lab1_motion") == "labs" and C.release_folder("ch00_getting_started") == "chapters"
     assert (fresh_release / "chapters" / "fx_signals" / "fx_signals.ipynb").is_file()
     assert not (fresh_release / "labs").exists() or not any((fresh_release / "labs").glob("fx_*"))
 
 
+@pytest.mark.grading
 def test_fixture_release_hides_solutions_and_hidden_tests(fresh_release):
     # exercised even before the course has assignments, so the leak check itself is tested
     src = nbformat.read(str(FIXTURES / "fx_signals" / "fx_signals.ipynb"), 4)
@@ -125,6 +130,7 @@ def test_the_visible_question_rule_catches_each_way_a_question_gets_lost():
     assert COV.invisible_questions(_nb(_answer()))
 
 
+@pytest.mark.grading
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_every_released_written_question_is_visible(fresh_release, assignment):
     released = sorted((fresh_release / C.release_folder(assignment) / assignment).glob("*.ipynb"))
