@@ -219,10 +219,35 @@ def fixture_batch(tmp_path_factory):
     collected = C.collect(zpath, course)
     # the course as released and collected, before any grading: the --jobs 1 comparison grades a copy
     ungraded = shutil.copytree(course, tmp / "ungraded_course")
+    # This course keeps its gradebook outside the course folder, as a database server would
+    # (nbgrader's CourseDirectory.db_url); the --jobs 1 comparison's copy keeps <course>/gradebook.db.
+    server_db = tmp / "server" / "grades.db"
+    server_db.parent.mkdir()
+    shutil.move(course / "gradebook.db", server_db)
+    with open(course / "nbgrader_config.py", "a") as f:
+        f.write(f'\nc.CourseDirectory.db_url = "sqlite:///{server_db}"\n')
     results = {r.student: r for r in C.autograde(FX, course, env=FX_ENV, jobs=2)}   # in parallel
     totals = C.export(tmp / "grades.csv", course)
     return {"src": src, "course": course, "results": results, "totals": totals,
-            "collected": collected, "csv": tmp / "grades.csv", "zip": zpath, "ungraded": ungraded}
+            "collected": collected, "csv": tmp / "grades.csv", "zip": zpath, "ungraded": ungraded,
+            "server_db": server_db}
+
+
+@pytest.mark.grading
+def test_fx_parallel_grades_land_in_the_configured_gradebook(fixture_batch):
+    """The batch was graded with --jobs 2 into a gradebook outside the course folder (db_url):
+    every student is in it, each sandbox graded into its own copy, nothing wrote <course>/gradebook.db."""
+    import sqlite3
+
+    assert not (fixture_batch["course"] / "gradebook.db").exists()
+    con = sqlite3.connect(str(fixture_batch["server_db"]))
+    try:
+        students = {r[0] for r in con.execute("SELECT id FROM student")}
+        graded = {r[0] for r in con.execute(
+            "SELECT s.id FROM submitted_assignment sa JOIN student s ON sa.student_id = s.id")}
+    finally:
+        con.close()
+    assert students == graded == set(fixture_batch["results"])
 
 
 FX_ENV = dict(GRADER_ENV, ODL_GRADER_TIMEOUT="8", ODL_GRADER_MEM_MB="1024")
@@ -448,12 +473,13 @@ def course_e2e_assignments() -> list[str]:
     have = C.assignments(COURSE)
     second = next((a for a in have if a.startswith("lab")), None) or next(
         (a for a in have if a != "ch00_getting_started"), None)
-    # lab2_microphone too (solution and blank only, LIGHT_E2E): a lab on a second kind of board
+    # lab2_microphone too: a lab on a second kind of board. The labs get the solution and the blank
+    # release only (LIGHT_E2E); ch00 and the fixture cover the hostile cases
     return ["ch00_getting_started", second or "(second assignment not written yet)",
             *(a for a in LIGHT_E2E if a in have and a != second)]
 
 
-LIGHT_E2E = ("lab2_microphone",)
+LIGHT_E2E = ("lab1_motion", "lab2_microphone")
 
 
 @pytest.mark.slow  # each submission runs the whole notebook (ch00 trains a small network): minutes in CI
@@ -475,7 +501,7 @@ def test_course_assignment_end_to_end(assignment, tmp_path):
     # three whole-notebook runs keep this affordable in CI (ch00 trains a small network);
     # the fixture above covers the other hostile cases
     subs = {"solution": N.solved(rel, src), "blank": rel, "partial_tampered": tampered}
-    if assignment in LIGHT_E2E:  # the hostile case is covered by the first two assignments: two runs here
+    if assignment in LIGHT_E2E:  # solution and blank: two whole-notebook runs
         del subs["partial_tampered"]
     C.collect(zip_submissions(tmp_path / "subs.zip", {s: (name, nb) for s, nb in subs.items()}), course)
     env = dict(GRADER_ENV, ODL_GRADER_TIMEOUT=os.environ.get("ODL_GRADER_TIMEOUT", "180"))
