@@ -60,6 +60,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # test_notebooks.py). A limit on the whole run (it was 900 s) failed healthy notebooks on a
 # loaded machine: ch01 runs 137 s alone in quick mode, 4-5 times that at load 8 on 2 cores.
 CELL_TIMEOUT_S = 600
+UI_TIMEOUT_MS = 120_000  # one UI step (open a menu, click an item, the first cell starts)
 # Variables that would hide the libraries' noise in the test but not on a student's laptop.
 NOISE_ENV = ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "ABSL_MIN_LOG_LEVEL", "GRPC_VERBOSITY", "PYTHONWARNINGS")
 
@@ -221,15 +222,18 @@ def run_all(page, name: str) -> list[dict]:
     for _attempt in range(3):
         # Right after start-up the kernel session may not take the request yet: retry until a
         # cell is queued or has run.
+        # Timeouts sized for a loaded machine (CI runs beside other work): a busy JupyterLab can take
+        # well over Playwright's default 30 s to open a menu; a timeout here retries the menu.
         page.wait_for_timeout(2000)
-        page.click("div.lm-MenuBar-itemLabel:text-is('Run')")
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         try:
+            page.click("div.lm-MenuBar-itemLabel:text-is('Run')", timeout=UI_TIMEOUT_MS)
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click(timeout=UI_TIMEOUT_MS)
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
-                ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))", timeout=20_000)
+                ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))", timeout=UI_TIMEOUT_MS)
             break
         except Exception:  # noqa: BLE001 - playwright's TimeoutError; try the menu again
+            page.keyboard.press("Escape")  # close a menu left open
             continue
     else:
         pytest.fail(f"{name}: Run All Cells did not start the kernel")
@@ -314,6 +318,7 @@ def _shut_down_kernels(jupyterlab) -> None:
 def _open(browser, jupyterlab, rel: str, workspace: str):
     base, token, _ = jupyterlab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(UI_TIMEOUT_MS)  # loaded CI machines: no 30 s UI step limit
     # A workspace of its own per page: JupyterLab would otherwise reopen the previous test's
     # notebook beside this one (two kernels, two execution indicators).
     page.goto(f"{base}/lab/workspaces/{workspace}/tree/{rel}?reset&token={token}", wait_until="domcontentloaded",
@@ -523,6 +528,7 @@ def _make_lab(tmp_path: Path, role: str | None = None):
 
 def _landing(browser, printed: str, token: str):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(UI_TIMEOUT_MS)  # loaded CI machines: no 30 s UI step limit
     page.goto(re.sub(r"token=\S*", f"token={token}", printed), wait_until="domcontentloaded", timeout=60_000)
     page.wait_for_selector(".jp-Notebook .jp-RenderedMarkdown h1", timeout=120_000)
     page.wait_for_timeout(2000)  # the extensions' menus and side panels
@@ -633,6 +639,7 @@ def test_formgrader_manual_grading_page_loads_and_saves_a_score(tmp_path, browse
     try:
         _wait_http(f"{base}/api/status?token={token}", proc, log_path)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(UI_TIMEOUT_MS)  # loaded CI machines: no 30 s UI step limit
         # Log in as the instructor does (a token in the page's URL does not authorize the page's own
         # API requests: formgrader's grades would load with 302s and the fields stay empty).
         page.goto(f"{base}/login?next=/formgrader", wait_until="domcontentloaded", timeout=60_000)
