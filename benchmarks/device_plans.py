@@ -37,13 +37,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
 from enginebuild import HERE, arm_build, library_sources, missing_arm_tools, qemu_run, write_scenario_data  # noqa: E402
 
+from odlkit.sketches import get_sketch  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "results" / "device_plans.json"
 LAB1 = ROOT / "arduino_sketches" / "lab1_motion"
 CALIBRATION_INSTRUCTIONS = 2_000_000
 CLOCK_HZ = 64_000_000
 SRAM_BYTES = 256 * 1024
 BATCH, N_WINDOWS = 8, 48
-LAB1_REPLAY, WINDOWS_KEPT = 200, 64
+LAB1_REPLAY = get_sketch("lab1_motion").capacity  # the Lab 1 firmware's stores (odlkit.sketches)
+WINDOWS_KEPT = get_sketch("lab1_motion").plan_windows
 
 
 def _layers():

@@ -15,7 +15,10 @@
 #include "odl_model_data.h"
 #include "sketch_config.h"
 
-typedef odl::Engine<ODL_ARENA_FLOATS, ODL_FEATURE_DIM, ODL_MAX_CLASSES, ODL_REPLAY_CAPACITY> EngineT;
+// The plan buffer and window store (sketch_config.h) let TRAIN plan=bias|sparse train the backbone.
+typedef odl::Engine<ODL_ARENA_FLOATS, ODL_FEATURE_DIM, ODL_MAX_CLASSES, ODL_REPLAY_CAPACITY, ODL_SKETCH_PLAN_BYTES,
+                    ODL_SKETCH_PLAN_WINDOWS, ODL_INPUT_LEN * ODL_INPUT_CHANNELS>
+    EngineT;
 static odl::Nano33App<EngineT, ODL_INPUT_LEN * ODL_INPUT_CHANNELS> app(ODL_STORAGE_SLOT_BYTES);
 
 void setup() { app.setup(kOdlModel, ODL_FIRMWARE_VERSION, ODL_STREAM_AT_BOOT != 0); }

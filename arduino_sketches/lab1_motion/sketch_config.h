@@ -13,6 +13,11 @@
 #define ODL_REPLAY_CAPACITY 200
 // Bytes per storage slot for SAVE / LOAD (a record is the weights blob + 16 bytes).
 #define ODL_STORAGE_SLOT_BYTES 4096
+// Backbone training plans (TRAIN plan=bias|sparse, odl_backprop.h): the plan buffer's bytes and
+// the int16 input windows kept of the first stored samples. The .ino builds the engine with
+// them; the virtual board does with Board.virtual(plans=True), its default build is head-only.
+#define ODL_SKETCH_PLAN_BYTES 65536
+#define ODL_SKETCH_PLAN_WINDOWS 64
 // 1: print IMU samples (ax,ay,az,gx,gy,gz at 25 Hz) from boot until the first byte arrives,
 // for `edge-impulse-data-forwarder --frequency 25`, which cannot send a STREAM command.
 // 0 (default): quiet until the host sends a command (STREAM s=... streams on request).

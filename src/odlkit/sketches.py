@@ -37,6 +37,13 @@ class Sketch:
     kind: str = "imu"
     hidden: int = 0                 # audio: hidden units of the network (ODL_HIDDEN, a build-time size)
     max_frames: int = 0             # audio: frames kept per utterance (ODL_MAX_FRAMES)
+    # imu: backbone training plans (TRAIN plan=bias|sparse) in the board's firmware. plan_bytes is
+    # the engine's plan buffer (RAM copies of the parameters a plan updates, their gradients and
+    # the activations its backward pass keeps; odlkit.tiny.memory.engine_plan_memory predicts each
+    # plan's need), plan_windows the int16 input windows kept of the first stored samples (what
+    # the backbone is trained on). 0/0: head-only firmware.
+    plan_bytes: int = 0
+    plan_windows: int = 0
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -51,6 +58,11 @@ class Sketch:
             raise ValueError(f"sketch {self.name}: kind must be 'imu' or 'audio', got {self.kind!r}")
         if self.kind == "audio" and not (1 <= self.hidden <= 256 and 1 <= self.max_frames <= 64):
             raise ValueError(f"sketch {self.name}: an audio sketch needs hidden in 1..256 and max_frames in 1..64")
+        if self.plan_bytes < 0 or self.plan_windows < 0 or (self.plan_bytes == 0) != (self.plan_windows == 0):
+            raise ValueError(f"sketch {self.name}: plan_bytes and plan_windows go together (both > 0, or both 0 "
+                             f"for a head-only firmware), got {self.plan_bytes} and {self.plan_windows}")
+        if self.plan_bytes and self.kind != "imu":
+            raise ValueError(f"sketch {self.name}: training plans need a backbone (kind 'imu')")
 
     @property
     def firmware(self) -> str:
@@ -64,7 +76,10 @@ class Sketch:
 
 
 SKETCHES: dict[str, Sketch] = {s.name: s for s in (
-    Sketch("lab1_motion", ("standing", "walking", "running"), capacity=200,
+    # The plan buffer holds bias-only (2.7 KB) and sparse update of the last layer (52 KB) for the
+    # course's backbone; k = 2 (127 KB) would not fit beside the mbed core (the lab shows why).
+    # RAM of the real build: arduino_sketches/lab1_motion/README.md (extras/compile_check.py).
+    Sketch("lab1_motion", ("standing", "walking", "running"), capacity=200, plan_bytes=65536, plan_windows=64,
            purpose="Lab 1: personalise a motion classifier on the board; the lab adds 'badminton' with ADDCLASS"),
     # Every board of Lab 3 holds all four classes, so FedAvg averages the same rows on every board.
     Sketch("lab3_federated", ("standing", "walking", "running", "badminton"), capacity=200,

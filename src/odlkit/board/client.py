@@ -48,10 +48,11 @@ ARDUINO_VID = 0x2341  # Arduino SA USB vendor id (Nano 33 BLE / BLE Sense Rev1 a
 BOOTLOADER_PIDS = {0x005A}  # Nano 33 BLE after a double reset (the sketch runs as 0x805A)
 RECORD_SECONDS_PER_WINDOW = 2.0  # 50 samples at 25 Hz on the real board
 READ_ONLY = {"HELLO", "INFO", "GETW", "GETF", "EVAL"}
-# The virtual board's build for backbone training plans: a 64 KiB plan buffer (bias-only, or
-# sparse update of the last layer: 52 KB for the course's backbone) and int16 windows of the
-# first 64 stored samples (38 KB); see odl_backprop.h.
-PLAN_BUILD_FLAGS = ["-DODL_PLAN_BYTES=65536", "-DODL_WINDOW_CAPACITY=64"]
+# The virtual board's build for backbone training plans: the Lab 1 firmware's plan buffer (bias-only,
+# or sparse update of the last layer: 52 KB for the course's backbone) and int16 windows of the
+# first stored samples, from the sketch registry (odlkit.sketches); see odl_backprop.h.
+PLAN_BUILD_FLAGS = [f"-DODL_PLAN_BYTES={get_sketch(DEFAULT_SKETCH).plan_bytes}",
+                    f"-DODL_WINDOW_CAPACITY={get_sketch(DEFAULT_SKETCH).plan_windows}"]
 FRAMING_GRACE_S = 1.0  # after a seq-0 framing error, how long our own reply may still take
 
 

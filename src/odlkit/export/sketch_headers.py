@@ -62,6 +62,14 @@ def sketch_config_text(sketch: str | Sketch) -> str:
             f"#define ODL_NUM_CLASSES {len(s.classes)}",
             f"#define ODL_CLASS_NAMES {{{names}}}",
         ]
+    if s.plan_bytes:
+        lines += [
+            "// Backbone training plans (TRAIN plan=bias|sparse, odl_backprop.h): the plan buffer's bytes and",
+            "// the int16 input windows kept of the first stored samples. The .ino builds the engine with",
+            "// them; the virtual board does with Board.virtual(plans=True), its default build is head-only.",
+            f"#define ODL_SKETCH_PLAN_BYTES {s.plan_bytes}",
+            f"#define ODL_SKETCH_PLAN_WINDOWS {s.plan_windows}",
+        ]
     lines += [
         "// 1: print IMU samples (ax,ay,az,gx,gy,gz at 25 Hz) from boot until the first byte arrives,",
         "// for `edge-impulse-data-forwarder --frequency 25`, which cannot send a STREAM command.",
