@@ -14,11 +14,15 @@ states are not modelled), the MACs of the step's forward and backward passes (co
 layer shapes) and instructions per MAC, the plan buffer's bytes (the engine's own report, equal to
 odlkit.tiny.memory.engine_plan_memory) and the engine's static RAM with a plan buffer sized for
 that plan and the Lab 1 sketch's training store (200 features) and window store (64 windows).
+Held-out accuracy per plan: Lab 1's user data (the virtual user of basic_motions, 20 recorded
+windows per class, 20 epochs, lr 0.005, 30 held-out windows per class), each plan trained by the
+engine on a fresh virtual board (odlkit.labs.lab1.plan_comparison); the plans that do not fit the
+Lab 1 firmware's plan buffer (fits_lab1 false) on a what-if virtual board with a larger one.
 Goal (issue 17): bias-only and sparse steps at <= 4 instructions per MAC; every plan's RAM within
 the nRF52840's 256 KB together with the core's own use (the mbed core is not in this build:
 its share is stated from the Arduino IDE's report of the Lab 1 sketch when known, else left open).
 
-    python benchmarks/device_plans.py      # ~2 min; writes benchmarks/results/device_plans.json
+    python benchmarks/device_plans.py      # ~3 min; writes benchmarks/results/device_plans.json
 
 Measured here (qemu, board flags): instructions, plan RAM, the engine's static RAM. Not measured,
 to check on a real Nano 33 BLE Sense: cycles (flash wait states, VMLA/VLDM timing: the CPI-1 time
@@ -45,6 +49,7 @@ CALIBRATION_INSTRUCTIONS = 2_000_000
 CLOCK_HZ = 64_000_000
 SRAM_BYTES = 256 * 1024
 BATCH, N_WINDOWS = 8, 48
+ACCURACY_RUN = {"n_per_class": 20, "epochs": 20, "lr": 5e-3, "batch_size": 8, "heldout_per_class": 30, "seed": 0}
 LAB1_REPLAY = get_sketch("lab1_motion").capacity  # the Lab 1 firmware's stores (odlkit.sketches)
 WINDOWS_KEPT = get_sketch("lab1_motion").plan_windows
 
@@ -161,6 +166,19 @@ def static_ram(plan_bytes: int) -> int:
     return sizes[0]
 
 
+def heldout_accuracy(rows: list[dict]) -> None:
+    """Add each plan's held-out accuracy on Lab 1's user data (virtual board) to its row."""
+    from odlkit.labs import lab1
+
+    runs = [(r["plan"], r["k"] if r["plan"] == "sparse" else None) for r in rows]
+    what_if = -(-max(r["plan_bytes"] for r in rows) // 4096) * 4096
+    acc = {(a["plan"], a["k"]): a for a in lab1.plan_comparison(runs=runs, what_if_plan_bytes=what_if, **ACCURACY_RUN)}
+    for r, key in zip(rows, runs, strict=True):
+        a = acc[key]
+        r.update(heldout_accuracy=round(a["heldout_accuracy"], 4), train_loss=round(a["train_loss"], 6),
+                 fits_lab1=a["fits"], accuracy_board=a["board"])
+
+
 def main() -> int:
     missing = missing_arm_tools()
     if missing:
@@ -171,15 +189,17 @@ def main() -> int:
     rows = m["rows"]
     for r in rows:
         r["engine_static_ram_bytes"] = static_ram(r["plan_bytes"])
+    heldout_accuracy(rows)
     head = next(r for r in rows if r["plan"] == "head")
     print(f"Cortex-M4F (qemu -icount, board flags), Lab 1 backbone, batch {BATCH}, {N_WINDOWS} real windows")
     print(f"{'plan':>9} {'instr/step':>11} {'x head':>7} {'ms@64MHz':>9} {'fwd MACs':>9} {'bwd MACs':>9} "
-          f"{'instr/MAC':>9} {'plan RAM':>9} {'engine RAM':>10}")
+          f"{'instr/MAC':>9} {'plan RAM':>9} {'engine RAM':>10} {'held-out':>8} {'fits Lab 1':>10}")
     for r in rows:
         name = r["plan"] + (f" k={r['k']}" if r["plan"] == "sparse" else "")
         print(f"{name:>9} {r['step_instructions']:>11} {r['step_instructions'] / head['step_instructions']:>7.1f} "
               f"{r['ms_at_64MHz_cpi1']:>9.2f} {r['step_forward_macs']:>9} {r['step_backward_macs']:>9} "
-              f"{r['instructions_per_mac']:>9} {r['plan_bytes']:>9} {r['engine_static_ram_bytes']:>10}")
+              f"{r['instructions_per_mac']:>9} {r['plan_bytes']:>9} {r['engine_static_ram_bytes']:>10} "
+              f"{r['heldout_accuracy']:>8.3f} {'yes' if r['fits_lab1'] else 'no':>10}")
     backbone_rows = [r for r in rows if r["plan"] != "head"]
     goal_ipm = all(r["instructions_per_mac"] <= 4 for r in backbone_rows)
     fits = [r for r in rows if r["engine_static_ram_bytes"] < SRAM_BYTES]
@@ -192,7 +212,12 @@ def main() -> int:
                                "board flags (cxxflags.BOARD); one epoch = difference of a 2-epoch and a 1-epoch run",
                                "batch": BATCH, "windows": N_WINDOWS, "clock_hz": CLOCK_HZ,
                                "instructions_per_tick": m["instructions_per_tick"], "goal_instr_per_mac_met": goal_ipm,
-                               "lab1_replay_capacity": LAB1_REPLAY, "windows_kept": WINDOWS_KEPT, "rows": rows},
+                               "lab1_replay_capacity": LAB1_REPLAY, "windows_kept": WINDOWS_KEPT,
+                               "lab1_plan_buffer_bytes": get_sketch("lab1_motion").plan_bytes,
+                               "accuracy_method": "odlkit.labs.lab1.plan_comparison on the virtual board (the "
+                               "engine's own C++ on the host), Lab 1's virtual user (basic_motions); plans with "
+                               "fits_lab1 false on a what-if build with a larger plan buffer",
+                               "accuracy_run": ACCURACY_RUN, "rows": rows},
                               indent=1) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)}")
     return 0

@@ -172,6 +172,7 @@ class Board:
         storage: str | Path | None = None,
         timeout: float = 10.0,
         plans: bool = False,
+        plan_bytes: int | None = None,
     ) -> Board:
         """Start the virtual board: the sketch's own C++ compiled for this computer.
 
@@ -193,7 +194,9 @@ class Board:
         list of (frames, 12) arrays works too.
 
         plans (Lab 1 sketches): build the engine with a plan buffer and a window store (:data:`PLAN_BUILD_FLAGS`)
-        so that ``train(plan="bias" | "sparse")`` trains the backbone too.
+        so that ``train(plan="bias" | "sparse")`` trains the backbone too. plan_bytes (with plans): a
+        plan buffer of this size instead of the Lab 1 firmware's, a what-if build for plans that do
+        not fit the real board (``odlkit.labs.lab1.plan_comparison``).
         """
         from odlkit.board.virtual import (
             BUILD_DIR,
@@ -203,7 +206,12 @@ class Board:
             write_replay,
         )
 
-        exe = build_virtual_board(sketch, extra_flags=PLAN_BUILD_FLAGS if plans else None)
+        if plan_bytes is not None and (not plans or int(plan_bytes) <= 0):
+            raise ValueError(f"plan_bytes goes with plans=True and must be > 0, got {plan_bytes!r}")
+        flags = PLAN_BUILD_FLAGS if plans else None
+        if flags and plan_bytes is not None:
+            flags = [f"-DODL_PLAN_BYTES={int(plan_bytes)}", *(f for f in flags if "ODL_PLAN_BYTES" not in f)]
+        exe = build_virtual_board(sketch, extra_flags=flags)
         spec = get_sketch(sketch)
         if dataset is None:
             dataset = spec.dataset

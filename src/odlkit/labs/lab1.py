@@ -13,6 +13,9 @@ The notebook ``lab1_motion`` tells the story; this module does the work:
 - :func:`few_shot_comparison`: feature extraction vs. training from scratch vs. a generic
   model as a function of samples per class.
 - :func:`memory_budget`: what training used on the device (from ``INFO``).
+- :func:`plan_comparison`, :func:`plan_predictions`, :func:`plot_plan_comparison`: the board's
+  training plans (head only, bias-only, sparse update of the last k layers) on the same user
+  data: held-out accuracy, plan RAM and time per step, beside ``odlkit.tiny.memory``'s prediction.
 
 numpy + scikit-learn at import time; TensorFlow is imported only by the functions that run
 the backbone.
@@ -22,9 +25,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +56,12 @@ __all__ = [
     "heldout_accuracy",
     "device_benchmark",
     "device_training_estimate",
+    "PLAN_RUNS",
+    "plan_label",
+    "plan_comparison",
+    "plan_predictions",
+    "device_plan_times",
+    "plot_plan_comparison",
 ]
 
 
@@ -485,6 +494,143 @@ def device_training_estimate(bench: Mapping, n_samples: int, epochs: int, n_clas
         "inference instructions (head)": float(row.get("inference_instructions", float("nan"))),
         "extra SRAM for training (bytes)": float(row.get("sram_training_extra_bytes", float("nan"))),
     }
+
+
+# ------------------------------------------------------------------------------------------
+# 9. training the backbone on the board: head, bias-only, sparse update
+# ------------------------------------------------------------------------------------------
+PLAN_RUNS: tuple[tuple[str, int | None], ...] = (("head", None), ("bias", None), ("sparse", 1), ("sparse", 2))
+"""The plans Lab 1 compares: ``(plan, k)`` as ``Board.train(plan=..., k=...)`` takes them."""
+
+
+def plan_label(plan: str, k: int | None = None) -> str:
+    """``"head"``, ``"bias"``, ``"sparse k=2"``: how tables and plots name a plan."""
+    return f"sparse k={k}" if plan == "sparse" else plan
+
+
+def plan_comparison(n_per_class: int = 20, epochs: int = 20, lr: float = 5e-3, batch_size: int = 8,
+                    heldout_per_class: int = 30, runs: Sequence[tuple[str, int | None]] = PLAN_RUNS,
+                    seed: int = 0, what_if_plan_bytes: int | None = None, progress: bool = True) -> list[dict]:
+    """Train the same virtual user's windows with each plan of ``runs``, each on a fresh virtual
+    board of the Lab 1 firmware (plans enabled, same seed: same recordings, same start), and test
+    on held-out windows.
+
+    A plan that does not fit the firmware's plan buffer is refused by the board (``fits`` False).
+    With ``what_if_plan_bytes`` such a plan is then trained again on a virtual board built with a
+    plan buffer of that size (``board`` = ``"what-if"``): its accuracy, measured by the engine, for
+    a board with more RAM. Every stored window must fit the window store the backbone plans train
+    on (``n_per_class * classes <= plan_windows``), so all plans see the same samples.
+    Returns one dict per run: ``plan``, ``k``, ``label``, ``fits`` (the Lab 1 firmware), ``board``,
+    ``heldout_accuracy``, ``train_loss``, ``train_accuracy``, ``plan_ram``, ``plan_cap``,
+    ``step_us`` (the engine's time per step on the machine it runs on: host time for a virtual
+    board), ``steps``, ``refused`` (the board's message, or "").
+    """
+    from tqdm.auto import tqdm
+
+    from odlkit.board import Board, BoardError
+
+    n_classes = len(SKETCH.classes)
+    if n_per_class * n_classes > SKETCH.plan_windows:
+        raise ValueError(f"{n_per_class} windows x {n_classes} classes exceed the {SKETCH.plan_windows} windows the "
+                         "firmware keeps for the backbone plans: the plans would not train on the same samples")
+
+    def run(plan, k, plan_bytes):
+        with Board.virtual(dataset=SKETCH.dataset, sketch=SKETCH.name, seed=seed, plans=True,
+                           plan_bytes=plan_bytes) as board:
+            classes = board.class_names()
+            for c in classes:
+                board.record(c, n=n_per_class)
+            r = board.train(epochs=epochs, lr=lr, batch_size=batch_size, plan=plan, k=k)
+            info = board.info()
+            held = heldout_accuracy(board, classes, per_class=heldout_per_class)
+        return {"heldout_accuracy": held["accuracy"], "train_loss": float(r.loss), "train_accuracy": float(r.accuracy),
+                "plan_ram": int(info["plan_ram"]), "plan_cap": int(info["plan_cap"]), "step_us": float(info["step_us"]),
+                "steps": int(info["steps"])}
+
+    rows = []
+    for plan, k in tqdm(list(runs), desc="training plans on the virtual board", disable=not progress):
+        row: dict[str, Any] = {"plan": plan, "k": k, "label": plan_label(plan, k), "fits": True, "board": "lab1",
+                               "refused": ""}
+        try:
+            row.update(run(plan, k, None))
+        except BoardError as e:
+            if "does not fit" not in str(e):
+                raise
+            row.update(fits=False, refused=e.board_message, heldout_accuracy=float("nan"), train_loss=float("nan"),
+                       train_accuracy=float("nan"), plan_ram=0, plan_cap=SKETCH.plan_bytes, step_us=float("nan"),
+                       steps=0)
+            if what_if_plan_bytes:
+                row.update(run(plan, k, what_if_plan_bytes), board="what-if")
+        rows.append(row)
+    return rows
+
+
+def plan_predictions(backbone, runs: Sequence[tuple[str, int | None]] = PLAN_RUNS) -> list[dict]:
+    """Chapter 2's host prediction of each plan's plan-buffer bytes
+    (:func:`odlkit.tiny.memory.engine_plan_memory`: parameter copies, gradients, momentum and the
+    activations the plan's backward pass keeps), with whether it fits the Lab 1 firmware."""
+    from odlkit.tiny.memory import engine_plan_memory
+
+    out = []
+    for plan, k in runs:
+        m = engine_plan_memory(backbone, plan, k or 0)
+        out.append({"plan": plan, "k": k, "label": plan_label(plan, k), "predicted_plan_bytes": m.bytes,
+                    "fits": m.bytes <= SKETCH.plan_bytes})
+    return out
+
+
+def device_plan_times(path: str | Path | None = None) -> dict[str, dict] | None:
+    """Per plan label, the Cortex-M4F row of ``benchmarks/results/device_plans.json`` (qemu
+    instruction counts with the board's flags: ``step_instructions``, ``ms_at_64MHz_cpi1``, the
+    lower-bound time of one step at 64 MHz), or None when the benchmark has not been run."""
+    p = Path(path) if path is not None else RESULTS_DIR / "device_plans.json"
+    if not p.exists():
+        return None
+    return {plan_label(r["plan"], r["k"] if r["plan"] == "sparse" else None): r for r in json.loads(p.read_text())["rows"]}
+
+
+def plot_plan_comparison(measured: Sequence[Mapping], predicted: Sequence[Mapping], times: Mapping | None = None,
+                         axes=None):
+    """Two panels: held-out accuracy against plan RAM (measured by the board: filled; chapter 2's
+    prediction: open circles; the firmware's plan buffer: a dashed line), and against the time of
+    one training step on the Cortex-M4F (``times``: :func:`device_plan_times`; else the board's
+    own ``step_us``, host time on a virtual board)."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    pred = {p["label"]: p["predicted_plan_bytes"] for p in predicted}
+    ax = axes[0]
+    for i, m in enumerate(measured):
+        acc = m["heldout_accuracy"]
+        ram = m["plan_ram"] if m["plan_ram"] else pred.get(m["label"], 0)
+        marker = "o" if m["fits"] else "X"
+        ax.scatter([ram / 1024], [acc], s=70, color=f"C{i}", marker=marker,
+                   label=m["label"] + ("" if m["fits"] else " (what-if board: does not fit Lab 1's)"))
+        if m["label"] in pred:
+            ax.scatter([pred[m["label"]] / 1024], [acc], s=160, facecolors="none", edgecolors=f"C{i}")
+    ax.axvline(SKETCH.plan_bytes / 1024, ls="--", color="gray")
+    ax.text(SKETCH.plan_bytes / 1024, ax.get_ylim()[0], " Lab 1 plan buffer", color="gray", va="bottom", fontsize=8)
+    accs = [m["heldout_accuracy"] for m in measured if np.isfinite(m["heldout_accuracy"])]
+    lims = (max(0.0, min(accs, default=0.0) - 0.1), 1.01)
+    ax.set_ylim(*lims)
+    ax.set_xlabel("plan RAM (KiB): board's INFO plan_ram (filled), ch02 prediction (open)")
+    ax.set_ylabel("held-out accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    ax = axes[1]
+    for i, m in enumerate(measured):
+        if times is not None and m["label"] in times:
+            t, unit = times[m["label"]]["ms_at_64MHz_cpi1"], "ms per step at 64 MHz (qemu instructions, CPI 1)"
+        else:
+            t, unit = m["step_us"] / 1e3, "ms per step (the board's step_us)"
+        ax.scatter([t], [m["heldout_accuracy"]], s=70, color=f"C{i}", marker="o" if m["fits"] else "X",
+                   label=m["label"])
+    ax.set_xscale("log")
+    ax.set_ylim(*lims)
+    ax.set_xlabel(unit)
+    ax.grid(alpha=0.3)
+    return axes
 
 
 def personalization_run(n_per_class: int = 40, lr: float = 2e-4, epochs: int = 30, batch_size: int = 8,
