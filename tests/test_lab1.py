@@ -154,3 +154,34 @@ def test_personalization_run_end_to_end_on_the_virtual_board():
     assert r["heldout_accuracy"] >= 0.8, r
     assert r["with_new_class_accuracy"] >= 0.6, r
     assert set(r["with_new_class_per_class"]) == {"standing", "walking", "running", "badminton"}
+
+
+def test_plan_comparison_trains_what_fits_and_reports_what_does_not():
+    """Each plan on a fresh board of the Lab 1 firmware: bias-only trains (the engine's INFO), the
+    two-layer sparse update is refused by the 64 KiB plan buffer and comes back as fits=False with
+    no accuracy; too many windows for the window store is a clear error before any board starts."""
+    import math
+
+    from odlkit.sketches import get_sketch
+
+    rows = lab1.plan_comparison(n_per_class=2, epochs=1, heldout_per_class=2, runs=(("bias", None), ("sparse", 2)),
+                                progress=False)
+    bias, k2 = rows
+    assert bias["fits"] and bias["board"] == "lab1" and bias["steps"] == 1  # 6 windows, batch 8, one epoch
+    assert bias["plan_ram"] > 0 and bias["plan_cap"] == get_sketch("lab1_motion").plan_bytes
+    assert 0.0 <= bias["heldout_accuracy"] <= 1.0 and bias["label"] == "bias"
+    assert not k2["fits"] and "does not fit" in k2["refused"] and math.isnan(k2["heldout_accuracy"])
+    assert k2["label"] == "sparse k=2"
+    with pytest.raises(ValueError, match="exceed the 64 windows"):
+        lab1.plan_comparison(n_per_class=22, progress=False)
+    with pytest.raises(ValueError, match="plan_bytes goes with plans=True"):
+        Board.virtual(plan_bytes=4096)
+
+
+def test_device_plan_times_names_rows_like_the_comparison(tmp_path):
+    p = tmp_path / "plans.json"
+    p.write_text('{"rows": [{"plan": "head", "k": 0, "ms_at_64MHz_cpi1": 0.2}, '
+                 '{"plan": "sparse", "k": 2, "ms_at_64MHz_cpi1": 96.0}]}')
+    times = lab1.device_plan_times(p)
+    assert set(times) == {"head", "sparse k=2"} and times["sparse k=2"]["ms_at_64MHz_cpi1"] == 96.0
+    assert lab1.device_plan_times(tmp_path / "missing.json") is None
