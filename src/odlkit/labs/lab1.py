@@ -23,7 +23,6 @@ the backbone.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from odlkit.config import RESULTS_DIR, SEED
+from odlkit.config import SEED
 from odlkit.head import EngineShuffle, Head
+from odlkit.labs import boards
 from odlkit.sketches import get_sketch
 
 SKETCH = get_sketch("lab1_motion")  # the firmware of this lab (registry: odlkit.sketches)
@@ -185,19 +185,8 @@ def open_board(prefer_real: bool = True, dataset: str = SKETCH.dataset, verbose:
     The virtual board replays held-out real recordings of ``dataset`` as "the user".
     To force one or the other, call ``Board.serial(port)`` or ``Board.virtual(...)`` directly.
     """
-    from odlkit.board import Board
-
-    if prefer_real:
-        try:
-            board = Board.serial()
-            if verbose:
-                print(f"connected to a real board: {board.info()}")
-            return board
-        except Exception as e:  # no board, port busy, wrong firmware: say so, use the virtual one
-            if verbose:
-                print(f"no real board ({type(e).__name__}: {e}); using the virtual board, which replays "
-                      f"held-out recordings of {dataset!r} as the user")
-    return Board.virtual(dataset=dataset, **virtual_kwargs)
+    return boards.open_board(prefer_real, verbose, virtual_user=f"held-out recordings of {dataset!r} as the user",
+                             dataset=dataset, **virtual_kwargs)
 
 
 class VirtualRawSource:
@@ -388,12 +377,6 @@ def few_shot_comparison(backbone, meta, train_ds, test_ds, generic_ds=None, shot
 # ------------------------------------------------------------------------------------------
 # 8. memory and time on the device
 # ------------------------------------------------------------------------------------------
-def _get(obj, key, default=None):
-    if isinstance(obj, Mapping):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
-
-
 def memory_budget(info, sram_bytes: int = 256 * 1024) -> dict:
     """The device's RAM and time budget from a board's ``info()``.
 
@@ -406,7 +389,7 @@ def memory_budget(info, sram_bytes: int = 256 * 1024) -> dict:
     shuffle order) each.
     """
     def num(k):
-        v = _get(info, k, None)
+        v = boards.field(info, k, None)
         try:
             return None if v is None else float(v)
         except (TypeError, ValueError):
@@ -440,32 +423,13 @@ def heldout_accuracy(board, classes: Sequence[str], per_class: int = 10) -> dict
     the person should perform ``c`` each time. Returns ``{"accuracy", "per_class", "confusion",
     "classes"}`` where the confusion rows are the classes asked for and columns the board's classes.
     """
-    names = list(board.class_names())
-    cm = np.zeros((len(classes), len(names)), dtype=np.int64)
-    real = getattr(board, "kind", "serial") != "virtual"
-    for i, c in enumerate(classes):
-        for k in range(int(per_class)):
-            if real:
-                print(f"perform '{c}' now ({k + 1}/{per_class})", flush=True)
-            p = board.predict(c)
-            cm[i, p.label] += 1
-    truth_cols = [names.index(c) if c in names else -1 for c in classes]
-    correct = np.array([cm[i, j] if j >= 0 else 0 for i, j in enumerate(truth_cols)])
-    return {
-        "accuracy": float(correct.sum() / cm.sum()),
-        "per_class": {c: float(correct[i] / cm[i].sum()) for i, c in enumerate(classes)},
-        "confusion": cm,
-        "classes": list(classes),
-        "board_classes": names,
-    }
+    return boards.heldout_confusion(board, classes, per_class,
+                                    prompt=lambda c, k: f"perform '{c}' now ({k + 1}/{per_class})")
 
 
 def device_benchmark(path: str | Path | None = None) -> dict | None:
     """``benchmarks/results/device_head.json`` if it exists (measured on qemu or a real board)."""
-    p = Path(path) if path is not None else RESULTS_DIR / "device_head.json"
-    if not p.exists():
-        return None
-    return json.loads(p.read_text())
+    return boards.results_json("device_head.json", path)
 
 
 def device_training_estimate(bench: Mapping, n_samples: int, epochs: int, n_classes: int, feature_dim: int = 64,
@@ -583,10 +547,10 @@ def device_plan_times(path: str | Path | None = None) -> dict[str, dict] | None:
     """Per plan label, the Cortex-M4F row of ``benchmarks/results/device_plans.json`` (qemu
     instruction counts with the board's flags: ``step_instructions``, ``ms_at_64MHz_cpi1``, the
     lower-bound time of one step at 64 MHz), or None when the benchmark has not been run."""
-    p = Path(path) if path is not None else RESULTS_DIR / "device_plans.json"
-    if not p.exists():
+    bench = boards.results_json("device_plans.json", path)
+    if bench is None:
         return None
-    return {plan_label(r["plan"], r["k"] if r["plan"] == "sparse" else None): r for r in json.loads(p.read_text())["rows"]}
+    return {plan_label(r["plan"], r["k"] if r["plan"] == "sparse" else None): r for r in bench["rows"]}
 
 
 def plot_plan_comparison(measured: Sequence[Mapping], predicted: Sequence[Mapping], times: Mapping | None = None,

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from odlkit import data
+from odlkit.labs import boards
 
 __all__ = [
     "DATASET",
@@ -217,14 +218,6 @@ def nearest_class_mean(X_train, y_train, X_test, y_test, n_classes: int | None =
             "ram_bytes": m.state_bytes() + 2 * 4 * X_train.shape[1], "model": m}
 
 
-def _get(obj, key, default=None):
-    if isinstance(obj, Mapping):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
-
-
-
-
 # ------------------------------------------------------------------------------------------
 # 2. speech features, plotted
 # ------------------------------------------------------------------------------------------
@@ -344,19 +337,8 @@ def plot_board_vs_reference(board_ceps, ref_ceps, ax=None):
 def open_board(prefer_real: bool = True, verbose: bool = True, **virtual_kwargs):
     """The Lab 2 board: a real Nano 33 BLE Sense flashed with ``lab2_microphone`` if one is plugged
     in, else the virtual board replaying the team's utterances (:data:`DATASET`)."""
-    from odlkit.board import Board
-
-    if prefer_real:
-        try:
-            board = Board.serial()
-            if verbose:
-                print(f"connected to a real board: {board.info()}")
-            return board
-        except Exception as e:  # no board, port busy, wrong firmware: say so, use the virtual one
-            if verbose:
-                print(f"no real board ({type(e).__name__}: {e}); using the virtual board, which replays "
-                      f"the UCI JapaneseVowels utterances ({DATASET!r})")
-    return Board.virtual(sketch=SKETCH_NAME, dataset=DATASET, **virtual_kwargs)
+    return boards.open_board(prefer_real, verbose, virtual_user=f"the UCI JapaneseVowels utterances ({DATASET!r})",
+                             sketch=SKETCH_NAME, dataset=DATASET, **virtual_kwargs)
 
 
 def record_team(board, speakers: Sequence[str], n_per_speaker: int, save_dir: str | Path | None = None,
@@ -379,18 +361,12 @@ def heldout_accuracy(board, speakers: Sequence[str], per_speaker: int) -> dict:
     times each (the virtual board replays held-out utterances; on a real board, that person
     speaks). Returns ``{"accuracy", "per_class", "confusion"}`` (rows: speakers asked)."""
     names = list(board.class_names())
-    cm = np.zeros((len(speakers), len(names)), dtype=np.int64)
-    real = getattr(board, "kind", "serial") != "virtual"
-    for i, s in enumerate(speakers):
-        for k in range(int(per_speaker)):
-            if real:
-                print(f"{s}: say 'ae' now ({k + 1}/{per_speaker})", flush=True)
-            cm[i, board.predict(s).label] += 1
-    cols = [names.index(s) for s in speakers]
-    correct = np.array([cm[i, j] for i, j in enumerate(cols)])
-    return {"accuracy": float(correct.sum() / cm.sum()),
-            "per_class": {s: float(correct[i] / cm[i].sum()) for i, s in enumerate(speakers)},
-            "confusion": cm}
+    unknown = [s for s in speakers if s not in names]
+    if unknown:
+        raise ValueError(f"the board has no class {unknown}; its classes are {names}")
+    res = boards.heldout_confusion(board, speakers, per_speaker,
+                                   prompt=lambda s, k: f"{s}: say 'ae' now ({k + 1}/{per_speaker})")
+    return {k: res[k] for k in ("accuracy", "per_class", "confusion")}
 
 
 def network_accuracy(net, utterances: data.Dataset, class_names: Sequence[str]) -> float:
@@ -506,12 +482,7 @@ def device_hidden_gradient(board, speakers: Sequence[str], n_per_speaker: int = 
 def device_benchmark(path: str | Path | None = None) -> dict | None:
     """``benchmarks/results/device_lab2.json`` if it exists: instructions and time at 64 MHz of one
     training step (all layers / head only) and one LPC frame, counted under qemu with the board's flags."""
-    import json
-
-    from odlkit.config import RESULTS_DIR
-
-    p = Path(path) if path is not None else Path(RESULTS_DIR) / "device_lab2.json"
-    return json.loads(p.read_text()) if p.exists() else None
+    return boards.results_json("device_lab2.json", path)
 
 
 # ------------------------------------------------------------------------------------------
