@@ -499,29 +499,14 @@ class Board:
 
     def get_weights(self) -> weights_mod.HeadWeights:
         """Download the head as ``odlkit.weights.HeadWeights`` (W is (feature_dim, n_classes))."""
-        blob = bytearray()
-        total = None
-        while total is None or len(blob) < total:
-            f = self._request("GETW", f"off={len(blob)}")
-            total = f.int("total")
-            if f.int("off") != len(blob):
-                raise BoardError(f"GETW chunk at offset {f.int('off')}, expected {len(blob)}", command="GETW")
-            chunk = base64.b64decode(f.fields["data"], validate=True)
-            if len(chunk) != f.int("len") or not chunk:
-                raise BoardError("GETW chunk length does not match its header", command="GETW")
-            blob += chunk
-        return weights_mod.decode(bytes(blob))  # CRC-checked: raises WeightsFormatError if corrupted
+        return weights_mod.decode(self._get_blob())  # CRC-checked: raises WeightsFormatError if corrupted
 
     def set_weights(self, head: weights_mod.HeadWeights) -> None:
         """Upload a head; the board applies it only when the whole blob arrived and its CRC matches."""
-        blob = weights_mod.encode(head)
-        for off in range(0, len(blob), CHUNK_BYTES):
-            chunk = base64.b64encode(blob[off : off + CHUNK_BYTES]).decode()
-            f = self._request("SETW", f"total={len(blob)}", f"off={off}", f"data={chunk}")
-        if f.int("applied") != 1:
-            raise BoardError("SETW finished but the board did not apply the weights", command="SETW")
+        self._set_blob(weights_mod.encode(head))
 
     def _get_blob(self) -> bytes:
+        """The board's weights blob (head or network), read in GETW chunks, each checked against its header."""
         blob = bytearray()
         total = None
         while total is None or len(blob) < total:
@@ -536,6 +521,7 @@ class Board:
         return bytes(blob)
 
     def _set_blob(self, blob: bytes) -> None:
+        """Upload a weights blob in SETW chunks; the board applies it only when it is whole and its CRC matches."""
         for off in range(0, len(blob), CHUNK_BYTES):
             chunk = base64.b64encode(blob[off : off + CHUNK_BYTES]).decode()
             f = self._request("SETW", f"total={len(blob)}", f"off={off}", f"data={chunk}")
