@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from odlkit.head import EngineShuffle, EpochLog, softmax, xorshift32, xorshift32_orders
-from odlkit.validation import check_xy
+from odlkit.validation import check_two_layer_shapes, check_xy
 
 __all__ = [
     "NORM_EPS",
@@ -131,11 +131,7 @@ class TwoLayerNet:
     def __post_init__(self):
         for k in ("W1", "b1", "W2", "b2"):
             setattr(self, k, np.array(getattr(self, k), _F32))
-        D, H = self.W1.shape
-        C = len(self.class_names)
-        if self.b1.shape != (H,) or self.W2.shape != (H, C) or self.b2.shape != (C,) or self.norm.dim != D:
-            raise ValueError(f"TwoLayerNet: inconsistent shapes W1 {self.W1.shape} b1 {self.b1.shape} W2 "
-                             f"{self.W2.shape} b2 {self.b2.shape}, {C} class names, standardizer dim {self.norm.dim}")
+        check_two_layer_shapes("TwoLayerNet", self.W1, self.b1, self.W2, self.b2, len(self.class_names), self.norm.dim)
         self.class_names = [str(c) for c in self.class_names]
         if not self.velocity:
             self.reset_momentum()
@@ -256,9 +252,7 @@ class TwoLayerNet:
         """
         if plan not in PLANS:
             raise ValueError(f"plan must be one of {PLANS}, got {plan!r}")
-        X, y = check_xy(X, y, n_classes=self.n_classes, ndim=2)
-        if X.shape[1] != self.input_dim:
-            raise ValueError(f"inputs have {X.shape[1]} features, the network expects {self.input_dim}")
+        X, y = check_xy(X, y, n_classes=self.n_classes, ndim=2, sample_shape=(self.input_dim,))
         n, epochs, batch_size = len(X), int(epochs), int(batch_size)
         if epochs < 1 or batch_size < 1 or not (np.isfinite(lr) and lr > 0) or not 0 <= momentum < 1:
             raise ValueError("need epochs >= 1, batch_size >= 1, lr > 0 and 0 <= momentum < 1")

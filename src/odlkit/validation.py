@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_labels", "check_updates", "check_xy"]
+__all__ = ["check_labels", "check_two_layer_shapes", "check_updates", "check_xy"]
 
 
 def check_labels(y, n_classes: int | None = None) -> np.ndarray:
@@ -73,3 +73,16 @@ def check_updates(updates, weights=None) -> tuple[np.ndarray, np.ndarray]:
     if np.any(weights < 0) or not np.isfinite(weights).all() or weights.sum() <= 0:
         raise ValueError(f"weights must be finite, >= 0 and not all 0 (sample counts n_k), got {weights}")
     return updates, weights
+
+
+def check_two_layer_shapes(owner: str, W1, b1, W2, b2, n_classes: int, input_dim: int) -> None:
+    """The parameters of Lab 2's two-layer network (standardizer -> Dense(H) + ReLU -> Dense(C)) chain:
+    W1 (D, H), b1 (H,), W2 (H, C), b2 (C,), with C = ``n_classes`` and D = ``input_dim`` (the
+    standardizer's size). ``owner`` names the object in the error (``MlpWeights``, ``TwoLayerNet``)."""
+    W1, b1, W2, b2 = (np.asarray(a) for a in (W1, b1, W2, b2))
+    if W1.ndim != 2 or W2.ndim != 2:
+        raise ValueError(f"{owner}: W1 and W2 must be 2-D, got {W1.shape} and {W2.shape}")
+    d, h = W1.shape
+    if b1.shape != (h,) or W2.shape != (h, n_classes) or b2.shape != (n_classes,) or input_dim != d:
+        raise ValueError(f"{owner}: shapes do not chain: W1 {W1.shape}, b1 {b1.shape}, W2 {W2.shape}, "
+                         f"b2 {b2.shape}, {n_classes} class names, standardizer of {input_dim} inputs")

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from odlkit.validation import check_two_layer_shapes
+
 MAGIC = b"ODLW"
 FORMAT_VERSION = 1
 MLP_FORMAT_VERSION = 2
@@ -216,16 +218,13 @@ class MlpWeights:
             setattr(self, k, np.asarray(getattr(self, k), dtype=np.float32))
         self.class_names = [str(n) for n in self.class_names]
         self.norm_count = int(self.norm_count)
-        if self.W1.ndim != 2 or self.W2.ndim != 2:
-            raise ValueError(f"MlpWeights: W1 and W2 must be 2-D, got {self.W1.shape} and {self.W2.shape}")
+        if self.norm_mean.shape != self.norm_m2.shape or self.norm_mean.ndim != 1:
+            raise ValueError(f"MlpWeights: standardizer mean {self.norm_mean.shape} and M2 {self.norm_m2.shape} "
+                             "must be vectors of the same size")
+        check_two_layer_shapes("MlpWeights", self.W1, self.b1, self.W2, self.b2, len(self.class_names),
+                               self.norm_mean.shape[0])
         d, h = self.W1.shape
         c = len(self.class_names)
-        if (self.b1.shape != (h,) or self.W2.shape != (h, c) or self.b2.shape != (c,)
-                or self.norm_mean.shape != (d,) or self.norm_m2.shape != (d,)):
-            raise ValueError(
-                f"MlpWeights: shapes do not chain: W1 {self.W1.shape}, b1 {self.b1.shape}, W2 {self.W2.shape}, "
-                f"b2 {self.b2.shape}, {c} class names, standardizer {self.norm_mean.shape}/{self.norm_m2.shape}"
-            )
         if not 0 < d <= 0xFFFF or not 0 < h <= 0xFFFF or c > 0xFFFF or not 0 <= self.norm_count <= 0xFFFFFFFF:
             raise ValueError("MlpWeights: sizes do not fit the blob's u16/u32 fields")
 
