@@ -100,3 +100,25 @@ def test_every_sketch_carries_the_same_backbone():
     first = next(iter(parts.values()))
     assert len(first) > 100_000  # the weights really are in this part
     assert all(p == first for p in parts.values()), "sketches disagree on the backbone: run `make headers`"
+
+
+def test_the_lab1_firmware_builds_its_engine_with_the_registry_plan_sizes():
+    """The plan buffer and window store come from the registry: the committed sketch_config.h
+    (read with a regular expression) carries them, the .ino passes them to odl::Engine, and the
+    virtual board's plan build uses the same numbers; a head-only sketch defines neither."""
+    from odlkit.board.client import PLAN_BUILD_FLAGS
+
+    lab1 = sketches.get_sketch("lab1_motion")
+    config = (REPO / "arduino_sketches" / "lab1_motion" / "sketch_config.h").read_text()
+    got = {m[0]: int(m[1]) for m in re.findall(r"#define (ODL_SKETCH_PLAN_\w+) (\d+)", config)}
+    assert got == {"ODL_SKETCH_PLAN_BYTES": lab1.plan_bytes, "ODL_SKETCH_PLAN_WINDOWS": lab1.plan_windows}
+    assert lab1.plan_bytes > 0 and lab1.plan_windows > 0
+    ino = (REPO / "arduino_sketches" / "lab1_motion" / "lab1_motion.ino").read_text()
+    assert re.search(r"odl::Engine<[^>]*ODL_SKETCH_PLAN_BYTES,\s*ODL_SKETCH_PLAN_WINDOWS", ino)
+    assert PLAN_BUILD_FLAGS == [f"-DODL_PLAN_BYTES={lab1.plan_bytes}", f"-DODL_WINDOW_CAPACITY={lab1.plan_windows}"]
+    assert "ODL_SKETCH_PLAN" not in (REPO / "arduino_sketches" / "lab3_federated" / "sketch_config.h").read_text()
+    with pytest.raises(ValueError, match="go together"):
+        sketches.Sketch("x", ("a",), capacity=1, plan_bytes=4096)
+    with pytest.raises(ValueError, match="need a backbone"):
+        sketches.Sketch("x", ("a",), capacity=1, kind="audio", hidden=8, max_frames=8, plan_bytes=4096,
+                        plan_windows=4)
