@@ -19,8 +19,9 @@ windows per class, 20 epochs, lr 0.005, 30 held-out windows per class), each pla
 engine on a fresh virtual board (odlkit.labs.lab1.plan_comparison); the plans that do not fit the
 Lab 1 firmware's plan buffer (fits_lab1 false) on a what-if virtual board with a larger one.
 Goal (issue 17): bias-only and sparse steps at <= 4 instructions per MAC; every plan's RAM within
-the nRF52840's 256 KB together with the core's own use (the mbed core is not in this build:
-its share is stated from the Arduino IDE's report of the Lab 1 sketch when known, else left open).
+the nRF52840's 256 KB together with the core's own use (the mbed core is not in this build; the
+whole Lab 1 firmware, plans enabled, and the assumed share of the core are added up in
+arduino_sketches/lab1_motion/README.md from extras/compile_check.py's bss/data).
 
     python benchmarks/device_plans.py      # ~3 min; writes benchmarks/results/device_plans.json
 
