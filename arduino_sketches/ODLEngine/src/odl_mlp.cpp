@@ -49,13 +49,6 @@ bool floats_finite(const uint8_t* p, uint32_t n) {
   return true;
 }
 
-uint32_t select_samples(StoreView& s, bool use_replay) {
-  uint32_t n = 0;
-  for (uint32_t i = 0; i < s.count; ++i)
-    if (use_replay || s.sessions[i] == s.session) s.order[n++] = (uint16_t)i;
-  return n;
-}
-
 }  // namespace
 
 void mlp_reset_norm(MlpView& m) {
@@ -141,26 +134,8 @@ int mlp_forward(MlpView& m, const float* x, uint16_t y, float* lin, float* sum_o
   for (uint16_t i = 0; i < D; ++i) m.z[i] = (x[i] - m.norm_mean[i]) * m.inv_std[i];
   dense(m.z, D, m.W1, m.b1, H, m.h);
   relu_inplace(m.h, H);
-  float* p = m.probs;
-  dense(m.h, H, m.W2, m.b2, C, p);
-  float zmax = -INFINITY;
-  int best = 0;
-  for (uint16_t c = 0; c < C; ++c)
-    if (p[c] > zmax) {
-      zmax = p[c];
-      best = c;
-    }
-  const float zy = y < C ? p[y] : 0.0f;
-  float sum = 0.0f;
-  for (uint16_t c = 0; c < C; ++c) {
-    p[c] = exp_nonpos(p[c] - zmax);
-    sum += p[c];
-  }
-  const float inv = 1.0f / sum;
-  for (uint16_t c = 0; c < C; ++c) p[c] *= inv;
-  if (lin) *lin = zmax - zy;
-  if (sum_out) *sum_out = sum;
-  return best;
+  dense(m.h, H, m.W2, m.b2, C, m.probs);
+  return softmax_loss(m.probs, C, y, lin, sum_out);
 }
 
 Status mlp_predict(MlpView& m, const float* x, Prediction* out) {
@@ -195,14 +170,7 @@ Status mlp_train(MlpView& m, StoreView& s, const TrainConfig& cfg, EpochCallback
   memset(m.vb2, 0, sizeof(float) * C);
   uint32_t steps = 0, t_start = clock ? clock() : 0;
   for (uint16_t epoch = 1; epoch <= cfg.epochs; ++epoch) {
-    if (cfg.shuffle) {
-      for (uint32_t i = n - 1; i > 0; --i) {
-        const uint32_t j = xorshift32(&s.rng_shuffle) % (i + 1);
-        const uint16_t t = s.order[i];
-        s.order[i] = s.order[j];
-        s.order[j] = t;
-      }
-    }
+    if (cfg.shuffle) store_shuffle(s, n);
     float loss_lin = 0.0f, loss_log = 0.0f, prod = 1.0f;
     uint32_t correct = 0;
     for (uint32_t start = 0; start < n; start += cfg.batch_size) {
@@ -255,34 +223,13 @@ Status mlp_train(MlpView& m, StoreView& s, const TrainConfig& cfg, EpochCallback
 }
 
 Status mlp_evaluate(MlpView& m, const StoreView& s, bool use_replay, EvalResult* out, uint16_t* confusion) {
-  if (!out || !confusion) return kErrBadArgument;
-  memset(confusion, 0, sizeof(uint16_t) * m.max_classes * m.max_classes);
-  out->n = 0;
-  out->correct = 0;
-  out->accuracy = 0.0f;
-  out->loss = 0.0f;
-  out->num_classes = m.num_classes;
-  out->stride = m.max_classes;
-  out->confusion = confusion;
-  if (m.num_classes == 0) return kErrNoSamples;
-  mlp_freeze_norm(m);
-  float loss = 0.0f;
-  for (uint32_t i = 0; i < s.count; ++i) {
-    if (!use_replay && s.sessions[i] != s.session) continue;
-    const uint16_t y = s.labels[i];
-    if (y >= m.num_classes) return kErrBadLabel;
-    float lin = 0.0f, sum = 1.0f;
-    const int pred = mlp_forward(m, s.features + i * s.feature_dim, y, &lin, &sum);
-    loss += lin + logf(sum);
-    out->n++;
-    if (pred == y) out->correct++;
-    uint16_t& cell = confusion[(uint32_t)y * m.max_classes + pred];
-    if (cell < 0xFFFF) cell++;
-  }
-  if (out->n == 0) return kErrNoSamples;
-  out->accuracy = (float)out->correct / (float)out->n;
-  out->loss = loss / (float)out->n;
-  return kOk;
+  if (out && confusion && m.num_classes) mlp_freeze_norm(m);
+  return evaluate_store(
+      s, use_replay, m.num_classes, m.max_classes,
+      [&m, &s](uint32_t i, uint16_t y, float* lin, float* sum) {
+        return mlp_forward(m, s.features + i * s.feature_dim, y, lin, sum);
+      },
+      out, confusion);
 }
 
 uint32_t mlp_blob_size(const MlpView& m) { return mlp_blob_size_for(m.num_classes, m.input_dim, m.hidden); }
