@@ -117,7 +117,9 @@ def _numpy_qhead_train(Xq, y, W, b, xs, xz, epochs, batch, lr, mu, qas, seed=1):
 
     f32 = np.float32
     W, b = np.asarray(W, f32), np.asarray(b, f32)
-    s = f32(np.max(np.abs(W))) / f32(127)
+    m = f32(np.max(np.abs(W)))
+    m = m if m > 0 else np.sqrt(f32(6) / f32(W.shape[0] + W.shape[1]))  # a zero head: Glorot's bound
+    s = f32(m) / f32(127)
     sb = f32(s * f32(xs))
     latW = np.clip(np.rint(W / s), -127, 127).astype(f32)
     latb = np.rint(b / sb).astype(f32)
@@ -218,3 +220,26 @@ def test_int8_head_step_matches_numpy_reference(int8_model, qas):
         assert changed > 0.5
     else:  # naive int8 moves them s_W^2 as far (s_W ~ 2e-3): almost none changes
         assert changed < 0.02
+
+
+def test_int8_path_under_qemu_with_board_flags_equals_host(int8_model, tmp_path):
+    """The benchmark program (tests/engine/qemu/bench_int8.cpp: int8 forward of 48 windows, int8
+    head training with QAS and naive) built with the Nano 33 BLE's flags and run under qemu
+    prints the same feature and weight hashes as its host build."""
+    from enginebuild import missing_arm_tools
+
+    if missing_arm_tools():
+        pytest.skip(f"missing {missing_arm_tools()}")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import device_int8
+
+    from odlkit.export.int8 import write_int8_header
+
+    exe, tfl, qm, X, labels = int8_model
+    write_int8_header(qm, tmp_path / "odl_int8_model_data.h")
+    n_classes = int(labels.max()) + 1
+    W0, b0 = np.zeros((qm.feature_dim, n_classes), np.float32), np.zeros(n_classes, np.float32)
+    idx = np.random.default_rng(0).choice(len(X), device_int8.N_BENCH, replace=False)
+    out = device_int8.instructions(tmp_path, qm, qm.quantize_input(X[idx]), labels[idx], W0, b0)
+    assert out["host_equals_qemu"]
+    assert out["int8_qas_instructions_per_step"] > 0 and out["int8_forward_instructions_per_window"] > 0

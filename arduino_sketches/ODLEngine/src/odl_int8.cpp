@@ -216,7 +216,9 @@ void qhead_quantize(QHeadView& h, const float* W, const float* b, uint16_t num_c
   const uint32_t nw = (uint32_t)num_classes * h.feature_dim;
   float m = 0.0f;
   for (uint32_t i = 0; i < nw; ++i) m = fabsf(W[i]) > m ? fabsf(W[i]) : m;
-  h.w_scale = m > 0.0f ? m / 127.0f : 1.0f / 127.0f;
+  // a zero head (Lab 1 learns its head from zero) has no range: take Glorot-uniform's, sqrt(6 / (in + out))
+  if (!(m > 0.0f)) m = sqrtf(6.0f / (float)(h.feature_dim + num_classes));
+  h.w_scale = m / 127.0f;
   h.num_classes = num_classes;
   const float sb = h.w_scale * h.x_scale;
   for (uint32_t i = 0; i < nw; ++i) {

@@ -88,7 +88,8 @@ struct QHeadView {
   int16_t x_zero;
 };
 
-// Quantizes a float head (W class-major, b) into h: s_W = max|W| / 127, bq at s_W * x_scale.
+// Quantizes a float head (W class-major, b) into h: s_W = max|W| / 127 (a zero head: Glorot-uniform's
+// bound sqrt(6 / (feature_dim + num_classes)) / 127), bq at s_W * x_scale.
 void qhead_quantize(QHeadView& h, const float* W, const float* b, uint16_t num_classes);
 // softmax(s_W s_x (Wq (x_q - z_x) + bq)) into h.probs; returns the argmax (lin / sum as head_forward_loss).
 int qhead_forward(QHeadView& h, const int8_t* x, uint16_t y = 0, float* lin = nullptr, float* sum = nullptr);

@@ -180,10 +180,13 @@ def quantize_head(W: np.ndarray, b: np.ndarray, feature_scale: float) -> tuple[n
     """A float head (W (features, classes), b) as int8 weights and int32 bias, per-tensor symmetric.
 
     Returns ``(Wq (classes, features) int8, bq int32, s_W)``: ``W ~= s_W * Wq``, ``b ~= s_W * s_x * bq``
-    (the scale ch02's int8 training uses: ``odlkit.tiny.quant_scale``)."""
+    (the scale ch02's int8 training uses: ``odlkit.tiny.quant_scale``; a zero head, which has no
+    range, gets Glorot-uniform's bound ``sqrt(6 / (features + classes)) / 127``)."""
     W = np.asarray(W, np.float32)
-    m = float(np.max(np.abs(W)))
-    s = np.float32(m / 127.0 if m > 0 else 1.0 / 127.0)
+    m = np.float32(np.max(np.abs(W)))
+    if not m > 0:  # a zero head has no range: Glorot-uniform's bound, as odl_int8.cpp's qhead_quantize
+        m = np.sqrt(np.float32(6.0) / np.float32(W.shape[0] + W.shape[1]))
+    s = np.float32(m) / np.float32(127.0)
     wq = np.clip(np.round(W.T / s), -127, 127).astype(np.int8)
     bq = np.round(np.asarray(b, np.float64) / (float(s) * feature_scale)).astype(np.int64)
     return wq, bq, float(s)
