@@ -67,7 +67,7 @@ void qdense(const QLayerSpec& L, const int8_t* x, int8_t* y) {
     int32_t acc = 0;
     for (uint16_t i = 0; i < L.in_channels; ++i) acc += ((int32_t)x[i] + in_off) * (int32_t)w[i];
     acc += L.bias[o];
-    acc = multiply_by_quantized_multiplier_single(acc, L.multiplier[o], L.shift[o]) + L.out_zero;
+    acc = multiply_by_quantized_multiplier(acc, L.multiplier[o], L.shift[o]) + L.out_zero;
     y[o] = clamp8(acc, L.act_min, L.act_max);
   }
 }
@@ -143,12 +143,6 @@ int32_t multiply_by_quantized_multiplier(int32_t x, int32_t m, int shift) {
   const int left = shift > 0 ? shift : 0;
   const int right = shift > 0 ? 0 : -shift;
   return rounding_divide_by_pot(saturating_rounding_doubling_high_mul((int32_t)((uint32_t)x << left), m), right);
-}
-
-int32_t multiply_by_quantized_multiplier_single(int32_t x, int32_t m, int shift) {
-  const int total_shift = 31 - shift;  // 1..62 for shift in [-31, 30]
-  const int64_t round = (int64_t)1 << (total_shift - 1);
-  return (int32_t)(((int64_t)x * (int64_t)m + round) >> total_shift);  // arithmetic shift on every target
 }
 
 Status qvalidate_model(const QModelSpec& spec, uint32_t arena_bytes) {

@@ -1,7 +1,8 @@
 // odl_int8.h - the int8 path: the full-integer backbone (odlkit.export.int8 reads it from the
 // .tflite that to_tflite(..., int8=True) converts) run with the integer arithmetic of TensorFlow
-// Lite's reference kernels (bit for bit the int8 outputs of every layer of
-// tf.lite.Interpreter(..., OpResolverType.BUILTIN_REF): tests/test_int8_training.py), and an int8
+// Lite Micro's reference kernels (bit for bit its features; every layer bit for bit that of
+// tf.lite.Interpreter(..., OpResolverType.BUILTIN_REF) but the dense layer's rounding ties, see
+// multiply_by_quantized_multiplier; tests/test_int8_training.py), and an int8
 // head trained on its int8 features with or without quantization-aware scaling (QAS; Lin et al.
 // 2022, textbook 12.3.2; ch02's odlkit.tiny.train(weight_quant="qas"|"naive") in numpy).
 //
@@ -53,14 +54,12 @@ struct QModelSpec {
   uint16_t num_layers;
 };
 
-// TFLite's MultiplyByQuantizedMultiplier: round(x * m * 2^(shift - 31)). The reference kernels
-// of the tested TensorFlow release use two forms, and differ by 1 on rare ties if swapped
-// (tests/test_int8_training.py found such ties within 24 windows): CONV_2D, DEPTHWISE_CONV_2D
-// and MEAN the double-rounding gemmlowp form (SaturatingRoundingDoublingHighMul then
-// RoundingDivideByPOT); FULLY_CONNECTED (per channel) the single-rounding form
-// (x * m + 2^(30 - shift)) >> (31 - shift) in int64.
+// TFLite's MultiplyByQuantizedMultiplier: round(x * m * 2^(shift - 31)) in gemmlowp's double-rounding
+// form (SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT), as TensorFlow Lite Micro's
+// kernels compute it for every layer. (TensorFlow's own reference FULLY_CONNECTED of the tested
+// release rounds once instead, (x m + 2^(30 - shift)) >> (31 - shift), and so differs by 1 on rare
+// ties: tests/test_int8_training.py checks the engine against both.)
 int32_t multiply_by_quantized_multiplier(int32_t x, int32_t m, int shift);
-int32_t multiply_by_quantized_multiplier_single(int32_t x, int32_t m, int shift);
 
 // Called after each layer with its int8 output (n values); for tests and the tape.
 typedef void (*QLayerHook)(uint16_t layer, const int8_t* y, uint32_t n, void* user);

@@ -2,9 +2,10 @@
 
 The int8 path of the engine runs the backbone that ``to_tflite(..., int8=True)`` produced, with
 that model's own int8 weights, int32 biases, scales and zero points, and the integer arithmetic
-of TensorFlow Lite's reference kernels (so its outputs equal
-``tf.lite.Interpreter(..., experimental_op_resolver_type=BUILTIN_REF)`` bit for bit, layer by
-layer; ``tests/test_int8_training.py`` checks it). This module reads the converted model
+of TensorFlow Lite Micro's reference kernels (its features equal TFLite Micro's bit for bit, and
+every layer equals ``tf.lite.Interpreter(..., experimental_op_resolver_type=BUILTIN_REF)`` bit
+for bit except the dense layer's rounding ties, which TensorFlow's reference rounds once and
+TFLite Micro twice; ``tests/test_int8_training.py`` checks both). This module reads the converted model
 (LiteRT's interpreter: tensor data, quantization parameters and the op list), pairs every
 compute op with the Keras layer list of :func:`odlkit.export.c_header.export_layers` (for the
 kernel sizes and fused ReLUs the op list does not expose), and computes each op's fixed-point
