@@ -362,7 +362,6 @@ Status plan_train(BackboneView& bb, HeadView& h, StoreView& s, const TrainConfig
   const uint16_t nc = h.num_classes, fd = h.feature_dim;
   const uint32_t nw = (uint32_t)nc * fd;
   const bool full = cfg.mode == kTrainFull;
-  const uint32_t half = bb.arena_floats / 2;
   memset(h.vW, 0, sizeof(float) * nw);
   memset(h.vb, 0, sizeof(float) * nc);
   for (uint16_t l = 0; l < m.num_layers; ++l) {  // momentum starts at zero in every call
@@ -370,48 +369,46 @@ Status plan_train(BackboneView& bb, HeadView& h, StoreView& s, const TrainConfig
     if (P.update_bias) memset(fbuf(bb, P.vb), 0, sizeof(float) * P.out_C);
     if (P.update_kernel) memset(fbuf(bb, P.vw), 0, sizeof(float) * kernel_count(m.layers[l]));
   }
-  for (uint16_t epoch = 1; epoch <= cfg.epochs; ++epoch) {
-    if (cfg.shuffle) store_shuffle(s, n);
-    float loss_lin = 0.0f, loss_log = 0.0f, prod = 1.0f;
-    uint32_t correct = 0;
-    for (uint32_t start = 0; start < n; start += cfg.batch_size) {
-      const uint32_t end = start + cfg.batch_size < n ? start + cfg.batch_size : n;
+  struct Trainer {
+    BackboneView& bb;
+    HeadView& h;
+    const StoreView& s;
+    const TrainConfig& cfg;
+    bool full;
+    uint32_t nw;
+    void begin_batch() {
+      const ModelSpec& m = *bb.model;
       if (full) memset(h.gW, 0, sizeof(float) * nw);
-      memset(h.gb, 0, sizeof(float) * nc);
+      memset(h.gb, 0, sizeof(float) * h.num_classes);
       for (uint16_t l = 0; l < m.num_layers; ++l) {
         const LayerPlan& P = bb.lplan[l];
         if (P.update_bias) memset(fbuf(bb, P.gb), 0, sizeof(float) * P.out_C);
         if (P.update_kernel) memset(fbuf(bb, P.gw), 0, sizeof(float) * kernel_count(m.layers[l]));
       }
-      for (uint32_t k = start; k < end; ++k) {
-        const uint32_t idx = s.order[k];
-        const uint16_t y = s.labels[idx];
-        load_window(bb, bb.windows + idx * bb.window_values);
-        const float* x = forward(bb, true);
-        float lin = 0.0f, sum = 1.0f;
-        const int pred = head_forward_loss(h, x, y, &lin, &sum);
-        loss_lin += lin;
-        prod *= sum;
-        if (prod > 1e30f) {
-          loss_log += logf(prod);
-          prod = 1.0f;
-        }
-        if (pred == y) correct++;
-        h.probs[y] -= 1.0f;  // dL/dz = p - onehot
-        // dL/dfeatures = W^T dz with the weights before this batch's update, into the half x is not in
-        float* dfeat = x == bb.arena ? bb.arena + half : bb.arena;
-        memset(dfeat, 0, sizeof(float) * fd);
-        for (uint16_t c = 0; c < nc; ++c) {
-          const float d = h.probs[c];
-          h.gb[c] += d;
-          if (full) axpy(h.gW + (uint32_t)c * fd, d, x, fd);
-          axpy(dfeat, d, h.W + (uint32_t)c * fd, fd);
-        }
-        backward(bb, dfeat, dfeat == bb.arena ? bb.arena + half : bb.arena);
-      }
-      const float inv_m = 1.0f / (float)(end - start);
-      if (full) sgd_momentum(h.W, h.vW, h.gW, nw, inv_m, cfg.weight_decay, cfg.momentum, cfg.lr);
+    }
+    int sample(uint32_t idx, float* lin, float* sum) {
+      const uint16_t y = s.labels[idx], nc = h.num_classes, fd = h.feature_dim;
+      const uint32_t half = bb.arena_floats / 2;
+      load_window(bb, bb.windows + idx * bb.window_values);
+      const float* x = forward(bb, true);
+      const int pred = head_forward_loss(h, x, y, lin, sum);
+      h.probs[y] -= 1.0f;  // dL/dz = p - onehot
+      // dL/dfeatures = W^T dz with the weights before this batch's update, into the half x is not in
+      float* dfeat = x == bb.arena ? bb.arena + half : bb.arena;
+      memset(dfeat, 0, sizeof(float) * fd);
       for (uint16_t c = 0; c < nc; ++c) {
+        const float d = h.probs[c];
+        h.gb[c] += d;
+        if (full) axpy(h.gW + (uint32_t)c * fd, d, x, fd);
+        axpy(dfeat, d, h.W + (uint32_t)c * fd, fd);
+      }
+      backward(bb, dfeat, dfeat == bb.arena ? bb.arena + half : bb.arena);
+      return pred;
+    }
+    void step(float inv_m) {
+      const ModelSpec& m = *bb.model;
+      if (full) sgd_momentum(h.W, h.vW, h.gW, nw, inv_m, cfg.weight_decay, cfg.momentum, cfg.lr);
+      for (uint16_t c = 0; c < h.num_classes; ++c) {
         const float g = h.gb[c] * inv_m;
         h.vb[c] = cfg.momentum * h.vb[c] - cfg.lr * g;
         h.b[c] += h.vb[c];
@@ -424,24 +421,21 @@ Status plan_train(BackboneView& bb, HeadView& h, StoreView& s, const TrainConfig
           sgd_momentum(fbuf(bb, P.w), fbuf(bb, P.vw), fbuf(bb, P.gw), kernel_count(m.layers[l]), inv_m,
                        cfg.weight_decay, cfg.momentum, cfg.lr);
       }
-      ++*steps;
     }
-    EpochResult r;
-    r.epoch = epoch;
-    r.loss = (loss_lin + loss_log + logf(prod)) / (float)n;
-    r.accuracy = (float)correct / (float)n;
-    bool finite = is_finite(r.loss) && all_finite(h.W, nw) && all_finite(h.b, nc);
-    for (uint16_t l = 0; finite && l < m.num_layers; ++l) {
-      const LayerPlan& P = bb.lplan[l];
-      if (P.update_bias && !all_finite(fbuf(bb, P.b), P.out_C)) finite = false;
-      if (P.update_kernel && !all_finite(fbuf(bb, P.w), kernel_count(m.layers[l]))) finite = false;
+    bool epoch_done(const EpochResult& r) {
+      const ModelSpec& m = *bb.model;
+      bool finite = is_finite(r.loss) && all_finite(h.W, nw) && all_finite(h.b, h.num_classes);
+      for (uint16_t l = 0; finite && l < m.num_layers; ++l) {
+        const LayerPlan& P = bb.lplan[l];
+        if (P.update_bias && !all_finite(fbuf(bb, P.b), P.out_C)) finite = false;
+        if (P.update_kernel && !all_finite(fbuf(bb, P.w), kernel_count(m.layers[l]))) finite = false;
+      }
+      if (!finite) backbone_reset(bb);  // the caller restores the head
+      return finite;
     }
-    if (!finite) {
-      backbone_reset(bb);
-      return kErrDiverged;
-    }
-    if (cb && !cb(r, user)) break;
-  }
+  } t{bb, h, s, cfg, full, nw};
+  st = train_epochs(s, n, cfg, t, cb, user, steps);
+  if (st != kOk) return st;
   return plan_refresh_features(bb, s);
 }
 

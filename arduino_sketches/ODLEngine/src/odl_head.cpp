@@ -226,53 +226,42 @@ Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallba
   const bool full = cfg.mode == kTrainFull;
   memset(h.vW, 0, sizeof(float) * nw);
   memset(h.vb, 0, sizeof(float) * nc);
-  for (uint16_t epoch = 1; epoch <= cfg.epochs; ++epoch) {
-    if (cfg.shuffle) store_shuffle(s, n);
-    float loss_lin = 0.0f, loss_log = 0.0f, prod = 1.0f;
-    uint32_t correct = 0;
-    for (uint32_t start = 0; start < n; start += cfg.batch_size) {
-      const uint32_t end = start + cfg.batch_size < n ? start + cfg.batch_size : n;
+  struct Trainer {
+    HeadView& h;
+    const StoreView& s;
+    const TrainConfig& cfg;
+    bool full;
+    uint32_t nw;
+    void begin_batch() {
       if (full) memset(h.gW, 0, sizeof(float) * nw);
-      memset(h.gb, 0, sizeof(float) * nc);
-      for (uint32_t k = start; k < end; ++k) {
-        const uint32_t idx = s.order[k];
-        const float* x = s.features + idx * fd;
-        const uint16_t y = s.labels[idx];
-        float lin = 0.0f, sum = 1.0f;
-        const int pred = forward_softmax(h, x, y, &lin, &sum);
-        loss_lin += lin;
-        prod *= sum;  // each sum is in [1, num_classes]: flush to a log before overflow
-        if (prod > 1e30f) {
-          loss_log += logf(prod);
-          prod = 1.0f;
-        }
-        if (pred == y) correct++;
-        h.probs[y] -= 1.0f;  // dL/dz = p - onehot
-        for (uint16_t c = 0; c < nc; ++c) {
-          const float d = h.probs[c];
-          h.gb[c] += d;
-          if (full) axpy(h.gW + (uint32_t)c * fd, d, x, fd);
-        }
+      memset(h.gb, 0, sizeof(float) * h.num_classes);
+    }
+    int sample(uint32_t idx, float* lin, float* sum) {
+      const float* x = s.features + idx * h.feature_dim;
+      const uint16_t y = s.labels[idx];
+      const int pred = forward_softmax(h, x, y, lin, sum);
+      h.probs[y] -= 1.0f;  // dL/dz = p - onehot
+      for (uint16_t c = 0; c < h.num_classes; ++c) {
+        const float d = h.probs[c];
+        h.gb[c] += d;
+        if (full) axpy(h.gW + (uint32_t)c * h.feature_dim, d, x, h.feature_dim);
       }
-      const float inv_m = 1.0f / (float)(end - start);
-      if (full) {
-        sgd_momentum(h.W, h.vW, h.gW, nw, inv_m, cfg.weight_decay, cfg.momentum, cfg.lr);
-      }
-      for (uint16_t c = 0; c < nc; ++c) {
+      return pred;
+    }
+    void step(float inv_m) {
+      if (full) sgd_momentum(h.W, h.vW, h.gW, nw, inv_m, cfg.weight_decay, cfg.momentum, cfg.lr);
+      for (uint16_t c = 0; c < h.num_classes; ++c) {
         const float g = h.gb[c] * inv_m;
         h.vb[c] = cfg.momentum * h.vb[c] - cfg.lr * g;
         h.b[c] += h.vb[c];
       }
     }
-    EpochResult r;
-    r.epoch = epoch;
-    r.loss = (loss_lin + loss_log + logf(prod)) / (float)n;
-    r.accuracy = (float)correct / (float)n;
-    // the caller (Engine::train) restores the weights from before the call
-    if (!is_finite(r.loss) || !all_finite(h.W, nw) || !all_finite(h.b, nc)) return kErrDiverged;
-    if (cb && !cb(r, user)) break;
-  }
-  return kOk;
+    // the caller (Engine::train) restores the weights from before the call on kErrDiverged
+    bool epoch_done(const EpochResult& r) {
+      return is_finite(r.loss) && all_finite(h.W, nw) && all_finite(h.b, h.num_classes);
+    }
+  } t{h, s, cfg, full, nw};
+  return train_epochs(s, n, cfg, t, cb, user, nullptr);
 }
 
 Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResult* out, uint16_t* confusion) {

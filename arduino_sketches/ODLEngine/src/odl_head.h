@@ -82,6 +82,49 @@ void store_shuffle(StoreView& s, uint32_t n);
 Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallback cb, void* user);
 Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResult* out, uint16_t* confusion);
 
+// The epoch / mini-batch loop of every trainer (head, backbone plans, Lab 2's network, int8 head):
+// per epoch the store's shuffle (store_shuffle), then mini-batches of s.order[0..n). The trainer t:
+//   void begin_batch()                               zeroes the batch's gradient sums
+//   int sample(uint32_t slot, float* lin, float* sum) forward and backward of one sample: its argmax
+//                                                    and loss parts (loss = lin + log(sum))
+//   void step(float inv_m)                           the update (inv_m = 1 / the batch's size)
+//   bool epoch_done(const EpochResult& r)            after each epoch; false: stop with kErrDiverged
+// Loss and accuracy of an epoch are those before each batch's update; *steps counts mini-batches.
+template <class Trainer>
+Status train_epochs(StoreView& s, uint32_t n, const TrainConfig& cfg, Trainer& t, EpochCallback cb, void* user,
+                    uint32_t* steps) {
+  for (uint16_t epoch = 1; epoch <= cfg.epochs; ++epoch) {
+    if (cfg.shuffle) store_shuffle(s, n);
+    float loss_lin = 0.0f, loss_log = 0.0f, prod = 1.0f;
+    uint32_t correct = 0;
+    for (uint32_t start = 0; start < n; start += cfg.batch_size) {
+      const uint32_t end = start + cfg.batch_size < n ? start + cfg.batch_size : n;
+      t.begin_batch();
+      for (uint32_t k = start; k < end; ++k) {
+        const uint32_t idx = s.order[k];
+        float lin = 0.0f, sum = 1.0f;
+        const int pred = t.sample(idx, &lin, &sum);
+        loss_lin += lin;
+        prod *= sum;  // each sum is in [1, num_classes]: flush to a log before overflow
+        if (prod > 1e30f) {
+          loss_log += logf(prod);
+          prod = 1.0f;
+        }
+        if (pred == s.labels[idx]) correct++;
+      }
+      t.step(1.0f / (float)(end - start));
+      if (steps) ++*steps;
+    }
+    EpochResult r;
+    r.epoch = epoch;
+    r.loss = (loss_lin + loss_log + logf(prod)) / (float)n;
+    r.accuracy = (float)correct / (float)n;
+    if (!t.epoch_done(r)) return kErrDiverged;
+    if (cb && !cb(r, user)) break;
+  }
+  return kOk;
+}
+
 // The evaluation loop of every engine: mean cross-entropy, accuracy and confusion counts over the
 // stored samples (all, or the current session's), with the model as a parameter:
 // forward(slot, label, &lin, &sum) returns the argmax of the sample in store slot `slot`

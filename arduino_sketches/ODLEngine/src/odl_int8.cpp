@@ -276,48 +276,39 @@ Status qhead_train(QHeadView& h, StoreView& s, const int8_t* qfeatures, const Tr
   const float kb = qas ? 1.0f / sb : sb;
   memset(h.vW, 0, sizeof(float) * nw);
   memset(h.vb, 0, sizeof(float) * nc);
-  for (uint16_t epoch = 1; epoch <= cfg.epochs; ++epoch) {
-    if (cfg.shuffle) store_shuffle(s, n);
-    float loss_lin = 0.0f, loss_log = 0.0f, prod = 1.0f;
-    uint32_t correct = 0;
-    for (uint32_t start = 0; start < n; start += cfg.batch_size) {
-      const uint32_t end = start + cfg.batch_size < n ? start + cfg.batch_size : n;
+  struct Trainer {
+    QHeadView& h;
+    const StoreView& s;
+    const int8_t* qfeatures;
+    const TrainConfig& cfg;
+    uint32_t nw;
+    float kw, kb;
+    void begin_batch() {
       memset(h.gW, 0, sizeof(float) * nw);
-      memset(h.gb, 0, sizeof(float) * nc);
-      for (uint32_t k = start; k < end; ++k) {
-        const uint32_t idx = s.order[k];
-        const int8_t* x = qfeatures + idx * fd;
-        const uint16_t y = s.labels[idx];
-        float lin = 0.0f, sum = 1.0f;
-        const int pred = qhead_forward(h, x, y, &lin, &sum);
-        loss_lin += lin;
-        prod *= sum;
-        if (prod > 1e30f) {
-          loss_log += logf(prod);
-          prod = 1.0f;
-        }
-        if (pred == y) correct++;
-        h.probs[y] -= 1.0f;  // dL/dz = p - onehot
-        for (uint16_t f = 0; f < fd; ++f) h.xr[f] = h.x_scale * (float)((int32_t)x[f] - h.x_zero);
-        for (uint16_t c = 0; c < nc; ++c) {
-          h.gb[c] += h.probs[c];
-          axpy(h.gW + (uint32_t)c * fd, h.probs[c], h.xr, fd);
-        }
-      }
-      const float inv_m = 1.0f / (float)(end - start);
-      sgd_momentum(h.latW, h.vW, h.gW, nw, inv_m * kw, cfg.weight_decay, cfg.momentum, cfg.lr);
-      sgd_momentum(h.latb, h.vb, h.gb, nc, inv_m * kb, 0.0f, cfg.momentum, cfg.lr);
-      qhead_requantize(h);
-      ++*steps;
+      memset(h.gb, 0, sizeof(float) * h.num_classes);
     }
-    EpochResult r;
-    r.epoch = epoch;
-    r.loss = (loss_lin + loss_log + logf(prod)) / (float)n;
-    r.accuracy = (float)correct / (float)n;
-    if (!is_finite(r.loss) || !all_finite(h.latW, nw) || !all_finite(h.latb, nc)) return kErrDiverged;
-    if (cb && !cb(r, user)) break;
-  }
-  return kOk;
+    int sample(uint32_t idx, float* lin, float* sum) {
+      const uint16_t fd = h.feature_dim, y = s.labels[idx];
+      const int8_t* x = qfeatures + idx * fd;
+      const int pred = qhead_forward(h, x, y, lin, sum);
+      h.probs[y] -= 1.0f;  // dL/dz = p - onehot
+      for (uint16_t f = 0; f < fd; ++f) h.xr[f] = h.x_scale * (float)((int32_t)x[f] - h.x_zero);
+      for (uint16_t c = 0; c < h.num_classes; ++c) {
+        h.gb[c] += h.probs[c];
+        axpy(h.gW + (uint32_t)c * fd, h.probs[c], h.xr, fd);
+      }
+      return pred;
+    }
+    void step(float inv_m) {
+      sgd_momentum(h.latW, h.vW, h.gW, nw, inv_m * kw, cfg.weight_decay, cfg.momentum, cfg.lr);
+      sgd_momentum(h.latb, h.vb, h.gb, h.num_classes, inv_m * kb, 0.0f, cfg.momentum, cfg.lr);
+      qhead_requantize(h);
+    }
+    bool epoch_done(const EpochResult& r) {
+      return is_finite(r.loss) && all_finite(h.latW, nw) && all_finite(h.latb, h.num_classes);
+    }
+  } t{h, s, qfeatures, cfg, nw, kw, kb};
+  return train_epochs(s, n, cfg, t, cb, user, steps);
 }
 
 Status qhead_evaluate(QHeadView& h, const StoreView& s, const int8_t* qfeatures, bool use_replay, EvalResult* out,
