@@ -31,42 +31,36 @@ uint16_t g_labels[kMaxN], g_sessions[kMaxN], g_order[kMaxN];
 float g_W[kMaxC * kMaxFd], g_b[kMaxC];
 int8_t g_Wq[kMaxC * kMaxFd];
 int32_t g_bq[kMaxC];
-float g_latW[kMaxC * kMaxFd], g_latb[kMaxC], g_vW[kMaxC * kMaxFd], g_vb[kMaxC],
-    g_gW[kMaxC * kMaxFd], g_gb[kMaxC];
+float g_latW[kMaxC * kMaxFd], g_latb[kMaxC], g_vW[kMaxC * kMaxFd], g_vb[kMaxC], g_gW[kMaxC * kMaxFd], g_gb[kMaxC];
 float g_probs[kMaxC], g_xr[kMaxFd];
 
-void read_exact(void *p, size_t n) {
+void read_exact(void* p, size_t n) {
   if (fread(p, 1, n, stdin) != n) {
     fprintf(stderr, "short input\n");
     exit(2);
   }
 }
 
-void dump_layer(uint16_t, const int8_t *y, uint32_t n, void *) {
-  fwrite(y, 1, n, stdout);
-}
+void dump_layer(uint16_t, const int8_t* y, uint32_t n, void*) { fwrite(y, 1, n, stdout); }
 
-bool log_epoch(const odl::EpochResult &r, void *) {
+bool log_epoch(const odl::EpochResult& r, void*) {
   fwrite(&r.loss, 4, 1, stdout);
   fwrite(&r.accuracy, 4, 1, stdout);
   return true;
 }
 
-} // namespace
+}  // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "forward") == 0) {
-    const odl::QModelSpec &m = kOdlQModel;
-    if (odl::qvalidate_model(m, sizeof(g_arena)) != odl::kOk)
-      return 3;
+    const odl::QModelSpec& m = kOdlQModel;
+    if (odl::qvalidate_model(m, sizeof(g_arena)) != odl::kOk) return 3;
     uint32_t n = 0;
     read_exact(&n, 4);
     const uint32_t vals = (uint32_t)m.input_len * m.input_channels;
     for (uint32_t i = 0; i < n; ++i) {
       read_exact(g_in, vals);
-      if (odl::qrun_backbone(m, g_in, g_arena, sizeof(g_arena), g_feat,
-                             dump_layer, nullptr) != odl::kOk)
-        return 4;
+      if (odl::qrun_backbone(m, g_in, g_arena, sizeof(g_arena), g_feat, dump_layer, nullptr) != odl::kOk) return 4;
     }
     return 0;
   }
@@ -87,8 +81,7 @@ int main(int argc, char **argv) {
     read_exact(&fd, 2);
     read_exact(&xs, 4);
     read_exact(&xz, 4);
-    if (n > kMaxN || fd > kMaxFd || nc > kMaxC)
-      return 5;
+    if (n > kMaxN || fd > kMaxFd || nc > kMaxC) return 5;
     read_exact(g_q, (size_t)n * fd);
     read_exact(g_labels, 2u * n);
     read_exact(g_W, 4u * nc * fd);
@@ -102,13 +95,11 @@ int main(int argc, char **argv) {
     s.order = g_order;
     odl::store_clear(s, seed);
     s.count = n;
-    odl::QHeadView h = {fd,     kMaxC, 0,    g_Wq,       g_bq, g_latW,
-                        g_latb, g_vW,  g_vb, g_gW,       g_gb, g_probs,
-                        g_xr,   0.0f,  xs,   (int16_t)xz};
+    odl::QHeadView h = {fd,   kMaxC, 0,    g_Wq,    g_bq, g_latW, g_latb, g_vW,
+                        g_vb, g_gW,  g_gb, g_probs, g_xr, 0.0f,   xs,     (int16_t)xz};
     odl::qhead_quantize(h, g_W, g_b, nc);
     uint32_t steps = 0;
-    const odl::Status st =
-        odl::qhead_train(h, s, g_q, cfg, qas, log_epoch, nullptr, &steps);
+    const odl::Status st = odl::qhead_train(h, s, g_q, cfg, qas, log_epoch, nullptr, &steps);
     if (st != odl::kOk) {
       fprintf(stderr, "train: %s\n", odl::status_str(st));
       return 6;
