@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "odl_kernels.h"
-#include "odl_rng.h"
 
 ODL_NUMERICS_BEGIN
 namespace odl {
@@ -160,67 +159,53 @@ void maxpool1d_backward(const uint8_t* bits, uint8_t nbits, uint16_t T, uint16_t
 
 inline float* fbuf(const BackboneView& bb, uint32_t off) { return off == kNoBuffer ? nullptr : (float*)(bb.buf + off); }
 
+// The tape of the training forward (run_layers' hooks): stores what the plan's backward needs.
+struct Tape {
+  BackboneView& bb;
+  void input(uint16_t l, const float* x, uint16_t T, uint16_t C) {
+    const LayerPlan& P = bb.lplan[l];
+    if (P.x != kNoBuffer) memcpy(fbuf(bb, P.x), x, sizeof(float) * T * C);
+  }
+  void output(uint16_t l, const float* x, const float* y, uint16_t To, uint16_t C) {
+    const LayerPlan& P = bb.lplan[l];
+    const uint16_t pool = bb.model->layers[l].kernel;
+    if (!P.arg_bits) return;  // MaxPool: the first index reaching the max, as maxpool1d picks it
+    BitWriter w(bb.buf + P.bits);
+    for (uint16_t t = 0; t < To; ++t)
+      for (uint16_t c = 0; c < C; ++c) {
+        const uint32_t e = (uint32_t)t * C + c;
+        uint32_t j = 0;
+        while (j + 1 < pool && !(x[((uint32_t)t * pool + j) * C + c] == y[e])) ++j;
+        w.put(j, P.arg_bits);
+      }
+    w.flush();
+  }
+  void activated(uint16_t l, const float* y, uint16_t T, uint16_t C) {
+    const LayerPlan& P = bb.lplan[l];
+    if (!P.mask) return;  // one bit per output element, a byte at a time
+    uint8_t* b = bb.buf + P.bits;
+    const uint32_t n = (uint32_t)T * C;
+    for (uint32_t i = 0; i < n; i += 8) {
+      const uint32_t m = n - i < 8 ? n - i : 8;
+      uint8_t byte = 0;
+      for (uint32_t j = 0; j < m; ++j)
+        if (y[i + j] > 0.0f) byte = (uint8_t)(byte | (1u << j));
+      *b++ = byte;
+    }
+  }
+};
+
 // Forward from a normalized window (already in the first arena half) through the model; with
 // `tape`, stores what the plan's backward needs. Returns the features (inside the arena).
 const float* forward(BackboneView& bb, bool tape) {
-  const ModelSpec& m = *bb.model;
+  uint16_t T = 0, C = 0;
   const uint32_t half = bb.arena_floats / 2;
-  float* cur = bb.arena;
-  float* nxt = bb.arena + half;
-  uint16_t T = m.input_len, C = m.input_channels;
-  for (uint16_t l = 0; l < m.num_layers; ++l) {
-    const LayerSpec& L = m.layers[l];
-    const LayerPlan& P = bb.lplan[l];
-    uint16_t To = 0, Co = 0;
-    layer_out_shape(L, T, C, &To, &Co);
-    if (tape && P.x != kNoBuffer) memcpy(fbuf(bb, P.x), cur, sizeof(float) * T * C);
-    bool swap = true;
-    switch (L.type) {
-      case kConv1D: conv1d_valid(cur, T, C, L.weights, L.bias, L.kernel, Co, nxt); break;
-      case kDepthwiseConv1D: depthwise_conv1d_valid(cur, T, C, L.weights, L.bias, L.kernel, nxt); break;
-      case kDense: dense(cur, C, L.weights, L.bias, Co, nxt); break;
-      case kReLU:
-        relu_inplace(cur, (uint32_t)T * C);
-        swap = false;
-        break;
-      case kMaxPool1D:
-        maxpool1d(cur, T, C, L.kernel, nxt);
-        if (tape && P.arg_bits) {  // the first index reaching the max, as maxpool1d picks it
-          BitWriter w(bb.buf + P.bits);
-          for (uint16_t t = 0; t < To; ++t)
-            for (uint16_t c = 0; c < C; ++c) {
-              const uint32_t e = (uint32_t)t * C + c;
-              uint32_t j = 0;
-              while (j + 1 < L.kernel && !(cur[((uint32_t)t * L.kernel + j) * C + c] == nxt[e])) ++j;
-              w.put(j, P.arg_bits);
-            }
-          w.flush();
-        }
-        break;
-      case kGlobalAvgPool1D: global_avg_pool1d(cur, T, C, nxt); break;
-      default: break;
-    }
-    if (swap) {
-      float* t = cur;
-      cur = nxt;
-      nxt = t;
-    }
-    T = To;
-    C = Co;
-    if (L.activation == kActRelu) relu_inplace(cur, (uint32_t)T * C);
-    if (tape && P.mask) {  // one bit per output element, a byte at a time
-      uint8_t* b = bb.buf + P.bits;
-      const uint32_t n = (uint32_t)T * C;
-      for (uint32_t i = 0; i < n; i += 8) {
-        const uint32_t m = n - i < 8 ? n - i : 8;
-        uint8_t byte = 0;
-        for (uint32_t j = 0; j < m; ++j)
-          if (cur[i + j] > 0.0f) byte = (uint8_t)(byte | (1u << j));
-        *b++ = byte;
-      }
-    }
+  if (!tape) {
+    NoTap none;
+    return run_layers(*bb.model, bb.arena, half, none, &T, &C);
   }
-  return cur;
+  Tape t{bb};
+  return run_layers(*bb.model, bb.arena, half, t, &T, &C);
 }
 
 void load_window(BackboneView& bb, const int16_t* q) {
@@ -348,6 +333,7 @@ void window_store(BackboneView& bb, uint32_t slot, const float* raw) {
 Status window_features(BackboneView& bb, const int16_t* q, float* features) {
   load_window(bb, q);
   const float* f = forward(bb, false);
+  if (!f) return kErrBadModel;
   memcpy(features, f, sizeof(float) * bb.model->feature_dim);
   return kOk;
 }
@@ -368,10 +354,7 @@ Status plan_train(BackboneView& bb, HeadView& h, StoreView& s, const TrainConfig
   Status st = plan_configure(bb, cfg.plan, cfg.sparse_layers);
   if (st != kOk) return st;
   if (h.num_classes == 0) return kErrNoSamples;
-  const uint32_t have = s.count < bb.window_capacity ? s.count : bb.window_capacity;
-  uint32_t n = 0;
-  for (uint32_t i = 0; i < have; ++i)
-    if (cfg.use_replay || s.sessions[i] == s.session) s.order[n++] = (uint16_t)i;
+  const uint32_t n = select_samples(s, cfg.use_replay, bb.window_capacity);
   if (n == 0) return kErrNoSamples;
   for (uint32_t k = 0; k < n; ++k)
     if (s.labels[s.order[k]] >= h.num_classes) return kErrBadLabel;
@@ -379,7 +362,6 @@ Status plan_train(BackboneView& bb, HeadView& h, StoreView& s, const TrainConfig
   const uint16_t nc = h.num_classes, fd = h.feature_dim;
   const uint32_t nw = (uint32_t)nc * fd;
   const bool full = cfg.mode == kTrainFull;
-  const uint32_t half = bb.arena_floats / 2;
   memset(h.vW, 0, sizeof(float) * nw);
   memset(h.vb, 0, sizeof(float) * nc);
   for (uint16_t l = 0; l < m.num_layers; ++l) {  // momentum starts at zero in every call
@@ -387,55 +369,46 @@ Status plan_train(BackboneView& bb, HeadView& h, StoreView& s, const TrainConfig
     if (P.update_bias) memset(fbuf(bb, P.vb), 0, sizeof(float) * P.out_C);
     if (P.update_kernel) memset(fbuf(bb, P.vw), 0, sizeof(float) * kernel_count(m.layers[l]));
   }
-  for (uint16_t epoch = 1; epoch <= cfg.epochs; ++epoch) {
-    if (cfg.shuffle) {
-      for (uint32_t i = n - 1; i > 0; --i) {
-        const uint32_t j = xorshift32(&s.rng_shuffle) % (i + 1);
-        const uint16_t t = s.order[i];
-        s.order[i] = s.order[j];
-        s.order[j] = t;
-      }
-    }
-    float loss_lin = 0.0f, loss_log = 0.0f, prod = 1.0f;
-    uint32_t correct = 0;
-    for (uint32_t start = 0; start < n; start += cfg.batch_size) {
-      const uint32_t end = start + cfg.batch_size < n ? start + cfg.batch_size : n;
+  struct Trainer {
+    BackboneView& bb;
+    HeadView& h;
+    const StoreView& s;
+    const TrainConfig& cfg;
+    bool full;
+    uint32_t nw;
+    void begin_batch() {
+      const ModelSpec& m = *bb.model;
       if (full) memset(h.gW, 0, sizeof(float) * nw);
-      memset(h.gb, 0, sizeof(float) * nc);
+      memset(h.gb, 0, sizeof(float) * h.num_classes);
       for (uint16_t l = 0; l < m.num_layers; ++l) {
         const LayerPlan& P = bb.lplan[l];
         if (P.update_bias) memset(fbuf(bb, P.gb), 0, sizeof(float) * P.out_C);
         if (P.update_kernel) memset(fbuf(bb, P.gw), 0, sizeof(float) * kernel_count(m.layers[l]));
       }
-      for (uint32_t k = start; k < end; ++k) {
-        const uint32_t idx = s.order[k];
-        const uint16_t y = s.labels[idx];
-        load_window(bb, bb.windows + idx * bb.window_values);
-        const float* x = forward(bb, true);
-        float lin = 0.0f, sum = 1.0f;
-        const int pred = head_forward_loss(h, x, y, &lin, &sum);
-        loss_lin += lin;
-        prod *= sum;
-        if (prod > 1e30f) {
-          loss_log += logf(prod);
-          prod = 1.0f;
-        }
-        if (pred == y) correct++;
-        h.probs[y] -= 1.0f;  // dL/dz = p - onehot
-        // dL/dfeatures = W^T dz with the weights before this batch's update, into the half x is not in
-        float* dfeat = x == bb.arena ? bb.arena + half : bb.arena;
-        memset(dfeat, 0, sizeof(float) * fd);
-        for (uint16_t c = 0; c < nc; ++c) {
-          const float d = h.probs[c];
-          h.gb[c] += d;
-          if (full) axpy(h.gW + (uint32_t)c * fd, d, x, fd);
-          axpy(dfeat, d, h.W + (uint32_t)c * fd, fd);
-        }
-        backward(bb, dfeat, dfeat == bb.arena ? bb.arena + half : bb.arena);
-      }
-      const float inv_m = 1.0f / (float)(end - start);
-      if (full) sgd_momentum(h.W, h.vW, h.gW, nw, inv_m, cfg.weight_decay, cfg.momentum, cfg.lr);
+    }
+    int sample(uint32_t idx, float* lin, float* sum) {
+      const uint16_t y = s.labels[idx], nc = h.num_classes, fd = h.feature_dim;
+      const uint32_t half = bb.arena_floats / 2;
+      load_window(bb, bb.windows + idx * bb.window_values);
+      const float* x = forward(bb, true);
+      const int pred = head_forward_loss(h, x, y, lin, sum);
+      h.probs[y] -= 1.0f;  // dL/dz = p - onehot
+      // dL/dfeatures = W^T dz with the weights before this batch's update, into the half x is not in
+      float* dfeat = x == bb.arena ? bb.arena + half : bb.arena;
+      memset(dfeat, 0, sizeof(float) * fd);
       for (uint16_t c = 0; c < nc; ++c) {
+        const float d = h.probs[c];
+        h.gb[c] += d;
+        if (full) axpy(h.gW + (uint32_t)c * fd, d, x, fd);
+        axpy(dfeat, d, h.W + (uint32_t)c * fd, fd);
+      }
+      backward(bb, dfeat, dfeat == bb.arena ? bb.arena + half : bb.arena);
+      return pred;
+    }
+    void step(float inv_m) {
+      const ModelSpec& m = *bb.model;
+      if (full) sgd_momentum(h.W, h.vW, h.gW, nw, inv_m, cfg.weight_decay, cfg.momentum, cfg.lr);
+      for (uint16_t c = 0; c < h.num_classes; ++c) {
         const float g = h.gb[c] * inv_m;
         h.vb[c] = cfg.momentum * h.vb[c] - cfg.lr * g;
         h.b[c] += h.vb[c];
@@ -448,24 +421,21 @@ Status plan_train(BackboneView& bb, HeadView& h, StoreView& s, const TrainConfig
           sgd_momentum(fbuf(bb, P.w), fbuf(bb, P.vw), fbuf(bb, P.gw), kernel_count(m.layers[l]), inv_m,
                        cfg.weight_decay, cfg.momentum, cfg.lr);
       }
-      ++*steps;
     }
-    EpochResult r;
-    r.epoch = epoch;
-    r.loss = (loss_lin + loss_log + logf(prod)) / (float)n;
-    r.accuracy = (float)correct / (float)n;
-    bool finite = is_finite(r.loss) && all_finite(h.W, nw) && all_finite(h.b, nc);
-    for (uint16_t l = 0; finite && l < m.num_layers; ++l) {
-      const LayerPlan& P = bb.lplan[l];
-      if (P.update_bias && !all_finite(fbuf(bb, P.b), P.out_C)) finite = false;
-      if (P.update_kernel && !all_finite(fbuf(bb, P.w), kernel_count(m.layers[l]))) finite = false;
+    bool epoch_done(const EpochResult& r) {
+      const ModelSpec& m = *bb.model;
+      bool finite = is_finite(r.loss) && all_finite(h.W, nw) && all_finite(h.b, h.num_classes);
+      for (uint16_t l = 0; finite && l < m.num_layers; ++l) {
+        const LayerPlan& P = bb.lplan[l];
+        if (P.update_bias && !all_finite(fbuf(bb, P.b), P.out_C)) finite = false;
+        if (P.update_kernel && !all_finite(fbuf(bb, P.w), kernel_count(m.layers[l]))) finite = false;
+      }
+      if (!finite) backbone_reset(bb);  // the caller restores the head
+      return finite;
     }
-    if (!finite) {
-      backbone_reset(bb);
-      return kErrDiverged;
-    }
-    if (cb && !cb(r, user)) break;
-  }
+  } t{bb, h, s, cfg, full, nw};
+  st = train_epochs(s, n, cfg, t, cb, user, steps);
+  if (st != kOk) return st;
   return plan_refresh_features(bb, s);
 }
 

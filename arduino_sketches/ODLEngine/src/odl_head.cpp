@@ -108,31 +108,33 @@ float exp_nonpos(float x) {
 // cross-entropy of label y is (zmax - z_y) + log(sum): if given, *lin receives
 // zmax - z_y and *sum the softmax denominator (>= 1), so the caller can take one
 // log per batch instead of one per sample (exact even when p_y underflows).
-static int forward_softmax(HeadView& h, const float* x, uint16_t y = 0, float* lin = nullptr,
-                           float* sum_out = nullptr) {
-  const uint16_t nc = h.num_classes, fd = h.feature_dim;
-  float* z = h.probs;
+int softmax_loss(float* z, uint16_t n, uint16_t y, float* lin, float* sum_out) {
   float zmax = -INFINITY;
   int best = 0;
-  for (uint16_t c = 0; c < nc; ++c) {
-    const float acc = dot_acc(h.b[c], h.W + (uint32_t)c * fd, x, fd);
-    z[c] = acc;
-    if (acc > zmax) {
-      zmax = acc;
+  for (uint16_t c = 0; c < n; ++c)
+    if (z[c] > zmax) {
+      zmax = z[c];
       best = c;
     }
-  }
-  const float zy = y < nc ? z[y] : 0.0f;
+  const float zy = y < n ? z[y] : 0.0f;
   float sum = 0.0f;
-  for (uint16_t c = 0; c < nc; ++c) {
+  for (uint16_t c = 0; c < n; ++c) {
     z[c] = exp_nonpos(z[c] - zmax);
     sum += z[c];
   }
   const float inv = 1.0f / sum;
-  for (uint16_t c = 0; c < nc; ++c) z[c] *= inv;
+  for (uint16_t c = 0; c < n; ++c) z[c] *= inv;
   if (lin) *lin = zmax - zy;
   if (sum_out) *sum_out = sum;
   return best;
+}
+
+// Writes softmax(W x + b) into h.probs; returns the argmax class (softmax_loss).
+static int forward_softmax(HeadView& h, const float* x, uint16_t y = 0, float* lin = nullptr,
+                           float* sum_out = nullptr) {
+  const uint16_t nc = h.num_classes, fd = h.feature_dim;
+  for (uint16_t c = 0; c < nc; ++c) h.probs[c] = dot_acc(h.b[c], h.W + (uint32_t)c * fd, x, fd);
+  return softmax_loss(h.probs, nc, y, lin, sum_out);
 }
 
 int head_forward(HeadView& h, const float* x) { return forward_softmax(h, x); }
@@ -193,12 +195,21 @@ Status store_add(StoreView& s, const HeadView& h, const float* features, uint16_
   return kOk;
 }
 
-// Fills s.order with the indices of the samples used; returns how many.
-static uint32_t select_samples(StoreView& s, bool use_replay) {
+uint32_t select_samples(StoreView& s, bool use_replay, uint32_t limit) {
+  const uint32_t have = s.count < limit ? s.count : limit;
   uint32_t n = 0;
-  for (uint32_t i = 0; i < s.count; ++i)
+  for (uint32_t i = 0; i < have; ++i)
     if (use_replay || s.sessions[i] == s.session) s.order[n++] = (uint16_t)i;
   return n;
+}
+
+void store_shuffle(StoreView& s, uint32_t n) {
+  for (uint32_t i = n - 1; n > 1 && i > 0; --i) {
+    const uint32_t j = xorshift32(&s.rng_shuffle) % (i + 1);
+    const uint16_t t = s.order[i];
+    s.order[i] = s.order[j];
+    s.order[j] = t;
+  }
 }
 
 Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallback cb, void* user) {
@@ -215,90 +226,51 @@ Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallba
   const bool full = cfg.mode == kTrainFull;
   memset(h.vW, 0, sizeof(float) * nw);
   memset(h.vb, 0, sizeof(float) * nc);
-  for (uint16_t epoch = 1; epoch <= cfg.epochs; ++epoch) {
-    if (cfg.shuffle) {
-      for (uint32_t i = n - 1; i > 0; --i) {
-        const uint32_t j = xorshift32(&s.rng_shuffle) % (i + 1);
-        const uint16_t t = s.order[i];
-        s.order[i] = s.order[j];
-        s.order[j] = t;
-      }
-    }
-    float loss_lin = 0.0f, loss_log = 0.0f, prod = 1.0f;
-    uint32_t correct = 0;
-    for (uint32_t start = 0; start < n; start += cfg.batch_size) {
-      const uint32_t end = start + cfg.batch_size < n ? start + cfg.batch_size : n;
+  struct Trainer {
+    HeadView& h;
+    const StoreView& s;
+    const TrainConfig& cfg;
+    bool full;
+    uint32_t nw;
+    void begin_batch() {
       if (full) memset(h.gW, 0, sizeof(float) * nw);
-      memset(h.gb, 0, sizeof(float) * nc);
-      for (uint32_t k = start; k < end; ++k) {
-        const uint32_t idx = s.order[k];
-        const float* x = s.features + idx * fd;
-        const uint16_t y = s.labels[idx];
-        float lin = 0.0f, sum = 1.0f;
-        const int pred = forward_softmax(h, x, y, &lin, &sum);
-        loss_lin += lin;
-        prod *= sum;  // each sum is in [1, num_classes]: flush to a log before overflow
-        if (prod > 1e30f) {
-          loss_log += logf(prod);
-          prod = 1.0f;
-        }
-        if (pred == y) correct++;
-        h.probs[y] -= 1.0f;  // dL/dz = p - onehot
-        for (uint16_t c = 0; c < nc; ++c) {
-          const float d = h.probs[c];
-          h.gb[c] += d;
-          if (full) axpy(h.gW + (uint32_t)c * fd, d, x, fd);
-        }
+      memset(h.gb, 0, sizeof(float) * h.num_classes);
+    }
+    int sample(uint32_t idx, float* lin, float* sum) {
+      const float* x = s.features + idx * h.feature_dim;
+      const uint16_t y = s.labels[idx];
+      const int pred = forward_softmax(h, x, y, lin, sum);
+      h.probs[y] -= 1.0f;  // dL/dz = p - onehot
+      for (uint16_t c = 0; c < h.num_classes; ++c) {
+        const float d = h.probs[c];
+        h.gb[c] += d;
+        if (full) axpy(h.gW + (uint32_t)c * h.feature_dim, d, x, h.feature_dim);
       }
-      const float inv_m = 1.0f / (float)(end - start);
-      if (full) {
-        sgd_momentum(h.W, h.vW, h.gW, nw, inv_m, cfg.weight_decay, cfg.momentum, cfg.lr);
-      }
-      for (uint16_t c = 0; c < nc; ++c) {
+      return pred;
+    }
+    void step(float inv_m) {
+      if (full) sgd_momentum(h.W, h.vW, h.gW, nw, inv_m, cfg.weight_decay, cfg.momentum, cfg.lr);
+      for (uint16_t c = 0; c < h.num_classes; ++c) {
         const float g = h.gb[c] * inv_m;
         h.vb[c] = cfg.momentum * h.vb[c] - cfg.lr * g;
         h.b[c] += h.vb[c];
       }
     }
-    EpochResult r;
-    r.epoch = epoch;
-    r.loss = (loss_lin + loss_log + logf(prod)) / (float)n;
-    r.accuracy = (float)correct / (float)n;
-    // the caller (Engine::train) restores the weights from before the call
-    if (!is_finite(r.loss) || !all_finite(h.W, nw) || !all_finite(h.b, nc)) return kErrDiverged;
-    if (cb && !cb(r, user)) break;
-  }
-  return kOk;
+    // the caller (Engine::train) restores the weights from before the call on kErrDiverged
+    bool epoch_done(const EpochResult& r) {
+      return is_finite(r.loss) && all_finite(h.W, nw) && all_finite(h.b, h.num_classes);
+    }
+  } t{h, s, cfg, full, nw};
+  return train_epochs(s, n, cfg, t, cb, user, nullptr);
 }
 
 Status head_evaluate(HeadView& h, const StoreView& s, bool use_replay, EvalResult* out, uint16_t* confusion) {
-  if (!out || !confusion) return kErrBadArgument;
-  memset(confusion, 0, sizeof(uint16_t) * h.max_classes * h.max_classes);
-  out->n = 0;
-  out->correct = 0;
-  out->accuracy = 0.0f;
-  out->loss = 0.0f;
-  out->num_classes = h.num_classes;
-  out->stride = h.max_classes;
-  out->confusion = confusion;
-  if (h.num_classes == 0) return kErrNoSamples;
-  float loss = 0.0f;
-  for (uint32_t i = 0; i < s.count; ++i) {
-    if (!use_replay && s.sessions[i] != s.session) continue;
-    const uint16_t y = s.labels[i];
-    if (y >= h.num_classes) return kErrBadLabel;
-    float lin = 0.0f, sum = 1.0f;
-    const int pred = forward_softmax(h, s.features + i * s.feature_dim, y, &lin, &sum);
-    loss += lin + logf(sum);
-    out->n++;
-    if (pred == y) out->correct++;
-    uint16_t& cell = confusion[(uint32_t)y * h.max_classes + pred];
-    if (cell < 0xFFFF) cell++;
-  }
-  if (out->n == 0) return kErrNoSamples;
-  out->accuracy = (float)out->correct / (float)out->n;
-  out->loss = loss / (float)out->n;
-  return kOk;
+  return evaluate_store(
+      s, use_replay, h.num_classes, h.max_classes,
+      [&h, &s](uint32_t i, uint16_t y, float* lin, float* sum) {
+        return forward_softmax(h, s.features + i * s.feature_dim, y, lin, sum);
+      },
+      out, confusion);
 }
 
 }  // namespace odl

@@ -188,43 +188,18 @@ Status run_backbone(const ModelSpec& spec, const float* raw_window, float* arena
                     float* features) {
   if (!raw_window || !arena || !features) return kErrBadArgument;
   const uint32_t half = arena_floats / 2;
-  float* cur = arena;
-  float* nxt = arena + half;
-  uint16_t T = spec.input_len, C = spec.input_channels;
+  const uint16_t T = spec.input_len, C = spec.input_channels;
   if ((uint32_t)T * C > half) return kErrArenaTooSmall;
   for (uint16_t t = 0; t < T; ++t)
     for (uint16_t c = 0; c < C; ++c) {
       const uint32_t k = (uint32_t)t * C + c;
-      cur[k] = (raw_window[k] - spec.input_mean[c]) / spec.input_std[c];
+      arena[k] = (raw_window[k] - spec.input_mean[c]) / spec.input_std[c];
     }
-  for (uint16_t l = 0; l < spec.num_layers; ++l) {
-    const LayerSpec& L = spec.layers[l];
-    uint16_t To = 0, Co = 0;
-    if (!layer_out_shape(L, T, C, &To, &Co) || (uint32_t)To * Co > half) return kErrBadModel;
-    bool swap = true;
-    switch (L.type) {
-      case kConv1D: conv1d_valid(cur, T, C, L.weights, L.bias, L.kernel, Co, nxt); break;
-      case kDepthwiseConv1D: depthwise_conv1d_valid(cur, T, C, L.weights, L.bias, L.kernel, nxt); break;
-      case kDense: dense(cur, C, L.weights, L.bias, Co, nxt); break;
-      case kReLU:
-        relu_inplace(cur, (uint32_t)T * C);
-        swap = false;
-        break;
-      case kMaxPool1D: maxpool1d(cur, T, C, L.kernel, nxt); break;
-      case kGlobalAvgPool1D: global_avg_pool1d(cur, T, C, nxt); break;
-      default: return kErrBadModel;
-    }
-    if (swap) {
-      float* tmp = cur;
-      cur = nxt;
-      nxt = tmp;
-    }
-    T = To;
-    C = Co;
-    if (L.activation == kActRelu) relu_inplace(cur, (uint32_t)T * C);
-  }
-  if (T != 1 || C != spec.feature_dim) return kErrBadModel;
-  memcpy(features, cur, sizeof(float) * C);
+  NoTap none;
+  uint16_t To = 0, Co = 0;
+  const float* out = run_layers(spec, arena, half, none, &To, &Co);
+  if (!out || To != 1 || Co != spec.feature_dim) return kErrBadModel;
+  memcpy(features, out, sizeof(float) * Co);
   return kOk;
 }
 

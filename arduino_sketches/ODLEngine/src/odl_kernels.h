@@ -195,7 +195,61 @@ bool layer_out_shape(const LayerSpec& L, uint16_t T, uint16_t C, uint16_t* To, u
 // and that every activation fits in half of an arena of arena_floats.
 Status validate_model(const ModelSpec& spec, uint32_t arena_floats);
 
-// Normalizes one raw window ((x - mean) / std per channel) and runs the layers,
+// What run_layers shows a tape (the training forward, odl_backprop.cpp) of each layer l:
+//   input(l, x, T, C)              before the layer runs on x (T, C)
+//   output(l, x, y, To, Co)        after it wrote y (before its fused activation; x still intact)
+//   activated(l, y, To, Co)        after the fused activation (the layer's final output)
+// NoTap observes nothing (inference); the empty calls inline away.
+struct NoTap {
+  void input(uint16_t, const float*, uint16_t, uint16_t) {}
+  void output(uint16_t, const float*, const float*, uint16_t, uint16_t) {}
+  void activated(uint16_t, const float*, uint16_t, uint16_t) {}
+};
+
+// The one layer runner: runs spec's layers on the activation in the first half of arena (T x C =
+// input_len x input_channels), ping-ponging between the two halves (`half` floats each).
+// Returns the output (inside the arena; *T_out x *C_out), or nullptr if a layer does not fit.
+template <class Tap>
+const float* run_layers(const ModelSpec& spec, float* arena, uint32_t half, Tap& tap, uint16_t* T_out,
+                        uint16_t* C_out) {
+  float* cur = arena;
+  float* nxt = arena + half;
+  uint16_t T = spec.input_len, C = spec.input_channels;
+  for (uint16_t l = 0; l < spec.num_layers; ++l) {
+    const LayerSpec& L = spec.layers[l];
+    uint16_t To = 0, Co = 0;
+    if (!layer_out_shape(L, T, C, &To, &Co) || (uint32_t)To * Co > half) return nullptr;
+    tap.input(l, cur, T, C);
+    bool swap = true;
+    switch (L.type) {
+      case kConv1D: conv1d_valid(cur, T, C, L.weights, L.bias, L.kernel, Co, nxt); break;
+      case kDepthwiseConv1D: depthwise_conv1d_valid(cur, T, C, L.weights, L.bias, L.kernel, nxt); break;
+      case kDense: dense(cur, C, L.weights, L.bias, Co, nxt); break;
+      case kReLU:
+        relu_inplace(cur, (uint32_t)T * C);
+        swap = false;
+        break;
+      case kMaxPool1D: maxpool1d(cur, T, C, L.kernel, nxt); break;
+      case kGlobalAvgPool1D: global_avg_pool1d(cur, T, C, nxt); break;
+      default: return nullptr;
+    }
+    tap.output(l, cur, swap ? nxt : cur, To, Co);
+    if (swap) {
+      float* tmp = cur;
+      cur = nxt;
+      nxt = tmp;
+    }
+    T = To;
+    C = Co;
+    if (L.activation == kActRelu) relu_inplace(cur, (uint32_t)T * C);
+    tap.activated(l, cur, T, C);
+  }
+  *T_out = T;
+  *C_out = C;
+  return cur;
+}
+
+// Normalizes one raw window ((x - mean) / std per channel) and runs the layers (run_layers),
 // ping-ponging between the two halves of arena. Writes spec.feature_dim floats.
 Status run_backbone(const ModelSpec& spec, const float* raw_window, float* arena, uint32_t arena_floats,
                     float* features);

@@ -49,13 +49,6 @@ bool floats_finite(const uint8_t* p, uint32_t n) {
   return true;
 }
 
-uint32_t select_samples(StoreView& s, bool use_replay) {
-  uint32_t n = 0;
-  for (uint32_t i = 0; i < s.count; ++i)
-    if (use_replay || s.sessions[i] == s.session) s.order[n++] = (uint16_t)i;
-  return n;
-}
-
 }  // namespace
 
 void mlp_reset_norm(MlpView& m) {
@@ -141,26 +134,8 @@ int mlp_forward(MlpView& m, const float* x, uint16_t y, float* lin, float* sum_o
   for (uint16_t i = 0; i < D; ++i) m.z[i] = (x[i] - m.norm_mean[i]) * m.inv_std[i];
   dense(m.z, D, m.W1, m.b1, H, m.h);
   relu_inplace(m.h, H);
-  float* p = m.probs;
-  dense(m.h, H, m.W2, m.b2, C, p);
-  float zmax = -INFINITY;
-  int best = 0;
-  for (uint16_t c = 0; c < C; ++c)
-    if (p[c] > zmax) {
-      zmax = p[c];
-      best = c;
-    }
-  const float zy = y < C ? p[y] : 0.0f;
-  float sum = 0.0f;
-  for (uint16_t c = 0; c < C; ++c) {
-    p[c] = exp_nonpos(p[c] - zmax);
-    sum += p[c];
-  }
-  const float inv = 1.0f / sum;
-  for (uint16_t c = 0; c < C; ++c) p[c] *= inv;
-  if (lin) *lin = zmax - zy;
-  if (sum_out) *sum_out = sum;
-  return best;
+  dense(m.h, H, m.W2, m.b2, C, m.probs);
+  return softmax_loss(m.probs, C, y, lin, sum_out);
 }
 
 Status mlp_predict(MlpView& m, const float* x, Prediction* out) {
@@ -193,96 +168,61 @@ Status mlp_train(MlpView& m, StoreView& s, const TrainConfig& cfg, EpochCallback
   memset(m.vb1, 0, sizeof(float) * H);
   memset(m.vW2, 0, sizeof(float) * n2);
   memset(m.vb2, 0, sizeof(float) * C);
-  uint32_t steps = 0, t_start = clock ? clock() : 0;
-  for (uint16_t epoch = 1; epoch <= cfg.epochs; ++epoch) {
-    if (cfg.shuffle) {
-      for (uint32_t i = n - 1; i > 0; --i) {
-        const uint32_t j = xorshift32(&s.rng_shuffle) % (i + 1);
-        const uint16_t t = s.order[i];
-        s.order[i] = s.order[j];
-        s.order[j] = t;
-      }
-    }
-    float loss_lin = 0.0f, loss_log = 0.0f, prod = 1.0f;
-    uint32_t correct = 0;
-    for (uint32_t start = 0; start < n; start += cfg.batch_size) {
-      const uint32_t end = start + cfg.batch_size < n ? start + cfg.batch_size : n;
+  struct Trainer {
+    MlpView& m;
+    const StoreView& s;
+    const TrainConfig& cfg;
+    bool all;
+    uint32_t n1, n2;
+    ClockFn clock;
+    uint32_t* last_step_us;
+    uint32_t steps, t_start;
+    void begin_batch() {
       memset(m.gW2, 0, sizeof(float) * n2);
-      memset(m.gb2, 0, sizeof(float) * C);
+      memset(m.gb2, 0, sizeof(float) * m.num_classes);
       if (all) {
         memset(m.gW1, 0, sizeof(float) * n1);
-        memset(m.gb1, 0, sizeof(float) * H);
+        memset(m.gb1, 0, sizeof(float) * m.hidden);
       }
-      for (uint32_t k = start; k < end; ++k) {
-        const uint32_t idx = s.order[k];
-        const uint16_t y = s.labels[idx];
-        float lin = 0.0f, sum = 1.0f;
-        const int pred = mlp_forward(m, s.features + idx * s.feature_dim, y, &lin, &sum);
-        loss_lin += lin;
-        prod *= sum;  // each sum is in [1, num_classes]: flush to a log before overflow
-        if (prod > 1e30f) {
-          loss_log += logf(prod);
-          prod = 1.0f;
-        }
-        if (pred == y) correct++;
-        m.probs[y] -= 1.0f;  // dL/dlogits = p - onehot
-        dense_backward(m.h, H, m.W2, C, m.probs, m.gW2, m.gb2, all ? m.dh : nullptr);
-        if (all) {
-          relu_backward_inplace(m.h, m.dh, H);
-          dense_backward(m.z, D, m.W1, H, m.dh, m.gW1, m.gb1, nullptr);
-        }
+    }
+    int sample(uint32_t idx, float* lin, float* sum) {
+      const uint16_t y = s.labels[idx], D = m.input_dim, H = m.hidden, C = m.num_classes;
+      const int pred = mlp_forward(m, s.features + idx * s.feature_dim, y, lin, sum);
+      m.probs[y] -= 1.0f;  // dL/dlogits = p - onehot
+      dense_backward(m.h, H, m.W2, C, m.probs, m.gW2, m.gb2, all ? m.dh : nullptr);
+      if (all) {
+        relu_backward_inplace(m.h, m.dh, H);
+        dense_backward(m.z, D, m.W1, H, m.dh, m.gW1, m.gb1, nullptr);
       }
-      const float inv_m = 1.0f / (float)(end - start);
+      return pred;
+    }
+    void step(float inv_m) {
       sgd_momentum(m.W2, m.vW2, m.gW2, n2, inv_m, cfg.weight_decay, cfg.momentum, cfg.lr);
-      sgd_momentum(m.b2, m.vb2, m.gb2, C, inv_m, 0.0f, cfg.momentum, cfg.lr);
+      sgd_momentum(m.b2, m.vb2, m.gb2, m.num_classes, inv_m, 0.0f, cfg.momentum, cfg.lr);
       if (all) {
         sgd_momentum(m.W1, m.vW1, m.gW1, n1, inv_m, cfg.weight_decay, cfg.momentum, cfg.lr);
-        sgd_momentum(m.b1, m.vb1, m.gb1, H, inv_m, 0.0f, cfg.momentum, cfg.lr);
+        sgd_momentum(m.b1, m.vb1, m.gb1, m.hidden, inv_m, 0.0f, cfg.momentum, cfg.lr);
       }
-      ++steps;
     }
-    EpochResult r;
-    r.epoch = epoch;
-    r.loss = (loss_lin + loss_log + logf(prod)) / (float)n;
-    r.accuracy = (float)correct / (float)n;
-    if (!is_finite(r.loss) || !all_finite(m.W1, n1) || !all_finite(m.W2, n2) || !all_finite(m.b1, H) ||
-        !all_finite(m.b2, C))
-      return kErrDiverged;  // the caller restores the weights from before the call
-    if (clock && last_step_us && steps) *last_step_us = (clock() - t_start) / steps;
-    if (cb && !cb(r, user)) break;
-  }
-  return kOk;
+    bool epoch_done(const EpochResult& r) {
+      if (!is_finite(r.loss) || !all_finite(m.W1, n1) || !all_finite(m.W2, n2) || !all_finite(m.b1, m.hidden) ||
+          !all_finite(m.b2, m.num_classes))
+        return false;  // the caller restores the weights from before the call
+      if (clock && last_step_us && steps) *last_step_us = (clock() - t_start) / steps;
+      return true;
+    }
+  } t{m, s, cfg, all, n1, n2, clock, last_step_us, 0, clock ? clock() : 0};
+  return train_epochs(s, n, cfg, t, cb, user, &t.steps);
 }
 
 Status mlp_evaluate(MlpView& m, const StoreView& s, bool use_replay, EvalResult* out, uint16_t* confusion) {
-  if (!out || !confusion) return kErrBadArgument;
-  memset(confusion, 0, sizeof(uint16_t) * m.max_classes * m.max_classes);
-  out->n = 0;
-  out->correct = 0;
-  out->accuracy = 0.0f;
-  out->loss = 0.0f;
-  out->num_classes = m.num_classes;
-  out->stride = m.max_classes;
-  out->confusion = confusion;
-  if (m.num_classes == 0) return kErrNoSamples;
-  mlp_freeze_norm(m);
-  float loss = 0.0f;
-  for (uint32_t i = 0; i < s.count; ++i) {
-    if (!use_replay && s.sessions[i] != s.session) continue;
-    const uint16_t y = s.labels[i];
-    if (y >= m.num_classes) return kErrBadLabel;
-    float lin = 0.0f, sum = 1.0f;
-    const int pred = mlp_forward(m, s.features + i * s.feature_dim, y, &lin, &sum);
-    loss += lin + logf(sum);
-    out->n++;
-    if (pred == y) out->correct++;
-    uint16_t& cell = confusion[(uint32_t)y * m.max_classes + pred];
-    if (cell < 0xFFFF) cell++;
-  }
-  if (out->n == 0) return kErrNoSamples;
-  out->accuracy = (float)out->correct / (float)out->n;
-  out->loss = loss / (float)out->n;
-  return kOk;
+  if (out && confusion && m.num_classes) mlp_freeze_norm(m);
+  return evaluate_store(
+      s, use_replay, m.num_classes, m.max_classes,
+      [&m, &s](uint32_t i, uint16_t y, float* lin, float* sum) {
+        return mlp_forward(m, s.features + i * s.feature_dim, y, lin, sum);
+      },
+      out, confusion);
 }
 
 uint32_t mlp_blob_size(const MlpView& m) { return mlp_blob_size_for(m.num_classes, m.input_dim, m.hidden); }

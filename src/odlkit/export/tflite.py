@@ -119,7 +119,9 @@ def tflm_predict(tflite_bytes: bytes, X: np.ndarray, raw: bool = False, arena_si
 
 
 def _run(inp, out, set_tensor: Callable, invoke: Callable, get_tensor: Callable, X, raw: bool) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
+    X = np.asarray(X)
+    if not (raw and X.dtype == np.int8):  # raw int8 inputs go in as they are (not quantized again)
+        X = X.astype(np.float32)
     expected = tuple(inp["shape"][1:])
     if X.shape[1:] != expected:
         raise ExportError(f"inputs have shape {X.shape[1:]} per sample, the model expects {expected}")
@@ -127,9 +129,7 @@ def _run(inp, out, set_tensor: Callable, invoke: Callable, get_tensor: Callable,
     results = []
     for x in X:
         xi = x[None]
-        if int8_in and not raw:
-            xi = quantize_input(xi, *inp["quantization"])
-        elif int8_in and raw and xi.dtype != np.int8:
+        if int8_in and xi.dtype != np.int8:
             xi = quantize_input(xi, *inp["quantization"])
         set_tensor(inp["index"], xi.astype(inp["dtype"]))
         invoke()
