@@ -215,6 +215,31 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int) -> dict:
     }
 
 
+def write_results(args, rows: list[dict], names: list[str], t0: float, load_before) -> dict:
+    res = {
+        "assignments": rows,
+        "not_run": [a for a in names if a not in {r["assignment"] for r in rows}],
+        "total_seconds": round(time.perf_counter() - t0, 1),
+        "totals": {"assignments": len(rows), "submissions": sum(r["students"] for r in rows),
+                   "wrong_scores": sum(r["wrong_scores"] for r in rows),
+                   "autograde_seconds": round(sum(r["seconds"]["autograde"] for r in rows), 1),
+                   "seconds_per_student": round(sum(r["seconds"]["autograde"] for r in rows)
+                                                / max(1, sum(r["students"] for r in rows)), 2),
+                   "assignments_within_goal": sum(r["seconds_per_student"] <= 10 for r in rows)},
+        "goal_seconds_per_student": 10,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "loadavg_1min_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
+                    "note": "times scale with the machine's load: compare runs at similar load"},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "benchmarks/semester_dry_run.py " + " ".join(sys.argv[1:]),
+        "warm_kernels": not args.cold,
+        "note": args.note,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--assignments", nargs="*", help="default: fx_signals and every course assignment")
@@ -235,31 +260,13 @@ def main() -> None:
     print(f"{'assignment':<28}{'students':>9}{'jobs':>5}{'s/student':>10}{'wrong':>6}")
     for a in names:
         row = dry_run(a, args.students, args.jobs, args.timeout)
+        row["loadavg_1min_after"] = round(os.getloadavg()[0], 1)
         rows.append(row)
         print(f"{a:<28}{row['students']:>9}{row['jobs']:>5}{row['seconds_per_student']:>10}{row['wrong_scores']:>6}",
               flush=True)
         for sid, w in row["wrong"].items():
             print(f"    WRONG {sid}: {w}")
-    res = {
-        "assignments": rows,
-        "total_seconds": round(time.perf_counter() - t0, 1),
-        "totals": {"assignments": len(rows), "submissions": sum(r["students"] for r in rows),
-                   "wrong_scores": sum(r["wrong_scores"] for r in rows),
-                   "autograde_seconds": round(sum(r["seconds"]["autograde"] for r in rows), 1),
-                   "seconds_per_student": round(sum(r["seconds"]["autograde"] for r in rows)
-                                                / max(1, sum(r["students"] for r in rows)), 2),
-                   "assignments_within_goal": sum(r["seconds_per_student"] <= 10 for r in rows)},
-        "goal_seconds_per_student": 10,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "loadavg_1min_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
-                    "note": "times scale with the machine's load: compare runs at similar load"},
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "command": "benchmarks/semester_dry_run.py " + " ".join(sys.argv[1:]),
-        "warm_kernels": not args.cold,
-        "note": args.note,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1) + "\n")
+        res = write_results(args, rows, names, t0, load_before)   # after every assignment: a stopped run keeps its rows
     print(f"total {res['total_seconds']} s; wrote {args.out}")
 
 

@@ -89,8 +89,18 @@ class LimitedExecute(Execute):
         global _warm_address
         from . import warm
 
-        _warm_address = warm.zygote_for(nb)
+        _warm_address = warm.zygote_for(nb, self._instructor_source(resources))
         return super().preprocess(nb, resources, *args, **kwargs)
+
+    def _instructor_source(self, resources) -> str | None:
+        """The instructor's source notebook of the notebook being graded (course's
+        ``source/<assignment>/<notebook>.ipynb``), if nbgrader says which and it exists."""
+        info = (resources or {}).get("nbgrader") or {}
+        root = self.config.get("CourseDirectory", {}).get("root") or os.getcwd()
+        if not info.get("assignment") or not info.get("notebook"):
+            return None
+        path = os.path.join(str(root), "source", info["assignment"], f"{info['notebook']}.ipynb")
+        return path if os.path.isfile(path) else None
 
 
 def main(argv: list[str] | None = None) -> None:

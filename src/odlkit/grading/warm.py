@@ -6,9 +6,10 @@ machine, a minute under load). The import is the same for every student, so one 
 grading run (the *zygote*) does it once and every student's kernel is a ``fork`` of it: a new
 process, the student's own, with the modules already in ``sys.modules`` and nothing executed.
 
-* The zygote imports the modules named by the import statements of the notebook's *locked*
-  cells (the instructor's setup, helpers and tests, restored from the gradebook before grading:
-  never a student's code), then listens on a Unix socket in a private folder.
+* The zygote imports the modules named by the import statements of the instructor's source
+  notebook (``source/<assignment>/<notebook>.ipynb`` of the course; without it, of the graded
+  notebook's *locked* cells, restored from the gradebook: never a student's code), then listens
+  on a Unix socket in a private folder.
 * The kernel command nbgrader starts (``python -m odlkit.grading.warm client ...``) is a small
   stand-in process: it hands its environment, working folder, limits and standard streams to the
   zygote, which forks; the child applies the memory and CPU limits (:mod:`odlkit.grading.kernel_start`)
@@ -160,14 +161,27 @@ class Zygote:
 _ZYGOTE: Zygote | None = None
 
 
-def zygote_for(nb) -> str | None:
-    """The address of this process's zygote, started on the first call (preloading the imports of
-    ``nb``'s locked cells); None when warm kernels are off."""
+def source_code(path: str) -> list[str]:
+    """Sources of every code cell of the instructor's notebook at ``path`` (demo, solution, tests)."""
+    with open(path, encoding="utf-8") as f:
+        cells = json.load(f).get("cells", [])
+    return ["".join(c.get("source", "")) if isinstance(c.get("source"), list) else c.get("source", "")
+            for c in cells if c.get("cell_type") == "code"]
+
+
+def zygote_for(nb, source_path: str | None = None) -> str | None:
+    """The address of this process's zygote, started on the first call, preloading the imports of
+    the instructor's notebook at ``source_path`` (else of ``nb``'s locked cells: never a student's
+    code); None when warm kernels are off."""
     global _ZYGOTE
     if not enabled():
         return None
     if _ZYGOTE is None or _ZYGOTE.proc.poll() is not None:
-        _ZYGOTE = Zygote(imports_of(locked_code(nb)))
+        try:
+            code = source_code(source_path) if source_path else locked_code(nb)
+        except (OSError, ValueError):
+            code = locked_code(nb)
+        _ZYGOTE = Zygote(imports_of(code))
     return _ZYGOTE.address
 
 
