@@ -240,13 +240,13 @@ def serve(address: str, modules: list[str]) -> None:
                 break
             if pid == 0:
                 break
-            conn = kids.pop(pid, None)
-            if conn is not None:
+            done = kids.pop(pid, None)
+            if done is not None:
                 try:
-                    _send(conn, {"exit": os.waitstatus_to_exitcode(status)})
+                    _send(done, {"exit": os.waitstatus_to_exitcode(status)})
                 except OSError:
                     pass
-                conn.close()
+                done.close()
 
 
 def _kernel_child(conn: socket.socket, req: dict, fds: list[int], start_env: dict):
