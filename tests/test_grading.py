@@ -147,6 +147,42 @@ def test_warm_zygote_preloads_the_instructor_imports_only():
     assert not warm.can_fork(["/usr/bin/other-python", "-m", "ipykernel_launcher", "-f", "c.json"])
 
 
+@pytest.mark.grading
+def test_new_gradebook_is_the_one_nbgrader_creates(tmp_path):
+    """release() creates a new course's SQLite gradebook itself (nbgrader would run the `alembic`
+    command for the schema version: 100 s of a 200 s release under load): the same tables and
+    the version nbgrader's own get_alembic_version (that command) reports; nbgrader then uses it."""
+    import sqlite3
+
+    from nbgrader.api import Gradebook, get_alembic_version
+
+    from odlkit.grading import gradebook as GB
+    from odlkit.grading.parallel import nbgrader_env
+
+    ours, theirs = tmp_path / "ours.db", tmp_path / "theirs.db"
+    assert GB.ensure_sqlite_gradebook(f"sqlite:///{ours}") and not GB.ensure_sqlite_gradebook(f"sqlite:///{ours}")
+    old_path = os.environ["PATH"]
+    os.environ["PATH"] = nbgrader_env()["PATH"]   # nbgrader runs `alembic` from PATH
+    try:
+        assert GB.alembic_head() == get_alembic_version()
+        Gradebook(f"sqlite:///{theirs}", course_id="x").close()
+    finally:
+        os.environ["PATH"] = old_path
+
+    def schema(db):
+        con = sqlite3.connect(str(db))
+        try:
+            tables = sorted(con.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'index')"))
+            return tables, con.execute("SELECT version_num FROM alembic_version").fetchall()
+        finally:
+            con.close()
+
+    assert schema(ours) == schema(theirs)
+    with Gradebook(f"sqlite:///{ours}", course_id="x") as gb:   # nbgrader opens it and adds its course
+        gb.update_or_create_student("ann")
+        assert [s.id for s in gb.students] == ["ann"]
+
+
 def test_kernel_start_imports_nothing_heavy():
     """The kernel command runs once per student: nbgrader or nbformat imported there cost 25-30 s
     per student on the loaded 2-core machine."""
