@@ -71,7 +71,7 @@ class LimitedKernelManager(AsyncKernelManager):
         cmd = super().format_kernel_cmd(extra_arguments)
         mem_mb, cpu_s = limits_from_env()
         if _warm_address and warm.can_fork(cmd):
-            return warm.warm_command(cmd, _warm_address, mem_mb, cpu_s)
+            return warm.warm_command(cmd, _warm_address, mem_mb, cpu_s, warm.wait_seconds())
         return wrap_command(cmd, mem_mb, cpu_s)
 
 

@@ -139,6 +139,7 @@ class Zygote:
     def __init__(self, modules: list[str]):
         self.folder = tempfile.mkdtemp(prefix="odl-warm-")
         self.address = os.path.join(self.folder, READY_NAME)
+        self.kernels = 0   # kernels asked for so far
         self.proc = subprocess.Popen([sys.executable, "-m", "odlkit.grading.warm", "serve", self.address, *modules],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         atexit.register(self.stop)
@@ -183,6 +184,18 @@ def zygote_for(nb, source_path: str | None = None) -> str | None:
             code = locked_code(nb)
         _ZYGOTE = Zygote(imports_of(code))
     return _ZYGOTE.address
+
+
+def wait_seconds() -> float:
+    """How long a kernel waits for this process's zygote to be ready before starting cold: not at
+    all for the first kernel (the zygote has just started importing), else ``ODL_GRADER_WARM_WAIT_S``
+    (default 30 s: nbclient gives a kernel 60 s to answer, and a cold start after the wait must fit)."""
+    if _ZYGOTE is None:
+        return 0.0
+    _ZYGOTE.kernels += 1
+    if _ZYGOTE.kernels == 1:
+        return 0.0
+    return float(os.environ.get("ODL_GRADER_WARM_WAIT_S", "30") or 0)
 
 
 def _die_with_parent() -> None:
@@ -302,9 +315,11 @@ def _kernel_child(conn: socket.socket, req: dict, fds: list[int], start_env: dic
 
 
 # ------------------------------------------------------------------------------------- stand-in
-def warm_command(cmd: list[str], address: str, mem_mb: int, cpu_s: int) -> list[str]:
-    """The kernel command that asks the zygote at ``address`` for a fork (cold ``cmd`` as fallback)."""
-    return [sys.executable, "-m", "odlkit.grading.warm", "client", address, str(mem_mb), str(cpu_s), "--", *cmd]
+def warm_command(cmd: list[str], address: str, mem_mb: int, cpu_s: int, wait_s: float = 0) -> list[str]:
+    """The kernel command that asks the zygote at ``address`` for a fork, waiting up to ``wait_s``
+    for it to be ready (cold ``cmd`` as fallback)."""
+    return [sys.executable, "-m", "odlkit.grading.warm", "client", address, str(mem_mb), str(cpu_s), f"{wait_s:g}",
+            "--", *cmd]
 
 
 def can_fork(cmd: list[str]) -> bool:
@@ -313,9 +328,14 @@ def can_fork(cmd: list[str]) -> bool:
             and cmd[1] == "-m" and cmd[2] == "ipykernel_launcher")
 
 
-def client(address: str, mem_mb: int, cpu_s: int, cmd: list[str]) -> None:
+def client(address: str, mem_mb: int, cpu_s: int, cmd: list[str], wait_s: float = 0) -> None:
+    import time
+
     from .kernel_start import apply_limits as _apply_limits
 
+    deadline = time.monotonic() + wait_s
+    while not os.path.exists(address) and os.path.isdir(os.path.dirname(address)) and time.monotonic() < deadline:
+        time.sleep(0.2)   # the zygote is still importing: a warm kernel soon beats a cold one now
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(address)
@@ -351,11 +371,11 @@ def client(address: str, mem_mb: int, cpu_s: int, cmd: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     usage = ("usage: python -m odlkit.grading.warm serve ADDRESS [MODULE...] | "
-             "client ADDRESS MEM_MB CPU_S -- KERNEL_COMMAND...")
+             "client ADDRESS MEM_MB CPU_S WAIT_S -- KERNEL_COMMAND...")
     if argv[:1] == ["serve"] and len(argv) >= 2:
         serve(argv[1], argv[2:])
-    elif argv[:1] == ["client"] and len(argv) >= 6 and argv[4] == "--":
-        client(argv[1], int(argv[2]), int(argv[3]), argv[5:])
+    elif argv[:1] == ["client"] and len(argv) >= 7 and argv[5] == "--":
+        client(argv[1], int(argv[2]), int(argv[3]), argv[6:], float(argv[4]))
     else:
         raise SystemExit(usage)
 
