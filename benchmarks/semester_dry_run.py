@@ -10,7 +10,8 @@ student's autograded points and exported score with the expected ones:
 * ``blank``: the release as handed out; 0.
 * ``partial``: only the first exercise solved; exactly that exercise's test points.
 * ``wrong``: all solved, but the first exercise's functions return plausible wrong values (numbers
-  and arrays shifted by 1, booleans flipped: right type and shape); that exercise's points lost.
+  and arrays shifted by 1, also inside tuples, lists, dicts and dataclasses, booleans flipped:
+  right type and shape); that exercise's points lost.
 * ``tampered``: only the first exercise solved, every test cell edited to ``pass`` and the
   first exercise's tests deleted (nbgrader restores them); that exercise's points.
 * ``huge_alloc``: all solved, but the first exercise's cell first allocates without end
@@ -57,6 +58,12 @@ import numpy as _odl_np
 
 
 def _odl_shift(v):
+    import dataclasses as _odl_dc
+
+    if _odl_dc.is_dataclass(v) and not isinstance(v, type):   # e.g. odlkit.weights.HeadWeights: its arrays
+        return _odl_dc.replace(v, **{f.name: _odl_shift(getattr(v, f.name)) for f in _odl_dc.fields(v) if f.init})
+    if isinstance(v, tuple) and hasattr(v, "_fields"):         # a NamedTuple
+        return type(v)(*(_odl_shift(x) for x in v))
     if isinstance(v, (bool, _odl_np.bool_)):
         return not v
     if isinstance(v, (int, float, _odl_np.number)):
