@@ -10,7 +10,8 @@ student's autograded points and exported score with the expected ones:
 * ``blank``: the release as handed out; 0.
 * ``partial``: only the first exercise solved; exactly that exercise's test points.
 * ``wrong``: all solved, but the first exercise's functions return plausible wrong values (numbers
-  and arrays shifted by 1, booleans flipped: right type and shape); that exercise's points lost.
+  and arrays shifted by 1, also inside tuples, lists, dicts and dataclasses, booleans flipped:
+  right type and shape); that exercise's points lost.
 * ``tampered``: only the first exercise solved, every test cell edited to ``pass`` and the
   first exercise's tests deleted (nbgrader restores them); that exercise's points.
 * ``huge_alloc``: all solved, but the first exercise's cell first allocates without end
@@ -34,6 +35,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 import zipfile
@@ -44,6 +46,7 @@ import nbformat
 from odlkit.grading import course as C
 from odlkit.grading import notebooks as N
 from odlkit.grading import parallel as P
+from odlkit.grading import warm as W
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "grading_fixtures" / "source"
@@ -55,6 +58,12 @@ import numpy as _odl_np
 
 
 def _odl_shift(v):
+    import dataclasses as _odl_dc
+
+    if _odl_dc.is_dataclass(v) and not isinstance(v, type):   # e.g. odlkit.weights.HeadWeights: its arrays
+        return _odl_dc.replace(v, **{f.name: _odl_shift(getattr(v, f.name)) for f in _odl_dc.fields(v) if f.init})
+    if isinstance(v, tuple) and hasattr(v, "_fields"):         # a NamedTuple
+        return type(v)(*(_odl_shift(x) for x in v))
     if isinstance(v, (bool, _odl_np.bool_)):
         return not v
     if isinstance(v, (int, float, _odl_np.number)):
@@ -176,6 +185,8 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int) -> dict:
         t0 = time.perf_counter()
         results = {r.student: r for r in C.autograde(assignment, course, env=env, jobs=jobs)}
         t_autograde = time.perf_counter() - t0
+        log = (course / "autograded" / f"autograde_{assignment}.log").read_text()
+        warm_kernels = log.count(W.LOG_MARK)
         t0 = time.perf_counter()
         html = C.feedback([assignment], course)
         t_feedback = time.perf_counter() - t0
@@ -204,10 +215,36 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int) -> dict:
         "kinds": {k: sum(1 for v in kinds.values() if v == k) for k in KINDS},
         "seconds": {"release": round(t_release, 1), "collect": round(t_collect, 2), "autograde": round(t_autograde, 1),
                     "feedback": round(t_feedback, 1), "export": round(t_export, 1)},
+        "warm_kernels": warm_kernels,
         "one_student_run_seconds_median": round(sorted(per_student)[len(per_student) // 2], 1) if per_student else None,
         "feedback_pages": len(html),
         "collect_problems": len(collected.problems),
     }
+
+
+def write_results(args, rows: list[dict], names: list[str], t0: float, load_before) -> dict:
+    res = {
+        "assignments": rows,
+        "not_run": [a for a in names if a not in {r["assignment"] for r in rows}],
+        "total_seconds": round(time.perf_counter() - t0, 1),
+        "totals": {"assignments": len(rows), "submissions": sum(r["students"] for r in rows),
+                   "wrong_scores": sum(r["wrong_scores"] for r in rows),
+                   "autograde_seconds": round(sum(r["seconds"]["autograde"] for r in rows), 1),
+                   "seconds_per_student": round(sum(r["seconds"]["autograde"] for r in rows)
+                                                / max(1, sum(r["students"] for r in rows)), 2),
+                   "assignments_within_goal": sum(r["seconds_per_student"] <= 10 for r in rows)},
+        "goal_seconds_per_student": 10,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "loadavg_1min_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
+                    "note": "times scale with the machine's load: compare runs at similar load"},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "benchmarks/semester_dry_run.py " + " ".join(sys.argv[1:]),
+        "warm_kernels": not args.cold,
+        "note": args.note,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1) + "\n")
+    return res
 
 
 def main() -> None:
@@ -218,7 +255,11 @@ def main() -> None:
     ap.add_argument("--timeout", type=int, default=int(os.environ.get("ODL_GRADER_TIMEOUT", "300")),
                     help="per-cell timeout of the grading kernels (s)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "semester_dry_run.json")
+    ap.add_argument("--cold", action="store_true", help="every grading kernel a new interpreter (ODL_GRADER_WARM=0)")
+    ap.add_argument("--note", default="", help="a sentence stored with the results (e.g. why fewer students)")
     args = ap.parse_args()
+    if args.cold:
+        os.environ[W.WARM_ENV] = "0"
     names = args.assignments or ["fx_signals", *C.assignments(C.COURSE_DIR)]
     load_before = os.getloadavg()
     t0 = time.perf_counter()
@@ -226,22 +267,13 @@ def main() -> None:
     print(f"{'assignment':<28}{'students':>9}{'jobs':>5}{'s/student':>10}{'wrong':>6}")
     for a in names:
         row = dry_run(a, args.students, args.jobs, args.timeout)
+        row["loadavg_1min_after"] = round(os.getloadavg()[0], 1)
         rows.append(row)
         print(f"{a:<28}{row['students']:>9}{row['jobs']:>5}{row['seconds_per_student']:>10}{row['wrong_scores']:>6}",
               flush=True)
         for sid, w in row["wrong"].items():
             print(f"    WRONG {sid}: {w}")
-    res = {
-        "assignments": rows,
-        "total_seconds": round(time.perf_counter() - t0, 1),
-        "goal_seconds_per_student": 10,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "loadavg_1min_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
-                    "note": "times scale with the machine's load: compare runs at similar load"},
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1) + "\n")
+        res = write_results(args, rows, names, t0, load_before)   # after every assignment: a stopped run keeps its rows
     print(f"total {res['total_seconds']} s; wrote {args.out}")
 
 

@@ -132,12 +132,73 @@ def test_audit_flags_edited_deleted_and_tampering():
     assert N.audit_submission(rel, N.solved(rel, src)) == []
 
 
+def test_warm_zygote_preloads_the_instructor_imports_only():
+    from odlkit.grading import warm
+
+    src = load(FIXTURES / FX / f"{FX}.ipynb")
+    student = copy.deepcopy(src)
+    cell(student, "ex1_impl").source = "import no_such_module_odl\n" + cell(student, "ex1_impl").source
+    mods = warm.imports_of(warm.locked_code(student))
+    assert "numpy" in mods and "no_such_module_odl" not in mods     # a solution cell is the student's
+    assert warm.imports_of(["%matplotlib inline\nimport numpy as np\nfrom odlkit import data, config\n"
+                            "from ..x import y\nimport grpc, ray.util\nimport numpy"]) == [
+        "numpy", "odlkit", "odlkit.data", "odlkit.config"]            # no relative, no fork-unsafe, no repeats
+    assert warm.can_fork([sys.executable, "-m", "ipykernel_launcher", "-f", "c.json"])
+    assert not warm.can_fork(["/usr/bin/other-python", "-m", "ipykernel_launcher", "-f", "c.json"])
+
+
+@pytest.mark.grading
+def test_new_gradebook_is_the_one_nbgrader_creates(tmp_path):
+    """release() creates a new course's SQLite gradebook itself (nbgrader would run the `alembic`
+    command for the schema version: 100 s of a 200 s release under load): the same tables and
+    the version nbgrader's own get_alembic_version (that command) reports; nbgrader then uses it."""
+    import sqlite3
+
+    from nbgrader.api import Gradebook, get_alembic_version
+
+    from odlkit.grading import gradebook as GB
+    from odlkit.grading.parallel import nbgrader_env
+
+    ours, theirs = tmp_path / "ours.db", tmp_path / "theirs.db"
+    assert GB.ensure_sqlite_gradebook(f"sqlite:///{ours}") and not GB.ensure_sqlite_gradebook(f"sqlite:///{ours}")
+    old_path = os.environ["PATH"]
+    os.environ["PATH"] = nbgrader_env()["PATH"]   # nbgrader runs `alembic` from PATH
+    try:
+        assert GB.alembic_head() == get_alembic_version()
+        Gradebook(f"sqlite:///{theirs}", course_id="x").close()
+    finally:
+        os.environ["PATH"] = old_path
+
+    def schema(db):
+        con = sqlite3.connect(str(db))
+        try:
+            tables = sorted(con.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'index')"))
+            return tables, con.execute("SELECT version_num FROM alembic_version").fetchall()
+        finally:
+            con.close()
+
+    assert schema(ours) == schema(theirs)
+    with Gradebook(f"sqlite:///{ours}", course_id="x") as gb:   # nbgrader opens it and adds its course
+        gb.update_or_create_student("ann")
+        assert [s.id for s in gb.students] == ["ann"]
+
+
+def test_kernel_start_imports_nothing_heavy():
+    """The kernel command runs once per student: nbgrader or nbformat imported there cost 25-30 s
+    per student on the loaded 2-core machine."""
+    code = ("import sys, odlkit.grading.kernel_start, odlkit.grading.warm; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'nbgrader', 'nbformat', 'numpy', "
+            "'jupyter_client', 'tensorflow'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_kernel_limits_turn_a_huge_allocation_into_memoryerror():
     code = "bytearray(800 * 2**20); print('allocated')"
-    limited = subprocess.run([sys.executable, "-m", "odlkit.grading.limits", "400", "60", "--",
+    limited = subprocess.run([sys.executable, "-m", "odlkit.grading.kernel_start", "400", "60", "--",
                               sys.executable, "-c", code], capture_output=True, text=True)
     assert limited.returncode != 0 and "MemoryError" in limited.stderr
-    free = subprocess.run([sys.executable, "-m", "odlkit.grading.limits", "0", "0", "--",
+    free = subprocess.run([sys.executable, "-m", "odlkit.grading.kernel_start", "0", "0", "--",
                            sys.executable, "-c", code], capture_output=True, text=True)
     assert free.returncode == 0 and "allocated" in free.stdout
 
@@ -340,12 +401,15 @@ def _comparable(nb_path: Path) -> dict:
 
 @pytest.mark.grading
 def test_fx_jobs_1_and_jobs_2_grade_the_same(fixture_batch, tmp_path):
-    """The fixture batch above was graded with --jobs 2; nbgrader's own sequential batch
-    (--jobs 1) on a copy of the same course, released and collected from the same zip, gives
-    the same grades, report, CSV and graded notebooks. Costs one more sequential grading of the
-    11 submissions (about a minute on 2 idle cores); the release and collection are not repeated."""
+    """The fixture batch above was graded with --jobs 2 and warm kernels (forked from a zygote
+    that imported the libraries, odlkit.grading.warm); nbgrader's own sequential batch (--jobs 1)
+    with cold kernels (ODL_GRADER_WARM=0: every kernel a new interpreter, as nbgrader alone starts
+    them) on a copy of the same course, released and collected from the same zip, gives the same
+    grades, report, CSV and graded notebooks: the timeout, the MemoryError and the import error
+    included. Costs one more sequential grading of the 11 submissions (about a minute on 2 idle
+    cores); the release and collection are not repeated."""
     course = shutil.copytree(fixture_batch["ungraded"], tmp_path / "course")
-    seq = {r.student: r for r in C.autograde(FX, course, env=FX_ENV, jobs=1)}
+    seq = {r.student: r for r in C.autograde(FX, course, env=dict(FX_ENV, ODL_GRADER_WARM="0"), jobs=1)}
     par = fixture_batch["results"]
     assert sorted(seq) == sorted(par)
     for s, r in seq.items():
@@ -355,6 +419,12 @@ def test_fx_jobs_1_and_jobs_2_grade_the_same(fixture_batch, tmp_path):
         assert (p.findings, p.cell_errors, p.delegations, bool(p.errors)) == (
             r.findings, r.cell_errors, r.delegations, bool(r.errors)), s
         assert p.grading_seconds is not None and r.grading_seconds is None
+    # the parallel run's kernels were forked warm (after each group's first), the sequential run's cold
+    from odlkit.grading.warm import LOG_MARK
+
+    warm_log = (fixture_batch["course"] / "autograded" / f"autograde_{FX}.log").read_text()
+    assert warm_log.count(LOG_MARK) >= len(par) - 1 - 2 * 2, "expected warm kernels in the --jobs 2 run"
+    assert LOG_MARK not in (course / "autograded" / f"autograde_{FX}.log").read_text()
     C.export(tmp_path / "grades.csv", course)
     assert (tmp_path / "grades.csv").read_text() == fixture_batch["csv"].read_text()
     for s in seq:

@@ -113,7 +113,9 @@ def release(names=None, course_dir: Path = COURSE_DIR, out_root: Path = REPO_ROO
     """
     course_dir, out_root = Path(course_dir), Path(out_root)
     written = []
-    for a in _check_assignments(names, course_dir):
+    todo = _check_assignments(names, course_dir)
+    GB.ensure_sqlite_gradebook(GB.url(course_dir))   # a new course: no `alembic` subprocess in nbgrader
+    for a in todo:
         nbgrader(["generate_assignment", a, "--force"], course_dir, env=env)
         rel = course_dir / "release" / a
         for nb_path in sorted(rel.rglob("*.ipynb")):
@@ -350,6 +352,7 @@ def autograde(assignment: str, course_dir: Path = COURSE_DIR, students=None, for
         raise GradingError(f"no submissions of {assignment} under {course_dir / 'submitted'}: run collect first")
     release_dir = course_dir / "release" / assignment
     if not release_dir.is_dir():
+        GB.ensure_sqlite_gradebook(GB.url(course_dir))
         nbgrader(["generate_assignment", assignment, "--force"], course_dir, env=env)
     results = {s: StudentResult(s, assignment) for s in who}
     for s in who:

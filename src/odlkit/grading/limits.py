@@ -10,7 +10,7 @@ protection is a per-cell timeout (``Execute.timeout``). This module adds what it
 
 ``LimitedExecute`` is a drop-in replacement for nbgrader's ``Execute`` preprocessor
 (``autograder/nbgrader_config.py`` puts it in ``Autograde.autograde_preprocessors``). It
-starts each kernel through ``python -m odlkit.grading.limits``, which sets the limits and
+starts each kernel through ``python -m odlkit.grading.kernel_start``, which sets the limits and
 then ``exec``s the normal kernel command, so the kernel itself is unchanged.
 
 Limits come from the environment of the grading process (defaults in brackets):
@@ -25,6 +25,9 @@ import sys
 
 from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute
+
+from . import kernel_start
+from .kernel_start import apply_limits as _apply_limits  # noqa: F401 (the old name)
 
 DEFAULT_MEM_MB = 4096
 DEFAULT_CPU_S = 3600
@@ -50,15 +53,25 @@ def limits_from_env() -> tuple[int, int]:
 
 def wrap_command(cmd: list[str], mem_mb: int, cpu_s: int) -> list[str]:
     """The kernel command ``cmd`` started under the given limits."""
-    return [sys.executable, "-m", "odlkit.grading.limits", str(mem_mb), str(cpu_s), "--", *cmd]
+    return [sys.executable, "-m", "odlkit.grading.kernel_start", str(mem_mb), str(cpu_s), "--", *cmd]
+
+
+# The zygote of this grading process (odlkit.grading.warm), set by LimitedExecute for the
+# notebook it is about to run; None: cold kernels.
+_warm_address: str | None = None
 
 
 class LimitedKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernels start under memory and CPU limits."""
+    """A kernel manager whose kernels start under memory and CPU limits (forked warm from the
+    grading run's zygote when there is one, see :mod:`odlkit.grading.warm`)."""
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        from . import warm
+
         cmd = super().format_kernel_cmd(extra_arguments)
         mem_mb, cpu_s = limits_from_env()
+        if _warm_address and warm.can_fork(cmd):
+            return warm.warm_command(cmd, _warm_address, mem_mb, cpu_s, warm.wait_seconds())
         return wrap_command(cmd, mem_mb, cpu_s)
 
 
@@ -72,30 +85,28 @@ class LimitedExecute(Execute):
         kwargs["kernel_manager_class"] = LimitedKernelManager
         super().__init__(*args, **kwargs)
 
+    def preprocess(self, nb, resources=None, *args, **kwargs):
+        global _warm_address
+        from . import warm
 
-def _apply_limits(mem_mb: int, cpu_s: int) -> None:
-    import resource
+        _warm_address = warm.zygote_for(nb, self._instructor_source(resources))
+        return super().preprocess(nb, resources, *args, **kwargs)
 
-    if mem_mb > 0:
-        nbytes = mem_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
-    if cpu_s > 0:
-        # soft limit sends SIGXCPU (kills the kernel), hard limit a little later SIGKILL
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
+    def _instructor_source(self, resources) -> str | None:
+        """The instructor's source notebook of the notebook being graded (course's
+        ``source/<assignment>/<notebook>.ipynb``), if nbgrader says which and it exists."""
+        info = (resources or {}).get("nbgrader") or {}
+        root = self.config.get("CourseDirectory", {}).get("root") or os.getcwd()
+        if not info.get("assignment") or not info.get("notebook"):
+            return None
+        path = os.path.join(str(root), "source", info["assignment"], f"{info['notebook']}.ipynb")
+        return path if os.path.isfile(path) else None
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: python -m odlkit.grading.limits MEM_MB CPU_S -- KERNEL_COMMAND..."
-    if len(argv) < 4 or argv[2] != "--":
-        raise SystemExit(usage)
-    try:
-        mem_mb, cpu_s = int(argv[0]), int(argv[1])
-    except ValueError:
-        raise SystemExit(f"MEM_MB and CPU_S must be integers, got {argv[0]!r} {argv[1]!r}\n{usage}") from None
-    _apply_limits(mem_mb, cpu_s)
-    cmd = argv[3:]
-    os.execvp(cmd[0], cmd)
+    """``python -m odlkit.grading.limits MEM_MB CPU_S -- CMD...`` (kept for scripts; the grading
+    kernels start through the lighter :mod:`odlkit.grading.kernel_start`)."""
+    kernel_start.main(argv)
 
 
 if __name__ == "__main__":
