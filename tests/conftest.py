@@ -28,6 +28,8 @@ def repo_root() -> Path:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # Runs on the controller with xdist too, so the tables see every worker's tests.
     _unit_seconds[work_unit(report.nodeid)] = _unit_seconds.get(work_unit(report.nodeid), 0.0) + report.duration
+    if report.when == "call":
+        _call_seconds[report.nodeid] = report.duration
     if report.when == "call" and "test_notebooks.py::test_notebook_runs[" in report.nodeid:
         name = report.nodeid.split("[", 1)[-1].rstrip("]")
         _notebook_times.append((name, report.duration, report.outcome))
@@ -70,6 +72,33 @@ def work_unit(nodeid: str) -> str:
 
 
 _unit_seconds: dict[str, float] = {}
+_call_seconds: dict[str, float] = {}
+
+
+# --- what `make test-fast` leaves out by cost -------------------------------------------------
+# A test whose call took SLOW_CALL_SECONDS or more in the recorded fast-lane run
+# (tests/test_seconds.json, measured under the load it states: about 5x slower than a quiet
+# machine, so 10 s there is ~2 s quiet) is marked `slow`, as if it carried @pytest.mark.slow:
+# the fast lane is honest about what it leaves out (the list is the measurement) and `make test`
+# runs all of it. Module fixtures (a virtual board's build, say) are set-up, not call, time: the
+# lane keeps them, since the tests that stay need them.
+TEST_SECONDS_FILE = REPO_ROOT / "tests" / "test_seconds.json"
+SLOW_CALL_SECONDS = 10.0
+
+
+def recorded_slow_tests() -> set[str]:
+    if not TEST_SECONDS_FILE.is_file():
+        return set()
+    recorded = json.loads(TEST_SECONDS_FILE.read_text())
+    return {nodeid for nodeid, s in recorded.items() if not nodeid.startswith("_") and s >= SLOW_CALL_SECONDS}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items) -> None:
+    slow = recorded_slow_tests()
+    for item in items:
+        if item.nodeid in slow and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: no error when it is not loaded
@@ -100,3 +129,5 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         ranked = dict(sorted(((u, round(s, 1)) for u, s in _unit_seconds.items()), key=lambda t: -t[1]))
         out.write_text(json.dumps(ranked, indent=1) + "\n")
+        calls = dict(sorted(((n, round(s, 1)) for n, s in _call_seconds.items() if s >= 1.0), key=lambda t: -t[1]))
+        (out.parent / "test_seconds.json").write_text(json.dumps(calls, indent=1) + "\n")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from lazy_imports import lazy_module
 
-from odlkit import data, export, models, pretrain
+from odlkit import data, export, pretrain
+
+models = lazy_module("odlkit.models")  # Keras: imported by the first test that needs it
 
 
 @pytest.fixture(scope="module")

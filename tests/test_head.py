@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from odlkit.head import (
     EngineShuffle,
@@ -19,6 +18,8 @@ from odlkit.head import (
 @pytest.fixture(scope="module")
 def digits():
     """Real data with 64 features, the size of the backbone's embedding."""
+    from sklearn.datasets import load_digits  # imported here: collection stays cheap
+
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).astype(np.float32)
     return X[:600], y[:600].astype(np.int64), X[600:900], y[600:900].astype(np.int64)

@@ -26,7 +26,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-keras = pytest.importorskip("keras")
+from lazy_imports import lazy_module  # noqa: E402
+
+keras = lazy_module("keras")
 
 from odlkit import tiny  # noqa: E402
 from odlkit.pretrain import load_backbone  # noqa: E402

@@ -6,8 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from lazy_imports import lazy_module
 
-from odlkit import models, pretrain
+from odlkit import pretrain
+
+models = lazy_module("odlkit.models")  # Keras: imported by the first test that needs it
 
 
 def test_backbone_shapes_and_layer_types() -> None:

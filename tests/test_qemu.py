@@ -28,7 +28,7 @@ from enginebuild import (  # noqa: E402
 )
 
 MISSING = missing_arm_tools()
-pytestmark = [pytest.mark.xdist_group("qemu"), pytest.mark.skipif(
+pytestmark = [pytest.mark.arm, pytest.mark.xdist_group("qemu"), pytest.mark.skipif(
     bool(MISSING),
     reason=f"{', '.join(MISSING)} not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
     "libstdc++-arm-none-eabi-newlib qemu-system-arm)",

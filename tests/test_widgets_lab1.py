@@ -5,7 +5,6 @@ import io
 import matplotlib
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from odlkit.head import EpochLog, Head
 from odlkit.widgets.dashboard import TrainingDashboard, epoch_fields, frontend_available
@@ -15,6 +14,8 @@ matplotlib.use("Agg")
 
 @pytest.fixture(scope="module")
 def digits():
+    from sklearn.datasets import load_digits  # imported here: collection stays cheap
+
     X, y = load_digits(return_X_y=True)
     return (X[:400] / 16).astype(np.float32), y[:400]
 

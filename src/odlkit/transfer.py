@@ -189,17 +189,87 @@ def _check_xy(X, y, model=None):
                     shape_hint="use odlkit.data.imu_windows or match_input_shape to convert them")
 
 
+# Tracing Keras' train function costs far more than running it for a few hundred steps of these
+# small models (measured in ch01: ~20 of 24 s of one 60-step call under load, ~85 %), and
+# ``compile`` + ``fit`` on every new model traces it again. So ``train`` fits a cached *trainer*:
+# a compiled copy of a model with the same architecture and the same trainable layers, into which
+# the model's weights are loaded, whose optimizer state is reset to a fresh optimizer's, and out of
+# which the trained weights are copied back. Same graph, same initial state, same batches: the
+# weights are bit-for-bit those of ``model.compile(...)`` + ``model.fit(...)``
+# (tests/test_transfer.py checks it), at one trace per architecture instead of one per call.
+_TRAINERS: dict[tuple, object] = {}
+_MAX_TRAINERS = 32  # ch01 needs 8; a bound keeps a long session from keeping every graph alive
+_OPTIMIZERS = ("adam", "sgd")
+
+
+def _without_initializers(config):
+    """A model config without its initializers (they do not matter once the weights are loaded)."""
+    if isinstance(config, dict):
+        return {k: _without_initializers(v) for k, v in config.items() if not k.endswith("_initializer")}
+    if isinstance(config, list):
+        return [_without_initializers(v) for v in config]
+    return config
+
+
+def _trainer_key(model, optimizer: str) -> tuple:
+    import json
+
+    return (optimizer, json.dumps(_without_initializers(model.get_config()), sort_keys=True, default=str),
+            tuple((v.path, tuple(v.shape), v.dtype, bool(v.trainable)) for v in model.weights))
+
+
+def _copy_trainable_flags(src, dst) -> None:
+    # a Model's trainable setter sets all its layers: set the parent first, then its layers
+    dst.trainable = src.trainable
+    for a, b in zip(src.layers, dst.layers, strict=True):
+        if _is_keras_model(a):
+            _copy_trainable_flags(a, b)
+        else:
+            b.trainable = a.trainable
+
+
+def _is_keras_model(layer) -> bool:
+    return isinstance(layer, _keras().Model)
+
+
+def _new_optimizer(optimizer: str, lr: float):
+    keras = _keras()
+    return keras.optimizers.Adam(lr) if optimizer == "adam" else keras.optimizers.SGD(lr, momentum=0.9)
+
+
+def _trainer_for(model, optimizer: str):
+    """The cached compiled trainer for ``model``'s architecture and trainable layers (None: not cacheable)."""
+    key = _trainer_key(model, optimizer)
+    trainer = _TRAINERS.get(key)
+    if trainer is None:
+        trainer = copy_model(model)
+        _copy_trainable_flags(model, trainer)
+        if _trainer_key(trainer, optimizer) != key:  # the copy differs (a custom layer, say): no cache
+            return None
+        trainer.compile(optimizer=_new_optimizer(optimizer, 1e-3), loss="sparse_categorical_crossentropy",
+                        metrics=["accuracy"])
+        if len(_TRAINERS) >= _MAX_TRAINERS:
+            _TRAINERS.pop(next(iter(_TRAINERS)))
+        _TRAINERS[key] = trainer
+    return trainer
+
+
 def train(model, X, y, steps: int = 200, lr: float = 1e-3, batch_size: int = 32, seed: int = SEED,
           validation_data=None, optimizer: str = "adam", verbose: int = 0):
-    """Compile ``model`` and fit it for exactly ``steps`` gradient steps; return the Keras ``History``.
+    """Train ``model`` for exactly ``steps`` gradient steps of a fresh optimizer; return the Keras ``History``.
 
     A fixed step budget (not a fixed number of epochs) gives 1 and 50 samples per class the
     same amount of optimisation, so curves against sample size compare data, not compute.
+    The result is that of ``model.compile(optimizer, "sparse_categorical_crossentropy")`` and one
+    ``model.fit`` over the ``steps`` batches; the fit runs on a cached compiled copy of the model
+    (see the comment above), and ``model`` is left compiled with a fresh optimizer.
     """
     keras = _keras()
     X, y = _check_xy(X, y, model)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {optimizer!r}")
     keras.utils.set_random_seed(seed)
     bs = int(min(batch_size, len(X)))
     # One pass over a seeded stream of reshuffled epochs: ``steps`` batches without Keras'
@@ -207,10 +277,21 @@ def train(model, X, y, steps: int = 200, lr: float = 1e-3, batch_size: int = 32,
     rng = np.random.default_rng(seed)
     need = steps * bs
     order = np.concatenate([rng.permutation(len(X)) for _ in range(math.ceil(need / len(X)))])[:need]
-    opt = keras.optimizers.Adam(lr) if optimizer == "adam" else keras.optimizers.SGD(lr, momentum=0.9)
-    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model.fit(X[order], y[order], batch_size=bs, epochs=1, shuffle=False, verbose=verbose,
-                     validation_data=validation_data)
+    model.compile(optimizer=_new_optimizer(optimizer, lr), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    trainer = _trainer_for(model, optimizer)
+    if trainer is None:
+        return model.fit(X[order], y[order], batch_size=bs, epochs=1, shuffle=False, verbose=verbose,
+                         validation_data=validation_data)
+    trainer.set_weights(model.get_weights())
+    opt = trainer.optimizer
+    for v in opt.variables:  # a fresh optimizer: step 0, zero moments (built by the first fit)
+        v.assign(np.zeros(tuple(v.shape), dtype=v.dtype))
+    opt.learning_rate = lr
+    history = trainer.fit(X[order], y[order], batch_size=bs, epochs=1, shuffle=False, verbose=verbose,
+                          validation_data=validation_data)
+    model.set_weights(trainer.get_weights())
+    return history
 
 
 def predict_proba(model, X, batch_size: int = 512) -> np.ndarray:
