@@ -40,8 +40,8 @@ def fake_ray_start(monkeypatch):
 
     real_start_once = raystart._start_once
 
-    def start_once(cmd, env, boost, timeout):
-        proc, priority, output = real_start_once(cmd, env, boost, timeout)
+    def start_once(cmd, env, boost, timeout, keep_boost=False):
+        proc, priority, output = real_start_once(cmd, env, boost, timeout, keep_boost)
         sessions.append(proc.pid if proc is not None else None)
         return proc, priority, output
 
