@@ -43,6 +43,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +295,7 @@ def connect(address: str, attempts: int = START_ATTEMPTS, **init_kwargs) -> list
 
     if ray.is_initialized():
         return []
-    kwargs = dict(logging_level="error", log_to_driver=False) | init_kwargs
+    kwargs: dict[str, Any] = {"logging_level": "error", "log_to_driver": False, **init_kwargs}
     failures: list[str] = []
     for attempt in range(1, attempts + 1):
         t0 = time.perf_counter()
