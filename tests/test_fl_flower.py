@@ -58,7 +58,8 @@ def test_flower_simulation_matches_inprocess_fedavg():
     Tolerance: 1 accuracy point (the brief's bound). Both average the same float32 client
     models with weights n_k/n; only the summation order differs (Flower sums weighted
     models, odlkit weighted deltas), so weights agree to ~1e-6 and accuracy normally exactly.
-    Takes 1-3 minutes on a loaded 2-core machine because Ray starts worker processes.
+    Takes 1-3 minutes on a loaded 2-core machine (Ray starts a node, then worker processes that
+    import Ray and Flower: about 6 s of CPU each), up to 9 minutes on a machine at load 12.
     """
     n_clients, rounds = 4, 3
     model, data, (Xte, yte) = _digits_clients(n_clients)
@@ -71,34 +72,11 @@ def test_flower_simulation_matches_inprocess_fedavg():
         return fl.NumpyClient(model, *data[cid], cid=cid)
 
     w_fl, h_fl = run_flower_simulation(client_fn, n_clients, model.init(0), rounds, evaluate_fn=ev, **kw)
+    # Ray's start-up is retried and reported (tests/test_raystart.py): a failed attempt is said, not hidden
+    assert isinstance(h_fl.config["ray_start_failures"], list)
+    for failure in h_fl.config["ray_start_failures"]:
+        print(failure)
     assert len(h_fl.accuracy) == rounds + 1
     assert h_fl.accuracy[-1] > h_fl.accuracy[0] + 0.3  # it learned
     np.testing.assert_allclose(h_fl.accuracy, h_ref.accuracy, atol=0.01)
     np.testing.assert_allclose(w_fl, w_ref, atol=1e-5)
-
-
-def test_ray_start_up_timeouts_are_retried_and_reported(monkeypatch):
-    """start_ray's retry path, without starting Ray: ray.init fails the way it does on a loaded machine."""
-    import ray
-
-    from odlkit.fl import flower
-
-    calls = []
-
-    def init(**kw):
-        calls.append(kw)
-        if len(calls) == 1:
-            raise Exception("The current node timed out during startup. This could happen because ...")
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", init)
-    monkeypatch.setattr(ray, "shutdown", lambda: None)
-    monkeypatch.setattr(flower.time, "sleep", lambda s: None)
-    failures = flower.start_ray(num_cpus=2, attempts=3)
-    assert len(calls) == 2 and calls[1]["num_cpus"] == 2 and calls[1]["include_dashboard"] is False
-    assert len(failures) == 1 and "attempt 1/3" in failures[0] and "timed out during startup" in failures[0]
-
-    calls.clear()
-    monkeypatch.setattr(ray, "init", lambda **kw: (_ for _ in ()).throw(Exception("GCS has become overloaded")))
-    with pytest.raises(RuntimeError, match=r"did not start in 2 attempts(.|\n)*attempt 2/2(.|\n)*overloaded"):
-        flower.start_ray(attempts=2)

@@ -16,8 +16,6 @@ ClientApps are stateless: use full sharing here (personal layers would have to l
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import time
 
 import numpy as np
@@ -126,89 +124,15 @@ def result_to_history(result, rounds: int, times=(), config=None) -> History:
     return h
 
 
-# Ray's start-up on a loaded 2-core machine: the driver waits a hard-coded 30 s for the raylet to
-# register with the GCS ("The current node timed out during startup ...", ray/_private/node.py,
-# Ray 2.55; no setting changes it), so a start-up that loses that race is retried, a bounded number
-# of times, and every failed attempt is reported. GCS requests get a longer timeout (env var read by
-# Ray's Python side and its C++ config).
-RAY_START_ATTEMPTS = 3
-RAY_GCS_REQUEST_TIMEOUT_S = "180"
-ray_start_log: list[str] = []  # what happened at each start-up that needed a retry (newest last)
+def start_ray(num_cpus: int = 2) -> list[str]:
+    """Connect to this process's local Ray node (started once, shared by every simulation of the
+    process; see :mod:`odlkit.raystart` for what makes its start-up hold under load), which
+    Flower's simulation engine then reuses: Flower calls ``ray.init`` only if Ray is not
+    initialised yet, and its ``ray.shutdown()`` at the end of a run only disconnects this driver.
+    Returns the start-up attempts that failed (also logged and in ``odlkit.raystart.start_log``)."""
+    from odlkit import raystart
 
-
-def _children() -> set:
-    try:
-        import psutil
-    except ImportError:  # Ray depends on psutil; without it leftovers are not cleaned
-        return set()
-    return {p.pid for p in psutil.Process().children(recursive=True)}
-
-
-def _stop_leftovers(before: set) -> None:
-    """Stop the processes a failed ``ray.init`` started (its GCS server, dashboard, agents).
-
-    ``ray.shutdown()`` does not stop them when the start-up timed out (measured with Ray 2.55:
-    every failed attempt left a gcs_server and a dashboard running), so each retry would add load.
-    Only this process's own new children are touched.
-    """
-    try:
-        import psutil
-    except ImportError:
-        return
-    procs = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=5)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
-def start_ray(num_cpus: int = 2, attempts: int = RAY_START_ATTEMPTS) -> list[str]:
-    """Start the in-process Ray that Flower's simulation engine then reuses; return the failed attempts.
-
-    Flower's Ray backend calls ``ray.init`` only if Ray is not running yet (and shuts it down when
-    the run ends), so starting it here puts the start-up under our control: the same options
-    Flower would use (no dashboard, the driver's ``sys.path`` for the workers), ``num_cpus``
-    workers, and up to ``attempts`` tries with a short pause between them. Each failed attempt is
-    logged (logger ``odlkit.fl.flower``, WARNING) and appended to :data:`ray_start_log`; if all
-    fail, ``RuntimeError`` lists them.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return []
-    os.environ.setdefault("RAY_gcs_server_request_timeout_seconds", RAY_GCS_REQUEST_TIMEOUT_S)
-    pythonpath = os.pathsep.join(sys.path)
-    if os.environ.get("PYTHONPATH"):
-        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
-    failures: list[str] = []
-    for attempt in range(1, attempts + 1):
-        t0 = time.perf_counter()
-        before = _children()
-        try:
-            # no worker prestart: the raylet would otherwise fork num_cpus Python workers while it
-            # is still registering with the GCS, competing for the two cores in that 30 s window
-            ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="error", log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
-                     _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False})
-            return failures
-        except Exception as err:  # Ray raises a bare Exception for the start-up timeout
-            msg = (f"Ray start-up attempt {attempt}/{attempts} failed after {time.perf_counter() - t0:.1f} s: "
-                   f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
-            failures.append(msg)
-            ray_start_log.append(msg)
-            logging.getLogger(__name__).warning(msg)
-            ray.shutdown()
-            _stop_leftovers(before)
-            if attempt < attempts:
-                time.sleep(2.0 * attempt)
-    raise RuntimeError(f"Ray did not start in {attempts} attempts (machine overloaded?):\n" + "\n".join(failures))
+    return raystart.connect_local(num_cpus)
 
 
 def run_flower_simulation(client_fn, n_clients: int, init_weights, rounds: int, *, local_epochs: int = 1,
@@ -220,8 +144,8 @@ def run_flower_simulation(client_fn, n_clients: int, init_weights, rounds: int, 
 
     ``client_fn(partition_id)`` must return an odlkit client (e.g. ``NumpyClient``); it is
     shipped to Ray worker processes, so keep the data it closes over small.
-    Ray is started by :func:`start_ray` (retried start-up; failed attempts are in the returned
-    history's ``config["ray_start_failures"]``). ``retries`` re-runs the whole (deterministic)
+    Ray comes from :func:`start_ray` (one local node per process, retried start-up; failed
+    attempts are in the returned history's ``config["ray_start_failures"]``). ``retries`` re-runs the whole (deterministic)
     simulation if it still fails before round 1 (a raylet can crash waiting for its agents).
     Returns the final weights and a :class:`History`.
     """

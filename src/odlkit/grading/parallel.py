@@ -147,12 +147,15 @@ def run_local(jobs: list[Job], workers: int) -> list[JobResult]:
 def run_ray(jobs: list[Job], address: str) -> list[JobResult]:
     """Grade ``jobs`` as Ray tasks (one CPU each) on the cluster at ``address`` ("auto": the
     cluster this machine belongs to). Every node needs this environment (odlkit, nbgrader, the
-    notebooks' dependencies); nothing else is shared, the jobs carry their files."""
+    notebooks' dependencies); nothing else is shared, the jobs carry their files. The connection
+    is retried and reported (:func:`odlkit.raystart.connect`)."""
     import ray
+
+    from odlkit import raystart
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+        raystart.connect(address)
     try:
         remote = ray.remote(num_cpus=1, max_retries=1)(grade_job)
         return ray.get([remote.remote(j) for j in jobs])
@@ -165,9 +168,11 @@ def ray_cpus(address: str) -> int:
     """CPUs of the Ray cluster at ``address`` (how many groups to make)."""
     import ray
 
+    from odlkit import raystart
+
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+        raystart.connect(address)
     try:
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
     finally:
