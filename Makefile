@@ -25,9 +25,12 @@ help:
 	@echo "make slides      build HTML and PDF of every deck in slides/"
 
 # --- environment ------------------------------------------------------------------------------
+# --compile-bytecode: this image sets PYTHONDONTWRITEBYTECODE=1, so without it every process
+# compiles what it imports from source: `import tensorflow, keras` costs 22 s of CPU uncompiled,
+# 9.5 s compiled; nbgrader 7.2 -> 4.4 s (measured at load ~8). Compiling once costs ~90 s of CPU.
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv"; python3 -m pip install --quiet uv; }
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 env: $(VENV)/.synced
