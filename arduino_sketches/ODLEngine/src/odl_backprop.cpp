@@ -348,16 +348,12 @@ Status plan_refresh_features(BackboneView& bb, StoreView& s) {
 Status plan_train(BackboneView& bb, HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallback cb, void* user,
                   uint32_t* steps) {
   *steps = 0;
-  if (cfg.batch_size == 0 || cfg.epochs == 0 || !(cfg.lr > 0.0f) || cfg.momentum < 0.0f || cfg.momentum >= 1.0f ||
-      cfg.weight_decay < 0.0f || cfg.mode > kTrainBiasOnly)
-    return kErrBadArgument;
+  if (!sgd_config_ok(cfg) || cfg.mode > kTrainBiasOnly) return kErrBadArgument;
   Status st = plan_configure(bb, cfg.plan, cfg.sparse_layers);
   if (st != kOk) return st;
-  if (h.num_classes == 0) return kErrNoSamples;
-  const uint32_t n = select_samples(s, cfg.use_replay, bb.window_capacity);
-  if (n == 0) return kErrNoSamples;
-  for (uint32_t k = 0; k < n; ++k)
-    if (s.labels[s.order[k]] >= h.num_classes) return kErrBadLabel;
+  uint32_t n = 0;
+  const Status sel = select_training_samples(s, cfg.use_replay, h.num_classes, &n, bb.window_capacity);
+  if (sel != kOk) return sel;
   const ModelSpec& m = *bb.model;
   const uint16_t nc = h.num_classes, fd = h.feature_dim;
   const uint32_t nw = (uint32_t)nc * fd;

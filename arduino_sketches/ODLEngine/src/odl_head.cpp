@@ -203,6 +203,23 @@ uint32_t select_samples(StoreView& s, bool use_replay, uint32_t limit) {
   return n;
 }
 
+bool sgd_config_ok(const TrainConfig& cfg) {
+  // Written as the negation of the rejections so NaN settings fall where they always did.
+  return !(cfg.batch_size == 0 || cfg.epochs == 0 || !(cfg.lr > 0.0f) || cfg.momentum < 0.0f || cfg.momentum >= 1.0f ||
+           cfg.weight_decay < 0.0f);
+}
+
+Status select_training_samples(StoreView& s, bool use_replay, uint16_t num_classes, uint32_t* n, uint32_t limit) {
+  *n = 0;
+  if (num_classes == 0) return kErrNoSamples;
+  const uint32_t k_n = select_samples(s, use_replay, limit);
+  if (k_n == 0) return kErrNoSamples;
+  for (uint32_t k = 0; k < k_n; ++k)
+    if (s.labels[s.order[k]] >= num_classes) return kErrBadLabel;
+  *n = k_n;
+  return kOk;
+}
+
 void store_shuffle(StoreView& s, uint32_t n) {
   for (uint32_t i = n - 1; n > 1 && i > 0; --i) {
     const uint32_t j = xorshift32(&s.rng_shuffle) % (i + 1);
@@ -213,14 +230,10 @@ void store_shuffle(StoreView& s, uint32_t n) {
 }
 
 Status head_train(HeadView& h, StoreView& s, const TrainConfig& cfg, EpochCallback cb, void* user) {
-  if (cfg.batch_size == 0 || cfg.epochs == 0 || !(cfg.lr > 0.0f) || cfg.momentum < 0.0f || cfg.momentum >= 1.0f ||
-      cfg.weight_decay < 0.0f || cfg.mode > kTrainBiasOnly)
-    return kErrBadArgument;
-  if (h.num_classes == 0) return kErrNoSamples;
-  const uint32_t n = select_samples(s, cfg.use_replay);
-  if (n == 0) return kErrNoSamples;
-  for (uint32_t k = 0; k < n; ++k)
-    if (s.labels[s.order[k]] >= h.num_classes) return kErrBadLabel;
+  if (!sgd_config_ok(cfg) || cfg.mode > kTrainBiasOnly) return kErrBadArgument;
+  uint32_t n = 0;
+  const Status sel = select_training_samples(s, cfg.use_replay, h.num_classes, &n);
+  if (sel != kOk) return sel;
   const uint16_t nc = h.num_classes, fd = h.feature_dim;
   const uint32_t nw = (uint32_t)nc * fd;
   const bool full = cfg.mode == kTrainFull;

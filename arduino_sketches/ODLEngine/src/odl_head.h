@@ -72,6 +72,13 @@ Status store_add(StoreView& s, const HeadView& h, const float* features, uint16_
 // Fills s.order with the indices of the samples a train() call uses (all of them with use_replay,
 // else those of the current session), among the first `limit` slots; returns how many.
 uint32_t select_samples(StoreView& s, bool use_replay, uint32_t limit = 0xFFFFFFFFu);
+// The SGD settings every trainer checks the same way (batch, epochs, lr, momentum, weight decay);
+// which plans and modes a trainer accepts is its own check.
+bool sgd_config_ok(const TrainConfig& cfg);
+// select_samples and the checks every trainer makes on them, in this order: no classes or no
+// selected sample -> kErrNoSamples, a selected label >= num_classes -> kErrBadLabel.
+Status select_training_samples(StoreView& s, bool use_replay, uint16_t num_classes, uint32_t* n,
+                               uint32_t limit = 0xFFFFFFFFu);
 // One epoch's Fisher-Yates shuffle of s.order[0..n) with the store's xorshift32: the one data
 // order of every trainer (head, backbone plans, Lab 2's network; odlkit's numpy twins replay it).
 void store_shuffle(StoreView& s, uint32_t n);

@@ -260,14 +260,10 @@ static void qhead_requantize(QHeadView& h) {
 Status qhead_train(QHeadView& h, StoreView& s, const int8_t* qfeatures, const TrainConfig& cfg, bool qas,
                    EpochCallback cb, void* user, uint32_t* steps) {
   *steps = 0;
-  if (cfg.batch_size == 0 || cfg.epochs == 0 || !(cfg.lr > 0.0f) || cfg.momentum < 0.0f || cfg.momentum >= 1.0f ||
-      cfg.weight_decay < 0.0f || cfg.mode != kTrainFull || !qfeatures)
-    return kErrBadArgument;
-  if (h.num_classes == 0) return kErrNoSamples;
-  const uint32_t n = select_samples(s, cfg.use_replay);
-  if (n == 0) return kErrNoSamples;
-  for (uint32_t k = 0; k < n; ++k)
-    if (s.labels[s.order[k]] >= h.num_classes) return kErrBadLabel;
+  if (!sgd_config_ok(cfg) || cfg.mode != kTrainFull || !qfeatures) return kErrBadArgument;
+  uint32_t n = 0;
+  const Status sel = select_training_samples(s, cfg.use_replay, h.num_classes, &n);
+  if (sel != kOk) return sel;
   const uint16_t nc = h.num_classes, fd = h.feature_dim;
   const uint32_t nw = (uint32_t)nc * fd;
   // dL/dWq = s_W dL/dW; QAS: / s_W^2.  dL/dbq = s_W s_x dL/db; QAS: / (s_W s_x)^2.

@@ -152,14 +152,11 @@ Status mlp_predict(MlpView& m, const float* x, Prediction* out) {
 
 Status mlp_train(MlpView& m, StoreView& s, const TrainConfig& cfg, EpochCallback cb, void* user, ClockFn clock,
                  uint32_t* last_step_us) {
-  if (cfg.batch_size == 0 || cfg.epochs == 0 || !(cfg.lr > 0.0f) || cfg.momentum < 0.0f || cfg.momentum >= 1.0f ||
-      cfg.weight_decay < 0.0f || cfg.mode != kTrainFull || (cfg.plan != kPlanHead && cfg.plan != kPlanAll))
+  if (!sgd_config_ok(cfg) || cfg.mode != kTrainFull || (cfg.plan != kPlanHead && cfg.plan != kPlanAll))
     return kErrBadArgument;
-  if (m.num_classes == 0) return kErrNoSamples;
-  const uint32_t n = select_samples(s, cfg.use_replay);
-  if (n == 0) return kErrNoSamples;
-  for (uint32_t k = 0; k < n; ++k)
-    if (s.labels[s.order[k]] >= m.num_classes) return kErrBadLabel;
+  uint32_t n = 0;
+  const Status sel = select_training_samples(s, cfg.use_replay, m.num_classes, &n);
+  if (sel != kOk) return sel;
   const bool all = cfg.plan == kPlanAll;  // kPlanHead: the hidden layer stays as initialized
   const uint16_t D = m.input_dim, H = m.hidden, C = m.num_classes;
   const uint32_t n1 = (uint32_t)D * H, n2 = (uint32_t)H * C;
