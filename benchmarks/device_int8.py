@@ -59,19 +59,6 @@ def _data():
     return backbone, meta, norm(train.X), np.asarray(train.y), norm(test.X), np.asarray(test.y)
 
 
-def _int8_features(tfl, Xq):
-    from odlkit.export.tflite import _litert_interpreter
-
-    interp = _litert_interpreter(tfl)
-    i, o = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
-    out = []
-    for x in Xq:
-        interp.set_tensor(i, x[None])
-        interp.invoke()
-        out.append(np.array(interp.get_tensor(o))[0])
-    return np.stack(out)
-
-
 def _qtrain(exe, F, y, W, b, qm, qas):
     n, fd = F.shape
     stdin = (struct.pack("<IHHfi", n, W.shape[0], fd, qm.feature_scale, qm.feature_zero)
@@ -87,7 +74,7 @@ def _qtrain(exe, F, y, W, b, qm, qas):
 
 def accuracy(build: Path) -> dict:
     from odlkit.export.int8 import int8_backbone, write_int8_header
-    from odlkit.export.tflite import to_tflite
+    from odlkit.export.tflite import tflite_predict, to_tflite
     from odlkit.head import Head
     from odlkit.transfer import extract_features
 
@@ -106,7 +93,8 @@ def accuracy(build: Path) -> dict:
     res["float_initial"] = float(np.mean(np.argmax(Fte @ W0 + b0, 1) == yte))
     head.fit(Ftr, ytr, epochs=EPOCHS, lr=LR, batch_size=BATCH, momentum=MU, order="shuffle", seed=1)
     res["float"] = float(np.mean(head.predict(Fte) == yte))
-    Qtr, Qte = _int8_features(tfl, qm.quantize_input(Xtr)), _int8_features(tfl, qm.quantize_input(Xte))
+    Qtr = tflite_predict(tfl, qm.quantize_input(Xtr), raw=True)  # int8 in, the backbone's int8 features out
+    Qte = tflite_predict(tfl, qm.quantize_input(Xte), raw=True)
     for name, qas in (("int8_qas", True), ("int8_naive", False)):
         Wq, bq = _qtrain(exe, Qtr, ytr, W0.T.copy(), b0, qm, qas)
         logits = (Qte.astype(np.int64) - qm.feature_zero) @ Wq.T + bq
