@@ -15,12 +15,18 @@
 #include "odl_model_data.h"
 #include "sketch_config.h"
 
-// The plan buffer and window store (sketch_config.h) let TRAIN plan=bias|sparse train the backbone.
+#include "odl_int8_model_data.h"  // the full-integer backbone of the int8 path (TRAIN q=int8)
+
+// The plan buffer and window store (sketch_config.h) let TRAIN plan=bias|sparse train the backbone;
+// ODL_SKETCH_INT8 adds the int8 path.
 typedef odl::Engine<ODL_ARENA_FLOATS, ODL_FEATURE_DIM, ODL_MAX_CLASSES, ODL_REPLAY_CAPACITY, ODL_SKETCH_PLAN_BYTES,
-                    ODL_SKETCH_PLAN_WINDOWS, ODL_INPUT_LEN * ODL_INPUT_CHANNELS>
+                    ODL_SKETCH_PLAN_WINDOWS, ODL_INPUT_LEN * ODL_INPUT_CHANNELS, ODL_SKETCH_INT8 != 0>
     EngineT;
 static odl::Nano33App<EngineT, ODL_INPUT_LEN * ODL_INPUT_CHANNELS> app(ODL_STORAGE_SLOT_BYTES);
 
-void setup() { app.setup(kOdlModel, ODL_FIRMWARE_VERSION, ODL_STREAM_AT_BOOT != 0); }
+void setup() {
+  app.setup(kOdlModel, ODL_FIRMWARE_VERSION, ODL_STREAM_AT_BOOT != 0);
+  app.engine().begin_int8(kOdlQModel);  // a failure leaves q=float only (TRAIN q=int8: error 6 BAD_ARG)
+}
 
 void loop() { app.loop(); }

@@ -18,6 +18,10 @@
 // them; the virtual board does with Board.virtual(plans=True), its default build is head-only.
 #define ODL_SKETCH_PLAN_BYTES 65536
 #define ODL_SKETCH_PLAN_WINDOWS 64
+// The int8 path (TRAIN q=int8 qas=1|0, odl_int8.h): the full-integer backbone of
+// odl_int8_model_data.h, int8 features of every stored sample, an int8 head trained with or
+// without quantization-aware scaling. The virtual board builds it with Board.virtual(int8=True).
+#define ODL_SKETCH_INT8 1
 // 1: print IMU samples (ax,ay,az,gx,gy,gz at 25 Hz) from boot until the first byte arrives,
 // for `edge-impulse-data-forwarder --frequency 25`, which cannot send a STREAM command.
 // 0 (default): quiet until the host sends a command (STREAM s=... streams on request).

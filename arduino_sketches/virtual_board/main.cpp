@@ -31,6 +31,14 @@
 #define ODL_INPUT_CHANNELS ODL_NUM_CEPS
 #else
 #include "odl_model_data.h"
+// The int8 path (TRAIN q=int8): off unless the build defines ODL_INT8=1 (Board.virtual(int8=True)) for
+// a sketch that ships odl_int8_model_data.h (odlkit.sketches: int8=True).
+#if defined(ODL_INT8) && ODL_INT8
+#include "odl_int8_model_data.h"
+#else
+#undef ODL_INT8
+#define ODL_INT8 0
+#endif
 #endif
 #include "odl_protocol.h"
 
@@ -283,7 +291,7 @@ typedef odl::AudioEngine<ODL_MAX_FRAMES, ODL_HIDDEN, ODL_MAX_CLASSES, ODL_REPLAY
 #define ODL_WINDOW_CAPACITY 0
 #endif
 typedef odl::Engine<ODL_ARENA_FLOATS, ODL_FEATURE_DIM, ODL_MAX_CLASSES, ODL_REPLAY_CAPACITY, ODL_PLAN_BYTES,
-                    ODL_WINDOW_CAPACITY, ODL_INPUT_LEN * ODL_INPUT_CHANNELS>
+                    ODL_WINDOW_CAPACITY, ODL_INPUT_LEN * ODL_INPUT_CHANNELS, ODL_INT8 != 0>
     EngineT;
 #endif
 EngineT engine;  // static storage, as on the board
@@ -320,6 +328,9 @@ int main(int argc, char** argv) {
   EngineT& adapter = engine;  // the audio engine is its own EngineIface
 #else
   odl::Status s = engine.begin(kOdlModel, seed);
+#if ODL_INT8
+  if (s == odl::kOk) s = engine.begin_int8(kOdlQModel);
+#endif
   static odl::EngineAdapter<EngineT, ODL_INPUT_LEN * ODL_INPUT_CHANNELS> adapter(engine, &storage);
 #endif
   if (s != odl::kOk) fprintf(stderr, "virtual_board: engine.begin failed: %s\n", odl::status_str(s));

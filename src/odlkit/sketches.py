@@ -44,6 +44,9 @@ class Sketch:
     # the backbone is trained on). 0/0: head-only firmware.
     plan_bytes: int = 0
     plan_windows: int = 0
+    # imu: the int8 path (TRAIN q=int8, odl_int8.h) in the firmware: the full-integer backbone
+    # (odl_int8_model_data.h), int8 features of every stored sample and an int8 head
+    int8: bool = False
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -63,6 +66,8 @@ class Sketch:
                              f"for a head-only firmware), got {self.plan_bytes} and {self.plan_windows}")
         if self.plan_bytes and self.kind != "imu":
             raise ValueError(f"sketch {self.name}: training plans need a backbone (kind 'imu')")
+        if self.int8 and self.kind != "imu":
+            raise ValueError(f"sketch {self.name}: the int8 path needs a backbone (kind 'imu')")
 
     @property
     def firmware(self) -> str:
@@ -79,7 +84,10 @@ SKETCHES: dict[str, Sketch] = {s.name: s for s in (
     # The plan buffer holds bias-only (2.7 KB) and sparse update of the last layer (52 KB) for the
     # course's backbone; k = 2 (127 KB) would not fit beside the mbed core (the lab shows why).
     # RAM of the real build: arduino_sketches/lab1_motion/README.md (extras/compile_check.py).
+    # The int8 path adds 16.0 KB (int8 features of the 200 stored samples, the int8 head and its
+    # latent copy); the real build still fits (arduino_sketches/lab1_motion/README.md).
     Sketch("lab1_motion", ("standing", "walking", "running"), capacity=200, plan_bytes=65536, plan_windows=64,
+           int8=True,
            purpose="Lab 1: personalise a motion classifier on the board; the lab adds 'badminton' with ADDCLASS"),
     # Every board of Lab 3 holds all four classes, so FedAvg averages the same rows on every board.
     Sketch("lab3_federated", ("standing", "walking", "running", "badminton"), capacity=200,

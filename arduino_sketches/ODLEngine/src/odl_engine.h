@@ -24,6 +24,7 @@
 #include "odl_blob.h"
 #include "odl_storage.h"
 #include "odl_backprop.h"
+#include "odl_int8.h"
 
 ODL_NUMERICS_BEGIN
 namespace odl {
@@ -37,10 +38,13 @@ namespace odl {
 //   WindowCapacity windows kept (int16, normalized) for the first WindowCapacity store slots;
 //                  backbone plans train on those samples. 0: head plan only
 //   WindowValues   values of one window (ODL_INPUT_LEN * ODL_INPUT_CHANNELS) when WindowCapacity > 0
+//   Int8           the int8 path (odl_int8.h, TRAIN q=int8): begin_int8(full-integer backbone) after
+//                  begin(); every stored sample then keeps its int8 features beside its float ones
 template <uint32_t ArenaFloats, uint16_t FeatureDim, uint16_t MaxClasses, uint16_t ReplayCapacity,
-          uint32_t PlanBytes = 0, uint16_t WindowCapacity = 0, uint32_t WindowValues = 0>
+          uint32_t PlanBytes = 0, uint16_t WindowCapacity = 0, uint32_t WindowValues = 0, bool Int8 = false>
 class Engine {
  public:
+  static const bool kInt8 = Int8;
   static const uint32_t kBlobCapacity = blob_size_for(MaxClasses, FeatureDim);
   static const uint32_t kRecordCapacity = kBlobCapacity + kSlotOverheadBytes;
 
@@ -60,9 +64,26 @@ class Engine {
     if (s != kOk) return s;
     spec_ = &spec;
     seed_ = seed;
+    qspec_ = nullptr;
     reset();
     return kOk;
   }
+
+  // Binds the full-integer backbone of the int8 path (odlkit.export.int8's header, the same
+  // network as begin()'s, quantized): its int8 activations share the float arena. Call after
+  // begin(); the store is emptied (its samples have no int8 features yet).
+  Status begin_int8(const QModelSpec& q) {
+    if (!Int8) return kErrNoInt8;
+    if (!spec_) return kErrNotBegun;
+    if (q.feature_dim != FeatureDim || q.input_len != spec_->input_len || q.input_channels != spec_->input_channels)
+      return kErrBadModel;
+    const Status s = qvalidate_model(q, sizeof(arena_));
+    if (s != kOk) return s;
+    qspec_ = &q;
+    reset();
+    return kOk;
+  }
+  bool int8_ready() const { return Int8 && qspec_ != nullptr; }
 
   // Head back to the model's initial head; empties the store; momentum zeroed.
   void reset() {
@@ -71,6 +92,7 @@ class Engine {
     if (spec_) head_load_initial(head_, *spec_);
     store_clear(store_, seed_);
     stats_ = Stats();
+    qactive_ = false;
   }
 
   // Empties the training store only (head unchanged).
@@ -93,7 +115,11 @@ class Engine {
   }
 
   // Adds one labelled feature vector to the reservoir store.
-  Status add_sample(const float* features, uint16_t label) { return store_add(store_, head_, features, label); }
+  // (The int8 path needs windows: an engine with it refuses bare feature vectors.)
+  Status add_sample(const float* features, uint16_t label) {
+    if (int8_ready()) return kErrBadArgument;
+    return store_add(store_, head_, features, label);
+  }
 
   // Extracts features of a raw window and stores them (features_out optional).
   // With a window store, the first WindowCapacity slots also keep the normalized window.
@@ -101,9 +127,14 @@ class Engine {
     float* f = features_out ? features_out : scratch_features_;
     Status s = extract_features(window, f);
     if (s != kOk) return s;
+    if (int8_ready()) {  // the int8 features first: a window that fails is stored in neither form
+      s = int8_features(window, qscratch_);
+      if (s != kOk) return s;
+    }
     uint32_t slot = ReplayCapacity;
     s = store_add(store_, head_, f, label, &slot);
     if (s == kOk && slot < WindowCapacity) window_store(bb_, slot, window);
+    if (s == kOk && int8_ready() && slot < ReplayCapacity) memcpy(qfeats_ + slot * FeatureDim, qscratch_, FeatureDim);
     return s;
   }
 
@@ -122,14 +153,29 @@ class Engine {
   // becomes non-finite (a learning rate far too large), the head weights from before the call
   // are restored (kept as a blob in the storage record buffer, so no extra RAM), a backbone plan
   // puts the backbone back to the exported one, and kErrDiverged is returned.
+  //
+  // cfg.quant = kQuantInt8 (head plan, mode full): the int8 head trains on the stored int8 features
+  // (qhead_train, QAS or naive by cfg.qas), starting from the int8 head of the last int8 training or,
+  // after float training / reset / SETW / LOAD, from the float head quantized (qhead_quantize); the
+  // engine then predicts and evaluates in int8 until a float train(), reset, SETW or LOAD. A
+  // diverged int8 training leaves the float head as it was and the engine in float mode.
   Status train(const TrainConfig& cfg, EpochCallback cb = nullptr, void* user = nullptr) {
-    if (cfg.plan > kPlanSparse) return kErrBadArgument;
+    if (cfg.plan > kPlanSparse || cfg.quant > kQuantInt8) return kErrBadArgument;
+    if (cfg.quant == kQuantInt8 && !int8_ready()) return kErrNoInt8;
+    if (cfg.quant == kQuantInt8 && (cfg.plan != kPlanHead || cfg.mode != kTrainFull)) return kErrBadArgument;
     uint32_t t0 = clock_ ? clock_() : 0;
     uint32_t n = 0;
-    Status s = serialize(record_ + kSlotHeaderBytes, kBlobCapacity, &n);
+    Status s = blob_encode(head_, record_ + kSlotHeaderBytes, kBlobCapacity, &n);
     if (s != kOk) return s;
     uint32_t steps = 0;
-    if (cfg.plan == kPlanHead) {
+    if (cfg.quant == kQuantInt8) {
+      if (qactive_)
+        qhead_resize(qhead_, head_.num_classes);
+      else
+        qhead_quantize(qhead_, W_, b_, head_.num_classes);
+      s = qhead_train(qhead_, store_, qfeats_, cfg, cfg.qas, cb, user, &steps);
+      qactive_ = s == kOk;
+    } else if (cfg.plan == kPlanHead) {
       EpochCount count = {cb, user, 0};
       s = head_train(head_, store_, cfg, count_epochs, &count);
       uint32_t used = 0;
@@ -143,6 +189,12 @@ class Engine {
     if (s == kOk) {
       stats_.plan = cfg.plan;
       stats_.sparse_layers = cfg.plan == kPlanSparse ? cfg.sparse_layers : 0;
+      stats_.quant = cfg.quant;
+      stats_.qas = cfg.quant == kQuantInt8 && cfg.qas;
+      if (cfg.quant == kQuantFloat) qactive_ = false;
+    } else if (cfg.quant == kQuantInt8) {
+      stats_.quant = kQuantFloat;
+      stats_.qas = false;
     }
     stats_.last_steps = s == kOk ? steps : 0;
     if (clock_) {
@@ -169,7 +221,23 @@ class Engine {
     if (clock_) stats_.last_head_us = clock_() - t0;
     return s;
   }
+  // In int8 mode (after an int8 train()): the int8 backbone and head; probs are the softmax of
+  // the int8 head's rescaled integer logits.
   Status predict(const float* window, Prediction* out) {
+    if (qactive_) {
+      qhead_resize(qhead_, head_.num_classes);
+      uint32_t t0 = clock_ ? clock_() : 0;
+      Status s = int8_features(window, qscratch_);
+      if (clock_) stats_.last_forward_us = clock_() - t0;
+      if (s != kOk) return s;
+      t0 = clock_ ? clock_() : 0;
+      out->label = (int16_t)qhead_forward(qhead_, qscratch_);
+      out->confidence = qhead_.probs[out->label];
+      out->probs = qhead_.probs;
+      out->num_classes = qhead_.num_classes;
+      if (clock_) stats_.last_head_us = clock_() - t0;
+      return kOk;
+    }
     Status s = extract_features(window, scratch_features_);
     if (s != kOk) return s;
     return predict_features(scratch_features_, out);
@@ -178,15 +246,37 @@ class Engine {
   // Accuracy + confusion matrix (out->confusion[true * stride + pred], stride =
   // MaxClasses, engine-owned) on the stored samples (all, or only the current session).
   Status evaluate(EvalResult* out, bool use_replay = true) {
+    if (qactive_) {
+      qhead_resize(qhead_, head_.num_classes);
+      return qhead_evaluate(qhead_, store_, qfeats_, use_replay, out, confusion_);
+    }
     return head_evaluate(head_, store_, use_replay, out, confusion_);
   }
 
-  // Weights blob (see odl_blob.h): exact bytes as odlkit.weights.encode.
+  // Weights blob (see odl_blob.h): exact bytes as odlkit.weights.encode. In int8 mode, the real
+  // values of the int8 head (s_W Wq, s_W s_x bq, in float: what it predicts with, in the one format).
   uint32_t blob_size() const { return blob_size_for(head_.num_classes, FeatureDim); }
-  Status serialize(uint8_t* out, uint32_t capacity, uint32_t* written) const {
-    return blob_encode(head_, out, capacity, written);
+  Status serialize(uint8_t* out, uint32_t capacity, uint32_t* written) {
+    if (!qactive_) return blob_encode(head_, out, capacity, written);
+    qhead_resize(qhead_, head_.num_classes);
+    HeadView real = head_;  // names and class count of the head; W, b: the int8 head's, in gW_ / gb_
+    real.W = gW_;
+    real.b = gb_;
+    const float sb = qhead_.w_scale * qhead_.x_scale;
+    for (uint32_t i = 0; i < (uint32_t)head_.num_classes * FeatureDim; ++i) gW_[i] = qhead_.w_scale * (float)Wq_[i];
+    for (uint16_t c = 0; c < head_.num_classes; ++c) gb_[c] = sb * (float)bq_[c];
+    return blob_encode(real, out, capacity, written);
   }
-  Status deserialize(const uint8_t* data, uint32_t len) { return blob_decode(head_, data, len); }
+  // Replaces the float head; the engine predicts in float again.
+  Status deserialize(const uint8_t* data, uint32_t len) {
+    const Status s = blob_decode(head_, data, len);
+    if (s == kOk) {
+      qactive_ = false;
+      stats_.quant = kQuantFloat;
+      stats_.qas = false;
+    }
+    return s;
+  }
 
   // Two-slot storage (odl_storage.h): the previous weights stay loadable if a
   // save is interrupted at any byte.
@@ -215,6 +305,9 @@ class Engine {
     s.window_capacity = WindowCapacity;
     s.num_samples = store_.count;
     s.samples_seen = store_.seen;
+    s.int8_bytes = Int8 ? (uint32_t)(sizeof(qfeats_) + sizeof(qscratch_) + sizeof(Wq_) + sizeof(bq_) + sizeof(latW_) +
+                                     sizeof(latb_) + sizeof(xr_))
+                        : 0;
     return s;
   }
 
@@ -239,6 +332,8 @@ class Engine {
     return i < store_.count && i < WindowCapacity ? windows_ + i * WindowValues : nullptr;
   }
   HeadView& head() { return head_; }
+  const QHeadView& qhead() const { return qhead_; }
+  bool int8_active() const { return qactive_; }
   StoreView& store() { return store_; }
 
  private:
@@ -270,6 +365,32 @@ class Engine {
     bb_.windows = windows_;
     bb_.window_capacity = WindowCapacity;
     bb_.window_values = WindowValues;
+    // the int8 head shares the float head's momentum, gradient and probability buffers: one of
+    // the two trains at a time, and each zeroes its momentum when it starts
+    qhead_.feature_dim = FeatureDim;
+    qhead_.max_classes = MaxClasses;
+    qhead_.num_classes = 0;
+    qhead_.Wq = Wq_;
+    qhead_.bq = bq_;
+    qhead_.latW = latW_;
+    qhead_.latb = latb_;
+    qhead_.vW = vW_;
+    qhead_.vb = vb_;
+    qhead_.gW = gW_;
+    qhead_.gb = gb_;
+    qhead_.probs = probs_;
+    qhead_.xr = xr_;
+    qhead_.x_scale = qspec_ ? qspec_->feature_scale : 0.0f;
+    qhead_.x_zero = qspec_ ? qspec_->feature_zero : 0;
+  }
+
+  // A raw window through the int8 backbone: its int8 input in the arena's second half (the first
+  // layer reads it from the first half, where qrun_backbone copies it).
+  Status int8_features(const float* window, int8_t* features) {
+    int8_t* arena = reinterpret_cast<int8_t*>(arena_);
+    const uint32_t half = (uint32_t)sizeof(arena_) / 2;
+    qquantize_window(*spec_, *qspec_, window, arena + half);
+    return qrun_backbone(*qspec_, arena + half, arena, sizeof(arena_), features);
   }
 
   struct EpochCount {
@@ -312,6 +433,17 @@ class Engine {
   uint16_t order_[ReplayCapacity];
   uint16_t confusion_[MaxClasses * MaxClasses];
   uint8_t record_[kRecordCapacity];
+  // the int8 path (Int8): int8 features of every stored sample, the int8 head and its latent copy
+  const QModelSpec* qspec_ = nullptr;
+  bool qactive_ = false;  // the engine predicts with the int8 path
+  QHeadView qhead_ = QHeadView();
+  int8_t qfeats_[Int8 ? ReplayCapacity * FeatureDim : 1];
+  int8_t qscratch_[Int8 ? FeatureDim : 1];
+  int8_t Wq_[Int8 ? MaxClasses * FeatureDim : 1];
+  int32_t bq_[Int8 ? MaxClasses : 1];
+  float latW_[Int8 ? MaxClasses * FeatureDim : 1];
+  float latb_[Int8 ? MaxClasses : 1];
+  float xr_[Int8 ? FeatureDim : 1];
 };
 
 }  // namespace odl

@@ -35,6 +35,7 @@ const char* status_str(int status) {
     case kErrDiverged: return "training diverged (non-finite loss): weights restored to before the call";
     case kErrPlanTooLarge: return "update plan does not fit the engine's plan buffer (PlanBytes): use fewer layers";
     case kErrNoWindows: return "backbone plans need stored windows: build the engine with WindowCapacity > 0";
+    case kErrNoInt8: return "this engine has no int8 path: build it with Int8 and call begin_int8";
     default: return "unknown error";
   }
 }

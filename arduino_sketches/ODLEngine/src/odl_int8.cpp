@@ -161,15 +161,26 @@ Status qvalidate_model(const QModelSpec& spec, uint32_t arena_bytes) {
   return T == 1 && C == spec.feature_dim ? kOk : kErrBadModel;
 }
 
+static int8_t quantize_input_value(const QModelSpec& spec, float x) {
+  const float v = x / spec.input_scale;
+  float r = v >= 0.0f ? floorf(v + 0.5f) : ceilf(v - 0.5f);
+  r += (float)spec.input_zero;
+  if (!(r > -128.0f)) r = -128.0f;  // also NaN
+  if (r > 127.0f) r = 127.0f;
+  return (int8_t)(int32_t)r;
+}
+
 void qquantize_input(const QModelSpec& spec, const float* x, int8_t* q) {
   const uint32_t n = (uint32_t)spec.input_len * spec.input_channels;
+  for (uint32_t i = 0; i < n; ++i) q[i] = quantize_input_value(spec, x[i]);
+}
+
+void qquantize_window(const ModelSpec& fspec, const QModelSpec& spec, const float* raw, int8_t* q) {
+  const uint16_t C = spec.input_channels;
+  const uint32_t n = (uint32_t)spec.input_len * C;
   for (uint32_t i = 0; i < n; ++i) {
-    const float v = x[i] / spec.input_scale;
-    float r = v >= 0.0f ? floorf(v + 0.5f) : ceilf(v - 0.5f);
-    r += (float)spec.input_zero;
-    if (!(r > -128.0f)) r = -128.0f;  // also NaN
-    if (r > 127.0f) r = 127.0f;
-    q[i] = (int8_t)(int32_t)r;
+    const uint16_t c = (uint16_t)(i % C);
+    q[i] = quantize_input_value(spec, (raw[i] - fspec.input_mean[c]) / fspec.input_std[c]);
   }
 }
 
@@ -226,6 +237,17 @@ void qhead_quantize(QHeadView& h, const float* W, const float* b, uint16_t num_c
     h.bq[c] = (int32_t)r;
     h.latb[c] = r;
   }
+}
+
+void qhead_resize(QHeadView& h, uint16_t num_classes) {
+  for (uint16_t c = h.num_classes; c < num_classes; ++c) {
+    const uint32_t r = (uint32_t)c * h.feature_dim;
+    memset(h.Wq + r, 0, h.feature_dim);
+    for (uint16_t f = 0; f < h.feature_dim; ++f) h.latW[r + f] = 0.0f;
+    h.bq[c] = 0;
+    h.latb[c] = 0.0f;
+  }
+  h.num_classes = num_classes;
 }
 
 int qhead_forward(QHeadView& h, const int8_t* x, uint16_t y, float* lin, float* sum) {

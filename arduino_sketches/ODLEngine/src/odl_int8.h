@@ -68,6 +68,10 @@ typedef void (*QLayerHook)(uint16_t layer, const int8_t* y, uint32_t n, void* us
 Status qvalidate_model(const QModelSpec& spec, uint32_t arena_bytes);
 // Normalized float window -> int8 input (round half away from zero, clamp to [-128, 127]).
 void qquantize_input(const QModelSpec& spec, const float* x, int8_t* q);
+// A raw window (time-major, as sampled) -> int8 input: normalized with the float model's mean / std
+// exactly as run_backbone does ((x - mean) / std in float), then qquantize_input. The engine's
+// int8 path and tests/engine/int8_cli.cpp both quantize windows with it.
+void qquantize_window(const ModelSpec& fspec, const QModelSpec& spec, const float* raw, int8_t* q);
 // Runs the layers on an int8 input window; writes feature_dim int8 features.
 Status qrun_backbone(const QModelSpec& spec, const int8_t* input, int8_t* arena, uint32_t arena_bytes, int8_t* features,
                      QLayerHook hook = nullptr, void* user = nullptr);
@@ -90,6 +94,9 @@ struct QHeadView {
 // Quantizes a float head (W class-major, b) into h: s_W = max|W| / 127 (a zero head: Glorot-uniform's
 // bound sqrt(6 / (feature_dim + num_classes)) / 127), bq at s_W * x_scale.
 void qhead_quantize(QHeadView& h, const float* W, const float* b, uint16_t num_classes);
+// The head's class count follows the float head's (ADDCLASS / removal): new rows start at zero
+// (int8 and latent), as the float head's do; s_W stays.
+void qhead_resize(QHeadView& h, uint16_t num_classes);
 // softmax(s_W s_x (Wq (x_q - z_x) + bq)) into h.probs; returns the argmax (lin / sum as head_forward_loss).
 int qhead_forward(QHeadView& h, const int8_t* x, uint16_t y = 0, float* lin = nullptr, float* sum = nullptr);
 // Mini-batch SGD with momentum (TrainConfig's epochs, batch, lr, momentum; weight decay on the

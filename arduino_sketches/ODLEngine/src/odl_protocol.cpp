@@ -254,6 +254,9 @@ void Protocol::cmd_hello(const Frame& f, bool info) {
     out_.kv_u("win_cap", s.window_capacity);
     out_.kv_u("steps", s.last_steps);
     out_.kv_u("step_us", s.last_step_us);
+    out_.kv("q", s.quant == kQuantInt8 ? "int8" : "float");  // what PREDICT / EVAL / GETW use now
+    out_.kv_u("qas", s.qas ? 1u : 0u);
+    out_.kv_u("int8_ram", s.int8_bytes);  // 0: a firmware without the int8 path
     if (e_.hidden_units() > 0) {
       out_.kv_u("net_ram", s.net_bytes);
       out_.kv_u("norm_ram", s.norm_bytes);
@@ -415,8 +418,8 @@ void Protocol::send_epoch_event(const EpochResult& r) {
 }
 
 void Protocol::cmd_train(const Frame& f) {
-  static const char* const keys[] = {"epochs", "lr",   "mom",  "wd", "batch", "mode",
-                                     "replay", "seed", "plan", "k",  nullptr};
+  static const char* const keys[] = {"epochs", "lr",   "mom", "wd", "batch", "mode", "replay",
+                                     "seed",   "plan", "k",   "q",  "qas",   nullptr};
   if (!check_args(f, 0, keys)) return;
   TrainConfig cfg;
   uint32_t u = 0;
@@ -483,6 +486,25 @@ void Protocol::cmd_train(const Frame& f) {
     cfg.sparse_layers = static_cast<uint8_t>(u);
   } else if (cfg.plan == kPlanSparse) {
     return error(f.seq, kPeBadArg, "plan=sparse needs k=<layers whose kernel is updated>");
+  }
+  if ((v = frame_arg(f, "q"))) {
+    if (streq(v, "float"))
+      cfg.quant = kQuantFloat;
+    else if (streq(v, "int8"))
+      cfg.quant = kQuantInt8;
+    else
+      return error(f.seq, kPeBadArg, "q must be float or int8");
+  }
+  if ((v = frame_arg(f, "qas"))) {
+    if (cfg.quant != kQuantInt8) return error(f.seq, kPeBadArg, "qas= is only for q=int8");
+    if (!streq(v, "0") && !streq(v, "1")) return error(f.seq, kPeBadArg, "qas must be 0 or 1");
+    cfg.qas = v[0] == '1';
+  }
+  if (cfg.quant == kQuantInt8) {
+    if (!e_.int8_ready())
+      return error(f.seq, kPeBadArg, "this firmware has no int8 path (q=float only):", status_str(kErrNoInt8));
+    if (cfg.plan != kPlanHead) return error(f.seq, kPeBadArg, "q=int8 trains the int8 head only: plan=head");
+    if (cfg.mode != kTrainFull) return error(f.seq, kPeBadArg, "q=int8 takes mode=full (the int8 kernel and bias)");
   }
   if (cfg.plan == kPlanBias || cfg.plan == kPlanSparse) {
     uint32_t need = 0;

@@ -102,6 +102,8 @@ class EngineIface {
     *bytes = 0;
     return plan == kPlanHead ? kOk : kErrPlanTooLarge;
   }
+  // TRAIN q=int8: the engine has the int8 path (Engine<..., Int8> after begin_int8).
+  virtual bool int8_ready() const { return false; }
 
  protected:
   ~EngineIface() {}
@@ -151,6 +153,7 @@ class EngineAdapter : public EngineIface {
     if (s != kOk || plan == kPlanHead) return s;
     return *bytes > e_.stats().plan_capacity ? kErrPlanTooLarge : kOk;
   }
+  bool int8_ready() const override { return e_.int8_ready(); }
   float* window_buffer(size_t* n) override {
     *n = WindowFloats;
     return window_;

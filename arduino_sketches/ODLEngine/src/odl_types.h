@@ -33,7 +33,8 @@ enum Status : int {
   kErrNonFinite = -19,        // a NaN or infinite weight, feature or window value was refused
   kErrDiverged = -20,         // training gave a non-finite loss: the weights were restored
   kErrPlanTooLarge = -21,     // the update plan's buffers do not fit the engine's PlanBytes
-  kErrNoWindows = -22         // a backbone plan needs stored windows: the engine keeps none (WindowCapacity 0)
+  kErrNoWindows = -22,        // a backbone plan needs stored windows: the engine keeps none (WindowCapacity 0)
+  kErrNoInt8 = -23            // TRAIN q=int8 on an engine built without the int8 path (Int8 false / no begin_int8)
 };
 
 // false for NaN and +-Inf (a builtin, so it holds without <cmath> and on every core).
@@ -97,17 +98,25 @@ enum TrainPlan : uint8_t {
   kPlanAll = 3      // Lab 2: the hidden layer and the head (full backpropagation through both)
 };
 
+// The arithmetic a train() call trains (and the engine then predicts) with (TRAIN q=...).
+enum Quant : uint8_t {
+  kQuantFloat = 0,  // float backbone features, float head
+  kQuantInt8 = 1    // the full-integer backbone's int8 features, an int8 head (odl_int8.h), head plan only
+};
+
 struct TrainConfig {
   uint16_t epochs = 10;
   uint16_t batch_size = 8;
   float lr = 0.05f;
   float momentum = 0.9f;
-  float weight_decay = 0.0f;  // L2 on W (not b): grad += weight_decay * W
-  uint8_t mode = kTrainFull;  // TrainMode
-  bool use_replay = true;     // false: only samples of the current session
-  bool shuffle = true;        // Fisher-Yates per epoch with the engine's xorshift32
-  uint8_t plan = kPlanHead;   // TrainPlan (the protocol's default on Lab 2's sketches: kPlanAll)
-  uint8_t sparse_layers = 0;  // kPlanSparse: how many of the last backbone layers with weights update their kernel
+  float weight_decay = 0.0f;    // L2 on W (not b): grad += weight_decay * W
+  uint8_t mode = kTrainFull;    // TrainMode
+  bool use_replay = true;       // false: only samples of the current session
+  bool shuffle = true;          // Fisher-Yates per epoch with the engine's xorshift32
+  uint8_t plan = kPlanHead;     // TrainPlan (the protocol's default on Lab 2's sketches: kPlanAll)
+  uint8_t sparse_layers = 0;    // kPlanSparse: how many of the last backbone layers with weights update their kernel
+  uint8_t quant = kQuantFloat;  // Quant
+  bool qas = true;              // kQuantInt8: quantization-aware scaling of the gradients (false: naive int8)
 };
 
 struct EpochResult {
@@ -159,8 +168,11 @@ struct Stats {
   uint32_t plan_capacity = 0;  // PlanBytes: the compile-time plan buffer
   uint32_t window_bytes = 0;   // the window store (int16 normalized windows for backbone plans)
   uint32_t window_capacity = 0;
-  uint32_t last_steps = 0;    // SGD steps (mini-batches) of the last train() call
-  uint32_t last_step_us = 0;  // last_train_us / last_steps
+  uint32_t last_steps = 0;      // SGD steps (mini-batches) of the last train() call
+  uint32_t last_step_us = 0;    // last_train_us / last_steps
+  uint8_t quant = kQuantFloat;  // Quant the engine predicts with (that of the last train() call)
+  bool qas = false;             // the last int8 training used QAS
+  uint32_t int8_bytes = 0;      // RAM of the int8 path (int8 features of the store, int8 head, its latent copy)
 };
 
 static const uint16_t kClassNameBytes = 16;  // fixed, NUL padded (blob format)

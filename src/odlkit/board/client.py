@@ -53,6 +53,8 @@ READ_ONLY = {"HELLO", "INFO", "GETW", "GETF", "EVAL"}
 # first stored samples, from the sketch registry (odlkit.sketches); see odl_backprop.h.
 PLAN_BUILD_FLAGS = [f"-DODL_PLAN_BYTES={get_sketch(DEFAULT_SKETCH).plan_bytes}",
                     f"-DODL_WINDOW_CAPACITY={get_sketch(DEFAULT_SKETCH).plan_windows}"]
+# The virtual board's build with the int8 path (TRAIN q=int8) of a sketch that ships it (odlkit.sketches: int8).
+INT8_BUILD_FLAGS = ["-DODL_INT8=1"]
 FRAMING_GRACE_S = 1.0  # after a seq-0 framing error, how long our own reply may still take
 
 
@@ -173,6 +175,7 @@ class Board:
         timeout: float = 10.0,
         plans: bool = False,
         plan_bytes: int | None = None,
+        int8: bool = False,
     ) -> Board:
         """Start the virtual board: the sketch's own C++ compiled for this computer.
 
@@ -197,6 +200,10 @@ class Board:
         so that ``train(plan="bias" | "sparse")`` trains the backbone too. plan_bytes (with plans): a
         plan buffer of this size instead of the Lab 1 firmware's, a what-if build for plans that do
         not fit the real board (``odlkit.labs.lab1.plan_comparison``).
+
+        int8 (sketches registered with ``int8=True``, Lab 1): build the engine with the int8 path
+        (:data:`INT8_BUILD_FLAGS`, as the Lab 1 firmware is), so that ``train(q="int8", qas=...)``
+        trains an int8 head on the full-integer backbone's features.
         """
         from odlkit.board.virtual import (
             BUILD_DIR,
@@ -208,11 +215,15 @@ class Board:
 
         if plan_bytes is not None and (not plans or int(plan_bytes) <= 0):
             raise ValueError(f"plan_bytes goes with plans=True and must be > 0, got {plan_bytes!r}")
+        spec = get_sketch(sketch)
+        if int8 and not spec.int8:
+            raise ValueError(f"sketch {sketch!r} has no int8 path (odlkit.sketches: int8=False)")
         flags = PLAN_BUILD_FLAGS if plans else None
         if flags and plan_bytes is not None:
             flags = [f"-DODL_PLAN_BYTES={int(plan_bytes)}", *(f for f in flags if "ODL_PLAN_BYTES" not in f)]
+        if int8:
+            flags = [*(flags or []), *INT8_BUILD_FLAGS]
         exe = build_virtual_board(sketch, extra_flags=flags)
-        spec = get_sketch(sketch)
         if dataset is None:
             dataset = spec.dataset
         if spec.kind == "audio":
@@ -415,6 +426,8 @@ class Board:
         seed: int | None = None,
         plan: str | None = None,
         k: int | None = None,
+        q: str | None = None,
+        qas: bool | None = None,
     ) -> TrainResult:
         """Train the head on the board (SGD with momentum on the stored features).
 
@@ -430,6 +443,11 @@ class Board:
         still says what of the head is trained. Lab 2's two-layer network (no backbone; default
         "all"): "all" (both layers) or "head" (hidden layer random and frozen). A plan the sketch
         does not have is board error 6.
+        q: the arithmetic (None: the firmware's default, float). "int8" trains an int8 head on the
+        full-integer backbone's features (a firmware with the int8 path: INFO ``int8_ram`` > 0; head
+        plan, mode "full"); the board then predicts in int8 until a float training, SETW or LOAD.
+        qas (with q="int8"; None: the board's default, True): quantization-aware scaling of the
+        gradients (Lin et al. 2022) or, False, naive int8 training.
         """
         if mode not in ("full", "bias"):
             raise ValueError(f"mode must be 'full' or 'bias', got {mode!r}")
@@ -439,6 +457,10 @@ class Board:
             raise ValueError("k (layers whose kernel is updated) goes with plan='sparse' only, and it needs one")
         if k is not None and (isinstance(k, bool) or int(k) != k or not 1 <= k <= 255):
             raise ValueError(f"k must be an integer 1..255, got {k!r}")
+        if q not in (None, "float", "int8"):
+            raise ValueError(f"q must be 'float' or 'int8', got {q!r}")
+        if qas is not None and (q != "int8" or not isinstance(qas, (bool, np.bool_))):
+            raise ValueError(f"qas (True or False) goes with q='int8' only, got qas={qas!r} with q={q!r}")
         history: list[dict] = []
 
         def ev(f: Frame) -> None:
@@ -459,6 +481,8 @@ class Board:
             *([] if seed is None else [f"seed={int(seed)}"]),
             *([] if plan is None else [f"plan={plan}"]),
             *([] if k is None else [f"k={int(k)}"]),
+            *([] if q is None else [f"q={q}"]),
+            *([] if qas is None else [f"qas={int(bool(qas))}"]),
             on_event=ev,
         )
         return TrainResult(f.int("epochs"), f.float("loss"), f.float("acc"), f.int("train_us"), history)

@@ -177,6 +177,33 @@ def int8_backbone(backbone, tflite_bytes: bytes) -> QModel:
     return QModel(T, C, float(s_x[0]), int(z_x[0]), layers, int(layers[-1].out_channels), float(s_f[0]), int(z_f[0]))
 
 
+CALIBRATION_WINDOWS = 200  # to_tflite's max_samples: the representative windows of the int8 conversion
+
+
+def calibration_windows(meta) -> np.ndarray:
+    """The int8 conversion's representative inputs: windows of the backbone's own training split
+    (the source task, ``odlkit.pretrain.source_split``), evenly strided, normalized as the board
+    normalizes. Not the Lab's user data: the firmware's quantization must not depend on it."""
+    from odlkit.pretrain import source_split
+
+    train, _ = source_split()
+    X = np.asarray(train.X, np.float32)
+    X = X[:: max(1, len(X) // CALIBRATION_WINDOWS)][:CALIBRATION_WINDOWS]
+    mean, std = np.asarray(meta["input_mean"], np.float32), np.asarray(meta["input_std"], np.float32)
+    return ((X - mean) / std).astype(np.float32)
+
+
+def sketch_int8_model():
+    """The int8 backbone the firmware ships (``odl_int8_model_data.h``): ``load_backbone()``
+    converted with :func:`calibration_windows`. Returns ``(QModel, tflite bytes)``."""
+    from odlkit.export.tflite import to_tflite
+    from odlkit.pretrain import load_backbone
+
+    backbone, meta = load_backbone()
+    tfl = to_tflite(backbone, calibration_windows(meta), int8=True, max_samples=CALIBRATION_WINDOWS)
+    return int8_backbone(backbone, tfl), tfl
+
+
 def quantize_head(W: np.ndarray, b: np.ndarray, feature_scale: float) -> tuple[np.ndarray, np.ndarray, float]:
     """A float head (W (features, classes), b) as int8 weights and int32 bias, per-tensor symmetric.
 

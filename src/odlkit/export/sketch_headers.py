@@ -11,6 +11,8 @@ Per sketch folder ``arduino_sketches/<name>/`` it writes
 * ``odl_model_data.h``: the frozen backbone (BatchNorm folded), the per-channel input
   normalisation it was trained with, and the initial head for the registry's classes. This
   part needs TensorFlow (to read the Keras backbone); ``odlkit.board`` never imports it.
+* ``odl_int8_model_data.h`` (sketches with ``int8=True``): the same backbone converted to full
+  integer (:func:`odlkit.export.int8.sketch_int8_model`), for the int8 path. Needs TensorFlow.
 
 Each sketch folder keeps its own copy of both, so it compiles on its own in the Arduino IDE.
 """
@@ -70,6 +72,13 @@ def sketch_config_text(sketch: str | Sketch) -> str:
             f"#define ODL_SKETCH_PLAN_BYTES {s.plan_bytes}",
             f"#define ODL_SKETCH_PLAN_WINDOWS {s.plan_windows}",
         ]
+    if s.int8:
+        lines += [
+            "// The int8 path (TRAIN q=int8 qas=1|0, odl_int8.h): the full-integer backbone of",
+            "// odl_int8_model_data.h, int8 features of every stored sample, an int8 head trained with or",
+            "// without quantization-aware scaling. The virtual board builds it with Board.virtual(int8=True).",
+            "#define ODL_SKETCH_INT8 1",
+        ]
     lines += [
         "// 1: print IMU samples (ax,ay,az,gx,gy,gz at 25 Hz) from boot until the first byte arrives,",
         "// for `edge-impulse-data-forwarder --frequency 25`, which cannot send a STREAM command.",
@@ -96,6 +105,15 @@ def header_text(sketch: str, class_names: list[str] | None = None, max_classes: 
                              s.max_classes if max_classes is None else int(max_classes))
 
 
+def int8_header_text(sketch: str) -> str:
+    """The text of the sketch's ``odl_int8_model_data.h`` (:func:`odlkit.export.int8.sketch_int8_model`)."""
+    from odlkit.export.int8 import int8_header_text as text, sketch_int8_model
+
+    get_sketch(sketch)
+    qm, _ = sketch_int8_model()
+    return text(qm)
+
+
 def sketch_folder(sketch: str) -> Path:
     get_sketch(sketch)
     folder = SKETCHES_DIR / sketch
@@ -107,6 +125,10 @@ def sketch_folder(sketch: str) -> Path:
 
 def header_path(sketch: str) -> Path:
     return SKETCHES_DIR / sketch / "odl_model_data.h"
+
+
+def int8_header_path(sketch: str) -> Path:
+    return SKETCHES_DIR / sketch / "odl_int8_model_data.h"
 
 
 def config_path(sketch: str) -> Path:
@@ -154,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(config_path(name), lambda n=name: sketch_config_text(n))]
         if not args.config_only and get_sketch(name).kind == "imu":  # audio sketches have no backbone header
             jobs.append((header_path(name), lambda n=name: header_text(n, args.classes, args.max_classes)))
+        if not args.config_only and get_sketch(name).int8:
+            jobs.append((int8_header_path(name), lambda n=name: int8_header_text(n)))
         for path, text in jobs:
             if args.check:
                 if _stale(path, text()):
