@@ -278,3 +278,130 @@ def test_int8_features_equal_tflite_micro_on_int8_inputs(int8_model):
     np.testing.assert_array_equal(tflm_predict(tfl, Xq, raw=True), got)
     lite = tflite_predict(tfl, Xq, raw=True).astype(np.int64)
     assert np.abs(lite - got).max() <= 1 and np.mean(lite != got) < 0.005
+
+
+# ---------------------------------------------------------------- the int8 path on the protocol ---
+
+PROTO_PER_CLASS = 6  # recorded windows per class: 18 samples, 5 steps of batch 4 per epoch
+PROTO_TRAIN = dict(epochs=4, batch_size=4, lr=0.01, momentum=0.9, seed=1)
+
+
+@pytest.fixture(scope="module")
+def int8_board_cli(tmp_path_factory):
+    """int8_cli built with the Lab 1 sketch's own headers (odl_model_data.h, odl_int8_model_data.h:
+    the firmware's int8 backbone, no TensorFlow needed): the board's path from a raw window."""
+    from odlkit.board.virtual import SKETCHES_DIR
+
+    d = tmp_path_factory.mktemp("int8_board")
+    return gxx([HERE / "int8_cli.cpp", LIB_SRC / "odl_int8.cpp", LIB_SRC / "odl_head.cpp", LIB_SRC / "odl_kernels.cpp"],
+               d / "int8_cli", includes=[SKETCHES_DIR / "lab1_motion"])
+
+
+def _replayed_windows(board, classes, n):
+    """The windows RECORD <class> n=<n> plays back: the first n of each class in the replay file's
+    RECORD pool, in file order (the virtual board's sensor, arduino_sketches/virtual_board/main.cpp)."""
+    argv = board._t.argv
+    path = argv[argv.index("--replay") + 1]
+    got = {c: [] for c in classes}
+    with open(path) as f:
+        f.readline()
+        for line in f:
+            tag, name, rest = line.split(" ", 2)
+            if tag == "r" and name in got and len(got[name]) < n:
+                got[name].append(np.array(rest.split(), np.float32))
+    return [w for c in classes for w in got[c]]
+
+
+def _cli_features(exe, windows):
+    import subprocess
+
+    stdin = struct.pack("<I", len(windows)) + np.ascontiguousarray(np.stack(windows), "<f4").tobytes()
+    p = subprocess.run([str(exe), "windows"], input=stdin, capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    xs, xz = struct.unpack_from("<fi", p.stdout)
+    return np.frombuffer(p.stdout[8:], np.int8).reshape(len(windows), -1), float(xs), int(xz)
+
+
+@pytest.mark.parametrize("qas", [True, False], ids=["qas", "naive"])
+def test_int8_training_through_the_protocol_equals_the_cli_and_numpy(int8_board_cli, qas):
+    """TRAIN q=int8 on the virtual board (the Lab 1 firmware's build with the int8 path) trains the
+    same int8 head as int8_cli (the trainer alone, fed the int8 features int8_cli computes from the
+    same raw windows) bit for bit, and as the numpy reference (_numpy_qhead_train) within its
+    tolerance; GETW returns its real values s_W Wq, s_W s_x bq; INFO reports the mode; PREDICT
+    equals the softmax of the int8 logits; a float TRAIN puts the board back to float."""
+    from odlkit.board import Board
+
+    classes = ["standing", "walking", "running"]
+    with Board.virtual(int8=True) as board:
+        for c in classes:
+            board.record(c, n=PROTO_PER_CLASS)
+        res = board.train(q="int8", qas=qas, **PROTO_TRAIN)
+        info = board.info()
+        w = board.get_weights()
+        pred = board.predict("walking")
+        F, xs, xz = _cli_features(int8_board_cli, _replayed_windows(board, classes, PROTO_PER_CLASS))
+        y = np.repeat(np.arange(3), PROTO_PER_CLASS)
+        W0, b0 = np.zeros((3, F.shape[1]), np.float32), np.zeros(3, np.float32)  # Lab 1's initial head
+        t = PROTO_TRAIN
+        args = (F, y, W0, b0, xs, xz, t["epochs"], t["batch_size"], t["lr"], t["momentum"], qas)
+        cli = _engine_qhead_train(int8_board_cli, *args, seed=t["seed"])
+        ref = _numpy_qhead_train(*args, seed=t["seed"])
+        assert info["q"] == "int8" and info["qas"] == int(qas) and info["int8_ram"] > 0
+        assert info["steps"] == t["epochs"] * 5 and res.epochs == t["epochs"]
+        s, sb = np.float32(cli["s"]), np.float32(cli["s"]) * np.float32(xs)
+        np.testing.assert_array_equal(w.W, (s * cli["Wq"].astype(np.float32)).T)
+        np.testing.assert_array_equal(w.b, sb * cli["bq"].astype(np.float32))
+        np.testing.assert_allclose([h["loss"] for h in res.history], cli["loss"], rtol=1e-5)
+        assert s == ref["s"]
+        frac = np.abs(np.abs(ref["latW"] - np.floor(ref["latW"])) - 0.5)
+        differ = cli["Wq"] != ref["Wq"]
+        assert np.all(frac[differ] < LATENT_TOL), f"{differ.sum()} int8 weights differ away from a rounding tie"
+        if qas:
+            assert np.mean(cli["Wq"] != 0) > 0.5  # trained: not the zero head it started from
+        # PREDICT: the held-out window's int8 features through the int8 head
+        Fp = _cli_features(int8_board_cli, _predict_window(board, "walking"))[0][0]
+        z = (cli["Wq"].astype(np.int64) @ (Fp.astype(np.int64) - xz) + cli["bq"]).astype(np.float32) * sb
+        p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        np.testing.assert_allclose(pred.probabilities, p, rtol=1e-5, atol=1e-6)
+        board.train(q="float", epochs=1, lr=2e-4, batch_size=8, seed=1)
+        assert board.info()["q"] == "float" and board.info()["qas"] == 0
+
+
+def _predict_window(board, cls):
+    argv = board._t.argv
+    with open(argv[argv.index("--replay") + 1]) as f:
+        f.readline()
+        for line in f:
+            tag, name, rest = line.split(" ", 2)
+            if tag == "p" and name == cls:
+                return [np.array(rest.split(), np.float32)]
+    raise AssertionError(f"no held-out {cls} window")
+
+
+def test_int8_train_arguments_are_checked_and_change_nothing():
+    """Bad q / qas values and combinations are BAD_ARG with a message saying what is allowed, and
+    leave the board as it was (float mode, nothing trained); a firmware without the int8 path
+    says so."""
+    from odlkit.board import Board, BoardError
+
+    bad = {("q=int4",): "q must be float or int8", ("qas=1",): "qas= is only for q=int8",
+           ("q=float", "qas=0"): "qas= is only for q=int8", ("q=int8", "qas=2"): "qas must be 0 or 1",
+           ("q=int8", "plan=bias"): "plan=head", ("q=int8", "mode=bias"): "mode=full"}  # fmt: skip
+    with Board.virtual(int8=True) as board:
+        board.record("walking", n=2)
+        board.record("running", n=2)
+        before = board.get_weights()
+        for args, msg in bad.items():
+            with pytest.raises(BoardError) as e:
+                board._request("TRAIN", *args)
+            assert e.value.name == "BAD_ARG" and msg in e.value.board_message, (args, e.value)
+        assert board.info()["q"] == "float" and board.info()["steps"] == 0
+        np.testing.assert_array_equal(board.get_weights().W, before.W)
+    with Board.virtual() as board:
+        board.record("walking", n=2)
+        board.record("running", n=2)
+        with pytest.raises(BoardError, match="no int8 path") as e:
+            board.train(q="int8")
+        assert e.value.name == "BAD_ARG" and board.info()["int8_ram"] == 0
+    with pytest.raises(ValueError, match="qas"):
+        Board.train(None, qas=True)  # the client checks before sending

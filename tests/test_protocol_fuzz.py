@@ -40,6 +40,7 @@ SEED_FRAMES = [
     ["GETW", "off=0"], ["GETF", "i=0"], ["SAVE"], ["LOAD"], ["RESET", "what=all"], ["STREAM", "s=1"],
     ["SETW", "total=1124", "off=0", "data=T0RMVwEAAAAEAEAAUAQAAA=="],
     ["TRAIN", "epochs=1", "plan=head"], ["LPC", "off=0", "rate=16000", "data=AAABAAIAAwA="],
+    ["TRAIN", "epochs=1", "q=int8", "qas=0"],
 ]  # fmt: skip
 
 
@@ -366,3 +367,52 @@ def test_train_plan_arguments(plan_board, args):
     assert f.int("epochs") == 1
     info = plan_board.info()
     assert info["plan"] in ("head", "bias", "sparse") and info["steps"] >= 1
+
+
+# ------------------------------------------------------------------ the int8 path (TRAIN q=int8)
+
+
+@pytest.fixture(scope="module")
+def int8_board():
+    """A virtual board built with the int8 path (TRAIN q=float|int8 qas=1|0)."""
+    b = Board.virtual(dataset="basic_motions", seed=0, timeout=10, int8=True)
+    for c in ["standing", "walking", "running"]:
+        b.record(c, n=3)
+    yield b
+    b.close()
+
+
+def _int8_state(b):
+    info = b.info()
+    return b.get_weights(), {k: info[k] for k in ("stored", "plan", "q", "qas", "int8_ram", "steps")}
+
+
+@settings(max_examples=N_HYP, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    args=st.lists(
+        st.builds(lambda k, v: f"{k}={v}", st.sampled_from(["q", "qas", "plan", "mode", "x"]),
+                  st.one_of(st.integers(-3, 3).map(str), st.text(token_chars, min_size=0, max_size=8),
+                            st.sampled_from(["int8", "float", "Int8", "int", "int16", "head", "bias", "full",
+                                             "0", "1", "01", "true"]))),
+        max_size=5,
+    ),
+)
+def test_train_int8_arguments(int8_board, args):
+    """TRAIN with random q=/qas= (and neighbours) arguments, correct CRC: one final reply; an ERR
+    is code 6 (BAD_ARG) and leaves the head, the store and the mode untouched; an OK reports the
+    q and qas it was given in INFO."""
+    before = _int8_state(int8_board)
+    try:
+        f = int8_board._request("TRAIN", "epochs=1", "lr=0.001", *args)
+    except BoardError as e:
+        assert e.code == 6, e  # BAD_ARG: samples and classes are there, so no state error
+        assert _int8_state(int8_board) == before, (args, e)
+        return
+    except ValueError:
+        return  # the frame would not fit one line
+    assert f.int("epochs") == 1
+    info = int8_board.info()
+    q = next((a.split("=", 1)[1] for a in args if a.startswith("q=")), "float")
+    assert info["q"] == q, (args, info["q"])
+    qas = next((a.split("=", 1)[1] for a in args if a.startswith("qas=")), "1")
+    assert info["qas"] == (int(qas) if q == "int8" else 0), args  # a key twice is BAD_ARG

@@ -3,6 +3,10 @@
 // little-endian stdin / stdout:
 //   int8_cli forward        in: u32 n, n x (T*C) int8 windows
 //                           out: per window, every layer's int8 output in order
+//   int8_cli windows        (built with a sketch's odl_model_data.h beside its int8 header)
+//                           in: u32 n, n x (T*C) f32 raw windows; out: f32 feature
+//                           scale, i32 feature zero, n x fd int8 features (qquantize_window,
+//                           qrun_backbone: the board's path from a recorded window)
 //   int8_cli train E B lr mu qas seed
 //                           in: u32 n, u16 nc, u16 fd, f32 x_scale, i32 x_zero,
 //                           n x fd int8 features,
@@ -18,6 +22,10 @@
 
 #include "odl_int8.h"
 #include "odl_int8_model_data.h"
+#if __has_include("odl_model_data.h")
+#include "odl_model_data.h"
+#define INT8_CLI_WINDOWS 1
+#endif
 
 namespace {
 
@@ -64,6 +72,26 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+#ifdef INT8_CLI_WINDOWS
+  if (argc == 2 && strcmp(argv[1], "windows") == 0) {
+    const odl::QModelSpec& m = kOdlQModel;
+    if (odl::qvalidate_model(m, sizeof(g_arena)) != odl::kOk) return 3;
+    uint32_t n = 0;
+    read_exact(&n, 4);
+    const uint32_t vals = (uint32_t)m.input_len * m.input_channels;
+    if (vals > sizeof(g_in)) return 5;
+    const int32_t zero = m.feature_zero;
+    fwrite(&m.feature_scale, 4, 1, stdout);
+    fwrite(&zero, 4, 1, stdout);
+    for (uint32_t i = 0; i < n; ++i) {
+      read_exact(g_f, 4u * vals);
+      odl::qquantize_window(kOdlModel, m, g_f, g_in);
+      if (odl::qrun_backbone(m, g_in, g_arena, sizeof(g_arena), g_feat) != odl::kOk) return 4;
+      fwrite(g_feat, 1, m.feature_dim, stdout);
+    }
+    return 0;
+  }
+#endif
   if (argc == 8 && strcmp(argv[1], "train") == 0) {
     odl::TrainConfig cfg;
     cfg.epochs = (uint16_t)atoi(argv[2]);

@@ -107,7 +107,8 @@ def header_text(sketch: str, class_names: list[str] | None = None, max_classes: 
 
 def int8_header_text(sketch: str) -> str:
     """The text of the sketch's ``odl_int8_model_data.h`` (:func:`odlkit.export.int8.sketch_int8_model`)."""
-    from odlkit.export.int8 import int8_header_text as text, sketch_int8_model
+    from odlkit.export.int8 import int8_header_text as text
+    from odlkit.export.int8 import sketch_int8_model
 
     get_sketch(sketch)
     qm, _ = sketch_int8_model()
