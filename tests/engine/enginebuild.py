@@ -19,7 +19,7 @@ HOST_FLAGS = cxxflags.HOST_TEST
 SANITIZE_FLAGS = cxxflags.SANITIZE
 
 
-CORE = ("odl_kernels.cpp", "odl_head.cpp", "odl_blob.cpp", "odl_storage.cpp", "odl_backprop.cpp")
+CORE = ("odl_kernels.cpp", "odl_head.cpp", "odl_blob.cpp", "odl_storage.cpp", "odl_backprop.cpp", "odl_int8.cpp")
 
 
 def library_sources() -> list[Path]:
