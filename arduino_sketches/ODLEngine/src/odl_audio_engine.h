@@ -144,17 +144,14 @@ class AudioEngine : public EngineIface {
   }
   Status save() override {
     if (!storage_) return kErrStorageIo;
-    uint32_t n = 0;
-    Status s = mlp_blob_encode(m_, record_ + kSlotHeaderBytes, kBlobCapacity, &n);
-    if (s != kOk) return s;
-    return storage_save(*storage_, record_, n);
+    return storage_save_blob(*storage_, record_, kBlobCapacity, [this](uint8_t* out, uint32_t cap, uint32_t* n) {
+      return mlp_blob_encode(m_, out, cap, n);
+    });
   }
   Status load() override {
     if (!storage_) return kErrStorageEmpty;
-    uint32_t n = 0;
-    Status s = storage_load(*storage_, record_, kRecordCapacity, &n);
-    if (s != kOk) return s;
-    return deserialize(record_ + kSlotHeaderBytes, n);
+    return storage_load_blob(*storage_, record_, kRecordCapacity,
+                             [this](const uint8_t* data, uint32_t n) { return deserialize(data, n); });
   }
   // Initial network (the same weights every time for a seed), empty store and standardizer.
   void reset() override {

@@ -281,16 +281,12 @@ class Engine {
   // Two-slot storage (odl_storage.h): the previous weights stay loadable if a
   // save is interrupted at any byte.
   Status save(Storage& storage) {
-    uint32_t n = 0;
-    Status s = serialize(record_ + kSlotHeaderBytes, kBlobCapacity, &n);
-    if (s != kOk) return s;
-    return storage_save(storage, record_, n);
+    return storage_save_blob(storage, record_, kBlobCapacity,
+                             [this](uint8_t* out, uint32_t cap, uint32_t* n) { return serialize(out, cap, n); });
   }
   Status load(Storage& storage) {
-    uint32_t n = 0;
-    Status s = storage_load(storage, record_, kRecordCapacity, &n);
-    if (s != kOk) return s;
-    return deserialize(record_ + kSlotHeaderBytes, n);
+    return storage_load_blob(storage, record_, kRecordCapacity,
+                             [this](const uint8_t* data, uint32_t n) { return deserialize(data, n); });
   }
 
   Stats stats() const {

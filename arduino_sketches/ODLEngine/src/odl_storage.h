@@ -42,6 +42,25 @@ Status storage_load(Storage& s, uint8_t* record, uint32_t capacity, uint32_t* bl
 // Which slot holds the newest valid record (-1: none). seq receives its sequence.
 int storage_newest(Storage& s, uint32_t* seq);
 
+// SAVE / LOAD of an engine's weights blob, the one implementation every engine uses (Lab 1's
+// odl::Engine, Lab 2's odl::AudioEngine): encode(blob, capacity, &written) serializes into the
+// record buffer after its header, then storage_save; storage_load, then decode(blob, len) applies
+// it (decode validates the blob before it changes anything).
+template <class Encode>
+Status storage_save_blob(Storage& s, uint8_t* record, uint32_t blob_capacity, Encode encode) {
+  uint32_t n = 0;
+  const Status st = encode(record + kSlotHeaderBytes, blob_capacity, &n);
+  if (st != kOk) return st;
+  return storage_save(s, record, n);
+}
+template <class Decode>
+Status storage_load_blob(Storage& s, uint8_t* record, uint32_t record_capacity, Decode decode) {
+  uint32_t n = 0;
+  const Status st = storage_load(s, record, record_capacity, &n);
+  if (st != kOk) return st;
+  return decode(record + kSlotHeaderBytes, n);
+}
+
 // RAM storage (host builds, qemu, tests). fail_after_bytes simulates a power
 // cut: after that many bytes have been erased or programmed in total, every
 // further byte is refused (erase and write return false, the flash keeps
