@@ -11,8 +11,9 @@
 // Feature vectors kept in the on-device training store (64 floats each: 256 B); the
 // board's private data set: it never leaves the board, only head weights do.
 #define ODL_REPLAY_CAPACITY 200
-// Bytes per storage slot for SAVE / LOAD (a record is the weights blob + 16 bytes).
-#define ODL_STORAGE_SLOT_BYTES 4096
+// Bytes per storage slot for SAVE / LOAD (a record is the weights blob + 16 bytes, and the
+// engine-state extension of odl_engine.h when a plan or the int8 head was trained).
+#define ODL_STORAGE_SLOT_BYTES 24576
 // Backbone training plans (TRAIN plan=bias|sparse, odl_backprop.h): the plan buffer's bytes and
 // the int16 input windows kept of the first stored samples. The .ino builds the engine with
 // them; the virtual board does with Board.virtual(plans=True), its default build is head-only.

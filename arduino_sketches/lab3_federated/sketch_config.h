@@ -11,7 +11,8 @@
 // Feature vectors kept in the on-device training store (64 floats each: 256 B); the
 // board's private data set: it never leaves the board, only head weights do.
 #define ODL_REPLAY_CAPACITY 200
-// Bytes per storage slot for SAVE / LOAD (a record is the weights blob + 16 bytes).
+// Bytes per storage slot for SAVE / LOAD (a record is the weights blob + 16 bytes, and the
+// engine-state extension of odl_engine.h when a plan or the int8 head was trained).
 #define ODL_STORAGE_SLOT_BYTES 4096
 // 1: print IMU samples (ax,ay,az,gx,gy,gz at 25 Hz) from boot until the first byte arrives,
 // for `edge-impulse-data-forwarder --frequency 25`, which cannot send a STREAM command.

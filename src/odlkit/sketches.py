@@ -86,8 +86,10 @@ SKETCHES: dict[str, Sketch] = {s.name: s for s in (
     # RAM of the real build: arduino_sketches/lab1_motion/README.md (extras/compile_check.py).
     # The int8 path adds 16.0 KB (int8 features of the 200 stored samples, the int8 head and its
     # latent copy); the real build still fits (arduino_sketches/lab1_motion/README.md).
+    # SAVE keeps what a plan trained: a 24 KB slot holds the head, sparse update of the last layer's
+    # tensors (17 KB) and the int8 head (2.7 KB) of odl_engine.h's record.
     Sketch("lab1_motion", ("standing", "walking", "running"), capacity=200, plan_bytes=65536, plan_windows=64,
-           int8=True,
+           int8=True, storage_slot_bytes=24576,
            purpose="Lab 1: personalise a motion classifier on the board; the lab adds 'badminton' with ADDCLASS"),
     # Every board of Lab 3 holds all four classes, so FedAvg averages the same rows on every board.
     Sketch("lab3_federated", ("standing", "walking", "running", "badminton"), capacity=200,

@@ -280,6 +280,14 @@ Status plan_bytes(const BackboneView& bb, uint8_t plan, uint8_t sparse_layers, u
   return kOk;
 }
 
+Status plan_layout(const BackboneView& bb, uint8_t plan, uint8_t sparse_layers, LayerPlan* into) {
+  if (!bb.exported || bb.max_layers == 0) return kErrPlanTooLarge;
+  uint16_t first = 0;
+  return layout(bb, plan, sparse_layers, into, &first) == kNoBuffer ? kErrBadArgument : kOk;
+}
+
+uint32_t layer_kernel_floats(const LayerSpec& L) { return kernel_count(L); }
+
 Status plan_configure(BackboneView& bb, uint8_t plan, uint8_t sparse_layers) {
   if (!bb.exported) return kErrNotBegun;
   if (plan == kPlanSparse && bb.configured && bb.plan == kPlanSparse && bb.sparse_layers == sparse_layers) return kOk;

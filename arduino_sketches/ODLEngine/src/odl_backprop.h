@@ -85,6 +85,11 @@ void backbone_reset(BackboneView& bb);
 Status plan_configure(BackboneView& bb, uint8_t plan, uint8_t sparse_layers);
 // Bytes plan_configure would use, without changing anything (kErrPlanTooLarge is not checked).
 Status plan_bytes(const BackboneView& bb, uint8_t plan, uint8_t sparse_layers, uint32_t* bytes);
+// SAVE / LOAD of a trained plan (odl_engine.h): which tensors plan (plan, k) updates, layer by
+// layer (into[l].update_bias / update_kernel, into: the model's layer count of entries), without
+// configuring anything; kErrBadArgument as plan_bytes. layer_kernel_floats: a layer's kernel size.
+Status plan_layout(const BackboneView& bb, uint8_t plan, uint8_t sparse_layers, LayerPlan* into);
+uint32_t layer_kernel_floats(const LayerSpec& L);
 // Stores the normalized window of a raw window in window slot `slot` (< window_capacity).
 void window_store(BackboneView& bb, uint32_t slot, const float* raw_window);
 // Trains head + the configured plan's backbone tensors on the samples with a window.

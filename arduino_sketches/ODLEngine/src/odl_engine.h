@@ -278,15 +278,207 @@ class Engine {
     return s;
   }
 
-  // Two-slot storage (odl_storage.h): the previous weights stay loadable if a
-  // save is interrupted at any byte.
+  // Two-slot storage (odl_storage.h): the previous weights stay loadable if a save is interrupted
+  // at any byte. The record is the head's weights blob (odl_blob.h, the float head) and, when
+  // there is trained state beyond the head, the engine-state extension after it (little-endian):
+  //   "ODLX" | u16 version (1) | u16 flags (1: plan tensors, 2: int8 head) | u8 plan | u8 k |
+  //   u8 qas | u8 0 | u16 n_tensors | u16 int8 classes | f32 s_W | f32 s_x |
+  //   n_tensors x (u16 layer | u8 kind (0 bias, 1 kernel) | u8 0 | u32 floats) | their floats |
+  //   int8: Wq [classes][feature_dim] int8 (zero-padded to 4 bytes) | bq i32 | latent W f32 | latent b f32 |
+  //   u32 CRC32 of the extension's bytes before it.
+  // So a reboot keeps a bias / sparse plan's trained backbone tensors and the int8 head (with its
+  // latent copy: training continues where it stopped). A head-only engine writes the blob alone.
   Status save(Storage& storage) {
-    return storage_save_blob(storage, record_, kBlobCapacity,
-                             [this](uint8_t* out, uint32_t cap, uint32_t* n) { return serialize(out, cap, n); });
+    if (int8_ready()) qhead_resize(qhead_, head_.num_classes);
+    const bool plan = PlanBytes && bb_.configured, q = qactive_;
+    if (!plan && !q)
+      return storage_save_blob(storage, record_, kBlobCapacity, [this](uint8_t* out, uint32_t cap, uint32_t* n) {
+        return blob_encode(head_, out, cap, n);
+      });
+    uint32_t n = 0;
+    Status s = blob_encode(head_, record_, kRecordCapacity, &n);
+    if (s != kOk) return s;
+    uint16_t nt = 0;
+    uint32_t data_bytes = 0;
+    for (uint16_t l = 0; plan && l < spec_->num_layers; ++l) {
+      nt = (uint16_t)(nt + lplan_[l].update_bias + lplan_[l].update_kernel);
+      data_bytes += 4u * (lplan_[l].update_bias ? lplan_[l].out_C : 0u) +
+                    4u * (lplan_[l].update_kernel ? layer_kernel_floats(layers_[l]) : 0u);
+    }
+    const uint16_t nc = q ? qhead_.num_classes : 0;
+    const uint32_t ext = ext_bytes(nt, data_bytes, nc);
+    SlotWriter w;
+    s = w.begin(storage, n + ext);
+    if (s != kOk) return s;
+    w.write(record_, n);
+    uint32_t crc = 0;
+    auto put = [&w, &crc](const void* p, uint32_t len) {
+      crc = crc32(static_cast<const uint8_t*>(p), len, crc);
+      w.write(p, len);
+    };
+    uint8_t h[kExtHeaderBytes] = {'O', 'D', 'L', 'X'};
+    put_le(h + 4, kExtVersion, 2);
+    put_le(h + 6, (plan ? 1u : 0u) | (q ? 2u : 0u), 2);
+    h[8] = plan ? bb_.plan : 0;
+    h[9] = plan ? bb_.sparse_layers : 0;
+    h[10] = q && stats_.qas ? 1 : 0;
+    put_le(h + 12, nt, 2);
+    put_le(h + 14, nc, 2);
+    const float sx = q ? qhead_.x_scale : 0.0f, sw = q ? qhead_.w_scale : 0.0f;
+    memcpy(h + 16, &sw, 4);
+    memcpy(h + 20, &sx, 4);
+    put(h, sizeof(h));
+    for (uint16_t l = 0; plan && l < spec_->num_layers; ++l)
+      for (uint8_t kind = 0; kind < 2; ++kind) {
+        if (!(kind ? lplan_[l].update_kernel : lplan_[l].update_bias)) continue;
+        uint8_t e[8] = {0};
+        put_le(e, l, 2);
+        e[2] = kind;
+        put_le(e + 4, kind ? layer_kernel_floats(layers_[l]) : lplan_[l].out_C, 4);
+        put(e, sizeof(e));
+      }
+    for (uint16_t l = 0; plan && l < spec_->num_layers; ++l) {  // the RAM copies the plan trained
+      if (lplan_[l].update_bias) put(layers_[l].bias, 4u * lplan_[l].out_C);
+      if (lplan_[l].update_kernel) put(layers_[l].weights, 4u * layer_kernel_floats(layers_[l]));
+    }
+    if (q) {
+      const uint32_t nw = (uint32_t)nc * FeatureDim;
+      put(Wq_, nw);
+      const uint8_t pad[4] = {0, 0, 0, 0};
+      if (nw & 3u) put(pad, 4u - (nw & 3u));
+      put(bq_, 4u * nc);
+      put(latW_, 4u * nw);
+      put(latb_, 4u * nc);
+    }
+    uint8_t c[4];
+    put_le(c, crc, 4);
+    w.write(c, 4);
+    return w.finish();
   }
+
+  // Restores what save() wrote. The whole record is checked before anything changes: its CRCs,
+  // the extension's version, that its plan fits this engine (kErrPlanTooLarge) and its tensors are
+  // the ones that plan trains on this backbone (kErrBlobShape), that an int8 head has this
+  // engine's int8 path (kErrNoInt8) and feature scale (kErrBlobShape). A record without the
+  // extension replaces the head only.
   Status load(Storage& storage) {
-    return storage_load_blob(storage, record_, kRecordCapacity,
-                             [this](const uint8_t* data, uint32_t n) { return deserialize(data, n); });
+    uint8_t slot = 0;
+    uint32_t total = 0;
+    Status s = storage_newest_record(storage, &slot, &total);
+    if (s != kOk) return s;
+    if (total < kBlobHeaderBytes + 4) return kErrBlobSize;
+    s = storage_read_payload(storage, slot, 0, record_, kBlobHeaderBytes);
+    if (s != kOk) return s;
+    const uint32_t blob_len = kBlobHeaderBytes + get_le(record_ + 12, 4) + 4u;
+    if (blob_len > kRecordCapacity) return kErrBlobShape;
+    if (blob_len > total) return kErrBlobSize;
+    s = storage_read_payload(storage, slot, 0, record_, blob_len);
+    if (s != kOk) return s;
+    if (blob_len == total) return deserialize(record_, blob_len);  // the head alone
+    uint8_t h[kExtHeaderBytes];
+    const uint32_t ext = total - blob_len;
+    if (ext < kExtHeaderBytes + 4) return kErrBlobSize;
+    s = storage_read_payload(storage, slot, blob_len, h, sizeof(h));
+    if (s != kOk) return s;
+    if (memcmp(h, "ODLX", 4) != 0) return kErrBlobMagic;
+    if (get_le(h + 4, 2) != kExtVersion) return kErrBlobVersion;
+    // the extension's CRC, streamed
+    uint32_t crc = 0;
+    uint8_t buf[64];
+    for (uint32_t off = 0; off < ext - 4; off += sizeof(buf)) {
+      const uint32_t k = ext - 4 - off < sizeof(buf) ? ext - 4 - off : (uint32_t)sizeof(buf);
+      s = storage_read_payload(storage, slot, blob_len + off, buf, k);
+      if (s != kOk) return s;
+      crc = crc32(buf, k, crc);
+    }
+    s = storage_read_payload(storage, slot, blob_len + ext - 4, buf, 4);
+    if (s != kOk) return s;
+    if (get_le(buf, 4) != crc) return kErrBlobCrc;
+    const uint32_t flags = get_le(h + 6, 2);
+    const bool plan = flags & 1u, q = flags & 2u;
+    const uint8_t pl = h[8], k = h[9];
+    const uint16_t nt = (uint16_t)get_le(h + 12, 2), nc = (uint16_t)get_le(h + 14, 2);
+    float sw = 0.0f, sx = 0.0f;
+    memcpy(&sw, h + 16, 4);
+    memcpy(&sx, h + 20, 4);
+    if ((flags & ~3u) != 0) return kErrBlobVersion;
+    uint32_t data_bytes = 0;
+    if (plan) {
+      if (PlanBytes == 0 || WindowCapacity == 0) return kErrPlanTooLarge;
+      uint32_t need = 0;
+      s = plan_bytes(bb_, pl, k, &need);
+      if (s != kOk) return kErrBlobShape;
+      if (need > PlanBytes) return kErrPlanTooLarge;
+      LayerPlan want[kMaxPlanLayers];
+      s = plan_layout(bb_, pl, k, want);
+      if (s != kOk) return kErrBlobShape;
+      uint32_t at = blob_len + kExtHeaderBytes;
+      uint16_t seen = 0;
+      for (uint16_t l = 0; l < spec_->num_layers; ++l)
+        for (uint8_t kind = 0; kind < 2; ++kind) {
+          if (!(kind ? want[l].update_kernel : want[l].update_bias)) continue;
+          const uint32_t floats = kind ? layer_kernel_floats(spec_->layers[l]) : want[l].out_C;
+          if (++seen > nt) return kErrBlobShape;
+          s = storage_read_payload(storage, slot, at, buf, 8);
+          if (s != kOk) return s;
+          if (get_le(buf, 2) != l || buf[2] != kind || get_le(buf + 4, 4) != floats) return kErrBlobShape;
+          at += 8;
+          data_bytes += 4u * floats;
+        }
+      if (seen != nt) return kErrBlobShape;
+    } else if (nt != 0) {
+      return kErrBlobShape;
+    }
+    if (q) {
+      if (!int8_ready()) return kErrNoInt8;
+      if (nc != get_le(record_ + 8, 2) || nc > MaxClasses || !(sw > 0.0f) || sx != qspec_->feature_scale)
+        return kErrBlobShape;
+    } else if (nc != 0) {
+      return kErrBlobShape;
+    }
+    if (ext != ext_bytes(nt, data_bytes, nc)) return kErrBlobSize;
+    // valid: apply (the head first: deserialize checks the blob before it changes the head)
+    s = deserialize(record_, blob_len);
+    if (s != kOk) return s;
+    uint32_t at = blob_len + kExtHeaderBytes + 8u * nt;
+    if (plan) {
+      s = plan_configure(bb_, pl, k);
+      for (uint16_t l = 0; s == kOk && l < spec_->num_layers; ++l) {
+        if (s == kOk && lplan_[l].update_bias) {
+          s = storage_read_payload(storage, slot, at, const_cast<float*>(layers_[l].bias), 4u * lplan_[l].out_C);
+          at += 4u * lplan_[l].out_C;
+        }
+        if (s == kOk && lplan_[l].update_kernel) {
+          const uint32_t nk = layer_kernel_floats(layers_[l]);
+          s = storage_read_payload(storage, slot, at, const_cast<float*>(layers_[l].weights), 4u * nk);
+          at += 4u * nk;
+        }
+      }
+      if (s != kOk) {
+        backbone_reset(bb_);
+        return s;
+      }
+      plan_refresh_features(bb_, store_);
+      stats_.plan = pl;
+      stats_.sparse_layers = pl == kPlanSparse ? k : 0;
+    }
+    if (q) {
+      const uint32_t nw = (uint32_t)nc * FeatureDim;
+      qhead_.num_classes = nc;
+      qhead_.w_scale = sw;
+      s = storage_read_payload(storage, slot, at, Wq_, nw);
+      at += (nw + 3u) & ~3u;
+      if (s == kOk) s = storage_read_payload(storage, slot, at, bq_, 4u * nc);
+      at += 4u * nc;
+      if (s == kOk) s = storage_read_payload(storage, slot, at, latW_, 4u * nw);
+      at += 4u * nw;
+      if (s == kOk) s = storage_read_payload(storage, slot, at, latb_, 4u * nc);
+      if (s != kOk) return s;  // the engine stays in float mode
+      qactive_ = true;
+      stats_.quant = kQuantInt8;
+      stats_.qas = h[10] != 0;
+    }
+    return kOk;
   }
 
   Stats stats() const {
@@ -387,6 +579,22 @@ class Engine {
     const uint32_t half = (uint32_t)sizeof(arena_) / 2;
     qquantize_window(*spec_, *qspec_, window, arena + half);
     return qrun_backbone(*qspec_, arena + half, arena, sizeof(arena_), features);
+  }
+
+  static const uint32_t kExtHeaderBytes = 24;
+  static const uint16_t kExtVersion = 1;
+  static uint32_t ext_bytes(uint16_t n_tensors, uint32_t data_bytes, uint16_t nc) {
+    const uint32_t nw = (uint32_t)nc * FeatureDim;
+    const uint32_t q = nc ? ((nw + 3u) & ~3u) + 4u * nc + 4u * nw + 4u * nc : 0u;
+    return kExtHeaderBytes + 8u * n_tensors + data_bytes + q + 4u;
+  }
+  static void put_le(uint8_t* p, uint32_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) p[i] = (uint8_t)(v >> (8 * i));
+  }
+  static uint32_t get_le(const uint8_t* p, int bytes) {
+    uint32_t v = 0;
+    for (int i = 0; i < bytes; ++i) v |= (uint32_t)p[i] << (8 * i);
+    return v;
   }
 
   struct EpochCount {

@@ -706,11 +706,16 @@ void Protocol::cmd_load(const Frame& f) {
   if (!check_args(f, 0, kNoKeys)) return;
   Status s = e_.load();
   if (s != kOk) {
-    bool blob = s <= kErrBlobMagic && s >= kErrBlobShape;
+    // a record this firmware cannot take (format, shape, a plan or int8 head it has no room for)
+    bool blob = (s <= kErrBlobMagic && s >= kErrBlobShape) || s == kErrPlanTooLarge || s == kErrNoInt8;
     return error(f.seq, blob ? kPeWeights : kPeStorage, "load failed:", status_str(s));
   }
   ok_begin(out_, f.seq, "LOAD");
   out_.kv_u("classes", e_.num_classes());
+  const Stats st = e_.stats();  // what the record restored besides the head (INFO has the same)
+  static const char* const kPlanNames[] = {"head", "bias", "sparse", "all"};
+  out_.kv("plan", st.plan <= kPlanAll ? kPlanNames[st.plan] : "?");
+  out_.kv("q", st.quant == kQuantInt8 ? "int8" : "float");
   send(out_);
 }
 

@@ -88,5 +88,79 @@ Status storage_load(Storage& s, uint8_t* record, uint32_t capacity, uint32_t* bl
   return kOk;
 }
 
+Status SlotWriter::begin(Storage& s, uint32_t payload_len) {
+  s_ = &s;
+  err_ = kOk;
+  if (payload_len == 0 || (payload_len & 3u)) return err_ = kErrBadArgument;
+  if (payload_len > s.slot_bytes() || payload_len + kSlotHeaderBytes > s.slot_bytes())
+    return err_ = kErrStorageTooSmall;
+  uint32_t seq = 0;
+  const int newest = storage_newest(s, &seq);
+  target_ = newest == 0 ? 1 : 0;
+  seq_ = newest < 0 ? 1u : seq + 1u;
+  len_ = payload_len;
+  off_ = 0;
+  fill_ = 0;
+  uint8_t h[8];
+  wr32(h, seq_);
+  wr32(h + 4, len_);
+  crc_ = crc32(h, 8);
+  if (!s.erase_slot(target_)) err_ = kErrStorageIo;
+  return err_;
+}
+
+Status SlotWriter::flush() {
+  if (err_ != kOk || fill_ == 0) return err_;
+  if (!s_->write(target_, kSlotHeaderBytes + off_, buf_, fill_)) return err_ = kErrStorageIo;
+  off_ += fill_;
+  fill_ = 0;
+  return kOk;
+}
+
+Status SlotWriter::write(const void* data, uint32_t len) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  if (err_ != kOk) return err_;
+  if (off_ + fill_ + len > len_) return err_ = kErrBadArgument;
+  crc_ = crc32(p, len, crc_);
+  while (len > 0) {
+    const uint32_t k = len < sizeof(buf_) - fill_ ? len : (uint32_t)sizeof(buf_) - fill_;
+    memcpy(buf_ + fill_, p, k);
+    fill_ += k;
+    p += k;
+    len -= k;
+    if (fill_ == sizeof(buf_) && flush() != kOk) return err_;
+  }
+  return kOk;
+}
+
+Status SlotWriter::finish() {
+  if (flush() != kOk) return err_;
+  if (off_ != len_) return err_ = kErrBadArgument;
+  uint8_t hdr[kSlotHeaderBytes];
+  memcpy(hdr, kSlotMagic, 4);
+  wr32(hdr + 4, seq_);
+  wr32(hdr + 8, len_);
+  wr32(hdr + 12, crc_);
+  if (!s_->write(target_, 0, hdr, sizeof(hdr))) return err_ = kErrStorageIo;
+  uint32_t q = 0, n = 0;
+  if (!slot_valid(*s_, target_, &q, &n) || q != seq_) return err_ = kErrStorageIo;  // read back
+  return kOk;
+}
+
+Status storage_newest_record(Storage& s, uint8_t* slot, uint32_t* payload_len) {
+  uint32_t seq = 0, n = 0;
+  const int best = storage_newest(s, &seq);
+  if (best < 0) return kErrStorageEmpty;
+  if (!slot_valid(s, (uint8_t)best, &seq, &n)) return kErrStorageIo;
+  *slot = (uint8_t)best;
+  *payload_len = n;
+  return kOk;
+}
+
+Status storage_read_payload(Storage& s, uint8_t slot, uint32_t offset, void* data, uint32_t len) {
+  if (offset + len < offset || kSlotHeaderBytes + offset + len > s.slot_bytes()) return kErrBadArgument;
+  return s.read(slot, kSlotHeaderBytes + offset, static_cast<uint8_t*>(data), len) ? kOk : kErrStorageIo;
+}
+
 }  // namespace odl
 ODL_NUMERICS_END

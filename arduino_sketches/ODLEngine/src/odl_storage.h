@@ -42,6 +42,29 @@ Status storage_load(Storage& s, uint8_t* record, uint32_t capacity, uint32_t* bl
 // Which slot holds the newest valid record (-1: none). seq receives its sequence.
 int storage_newest(Storage& s, uint32_t* seq);
 
+// Streams one record of payload_len bytes (a multiple of 4) into the slot that does not hold the
+// newest valid record, from pieces in RAM (no record-sized buffer): begin, write pieces (any
+// sizes; buffered into 4-byte aligned chunks), finish. The header goes in last, so a save cut
+// at any byte leaves that slot invalid and the previous record the newest.
+class SlotWriter {
+ public:
+  Status begin(Storage& s, uint32_t payload_len);
+  Status write(const void* data, uint32_t len);
+  Status finish();
+
+ private:
+  Storage* s_ = nullptr;
+  uint8_t target_ = 0;
+  uint32_t seq_ = 0, len_ = 0, off_ = 0, crc_ = 0, fill_ = 0;
+  Status err_ = kErrBadArgument;
+  uint8_t buf_[256];
+  Status flush();
+};
+// The newest valid record (CRC checked over all of it): its slot and payload length.
+Status storage_newest_record(Storage& s, uint8_t* slot, uint32_t* payload_len);
+// Reads len payload bytes at offset of a slot's record.
+Status storage_read_payload(Storage& s, uint8_t slot, uint32_t offset, void* data, uint32_t len);
+
 // SAVE / LOAD of an engine's weights blob, the one implementation every engine uses (Lab 1's
 // odl::Engine, Lab 2's odl::AudioEngine): encode(blob, capacity, &written) serializes into the
 // record buffer after its header, then storage_save; storage_load, then decode(blob, len) applies

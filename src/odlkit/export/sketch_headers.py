@@ -48,7 +48,8 @@ def sketch_config_text(sketch: str | Sketch) -> str:
         "// Feature vectors kept in the on-device training store (64 floats each: 256 B); the",
         "// board's private data set: it never leaves the board, only head weights do.",
         f"#define ODL_REPLAY_CAPACITY {s.capacity}",
-        "// Bytes per storage slot for SAVE / LOAD (a record is the weights blob + 16 bytes).",
+        "// Bytes per storage slot for SAVE / LOAD (a record is the weights blob + 16 bytes, and the",
+        "// engine-state extension of odl_engine.h when a plan or the int8 head was trained).",
         f"#define ODL_STORAGE_SLOT_BYTES {s.storage_slot_bytes}",
     ]
     if s.kind == "audio":
