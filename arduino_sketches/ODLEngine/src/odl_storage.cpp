@@ -52,23 +52,11 @@ int storage_newest(Storage& s, uint32_t* seq) {
 }
 
 Status storage_save(Storage& s, uint8_t* record, uint32_t blob_len) {
-  if (!record || blob_len == 0 || (blob_len & 3u)) return kErrBadArgument;
-  if (blob_len + kSlotHeaderBytes > s.slot_bytes()) return kErrStorageTooSmall;
-  uint32_t seq = 0;
-  const int newest = storage_newest(s, &seq);
-  const uint8_t target = newest == 0 ? 1 : 0;
-  const uint32_t next = newest < 0 ? 1u : seq + 1u;
-  memcpy(record, kSlotMagic, 4);
-  wr32(record + 4, next);
-  wr32(record + 8, blob_len);
-  uint32_t crc = crc32(record + 4, 8);
-  crc = crc32(record + kSlotHeaderBytes, blob_len, crc);
-  wr32(record + 12, crc);
-  if (!s.erase_slot(target)) return kErrStorageIo;
-  if (!s.write(target, 0, record, kSlotHeaderBytes + blob_len)) return kErrStorageIo;
-  uint32_t q = 0, n = 0;
-  if (!slot_valid(s, target, &q, &n) || q != next) return kErrStorageIo;  // read back
-  return kOk;
+  if (!record) return kErrBadArgument;
+  SlotWriter w;  // the one record writer (odl_engine.h streams its extended records through it too)
+  Status st = w.begin(s, blob_len);
+  if (st == kOk) st = w.write(record + kSlotHeaderBytes, blob_len);
+  return st == kOk ? w.finish() : st;
 }
 
 Status storage_load(Storage& s, uint8_t* record, uint32_t capacity, uint32_t* blob_len) {

@@ -33,8 +33,8 @@ class Storage {
   ~Storage() {}
 };
 
-// record: kSlotHeaderBytes free bytes followed by blob_len bytes of blob
-// (the header is filled in here). blob_len must be a multiple of 4.
+// record: kSlotHeaderBytes free bytes followed by blob_len bytes of blob (a multiple of 4);
+// written through SlotWriter (below), the header last.
 Status storage_save(Storage& s, uint8_t* record, uint32_t blob_len);
 // Reads the newest valid record into record (capacity bytes); *blob_len
 // receives the blob length (blob at record + kSlotHeaderBytes).
