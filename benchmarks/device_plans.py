@@ -180,6 +180,9 @@ def profile(build: Path, baseline: bool = False) -> list[dict]:
 
     LAYER_NAMES = {CONV1D: "conv1d", DEPTHWISE: "depthwise_conv1d", DENSE: "dense", RELU: "relu", MAXPOOL: "maxpool1d",
                    GAP: "global_avg_pool1d"}  # fmt: skip
+    ticks = int(next(x for x in res.stdout.splitlines() if x.startswith("calibration_ticks")).split()[1])
+    if abs(CALIBRATION_INSTRUCTIONS / ticks - 40) > 0.5:  # bench_kernels.cpp counts 40 instructions per tick
+        raise RuntimeError(f"icount calibration off: {CALIBRATION_INSTRUCTIONS / ticks} instructions per tick")
     layers, _ = _layers()
     out = []
     for line in res.stdout.splitlines():

@@ -389,16 +389,10 @@ Status qlayer_forward(const QLayerSpec& L, const int8_t* x, uint16_t T, uint16_t
 Status qvalidate_model(const QModelSpec& spec, uint32_t arena_bytes) {
   if (!spec.layers || spec.num_layers == 0 || spec.input_len == 0 || spec.input_channels == 0) return kErrBadModel;
   if (!(spec.input_scale > 0.0f) || !(spec.feature_scale > 0.0f)) return kErrBadModel;
-  const uint32_t half = arena_bytes / 2;
-  uint16_t T = spec.input_len, C = spec.input_channels;
-  if ((uint32_t)T * C > half) return kErrArenaTooSmall;
-  for (uint16_t l = 0; l < spec.num_layers; ++l) {
-    uint16_t To = 0, Co = 0;
-    if (!qlayer_out_shape(spec.layers[l], T, C, &To, &Co)) return kErrBadModel;
-    if ((uint32_t)To * Co > half) return kErrArenaTooSmall;
-    T = To;
-    C = Co;
-  }
+  uint16_t T = 0, C = 0;
+  const Status s = walk_layer_shapes(spec.layers, spec.num_layers, spec.input_len, spec.input_channels, arena_bytes / 2,
+                                     qlayer_out_shape, &T, &C);
+  if (s != kOk) return s;
   return T == 1 && C == spec.feature_dim ? kOk : kErrBadModel;
 }
 

@@ -316,16 +316,10 @@ Status validate_model(const ModelSpec& spec, uint32_t arena_floats) {
   if (spec.num_classes > 0 && (!spec.head_weights || !spec.head_bias || !spec.class_names)) return kErrBadModel;
   for (uint16_t c = 0; c < spec.input_channels; ++c)
     if (!(spec.input_std[c] > 0.0f)) return kErrBadModel;
-  const uint32_t half = arena_floats / 2;
-  uint16_t T = spec.input_len, C = spec.input_channels;
-  if ((uint32_t)T * C > half) return kErrArenaTooSmall;
-  for (uint16_t l = 0; l < spec.num_layers; ++l) {
-    uint16_t To = 0, Co = 0;
-    if (!layer_out_shape(spec.layers[l], T, C, &To, &Co)) return kErrBadModel;
-    if ((uint32_t)To * Co > half) return kErrArenaTooSmall;
-    T = To;
-    C = Co;
-  }
+  uint16_t T = 0, C = 0;
+  const Status s = walk_layer_shapes(spec.layers, spec.num_layers, spec.input_len, spec.input_channels,
+                                     arena_floats / 2, layer_out_shape, &T, &C);
+  if (s != kOk) return s;
   if (T != 1 || C != spec.feature_dim) return kErrBadModel;
   return kOk;
 }

@@ -10,7 +10,7 @@
 #include <ODLEngine.h>
 
 #include "odl_model_data.h"
-#include "qemu/cycles.h"
+#include "qemu/harness.h"
 
 static float g_x[ODL_ARENA_FLOATS], g_y[ODL_ARENA_FLOATS], g_dy[ODL_ARENA_FLOATS], g_dx[ODL_ARENA_FLOATS];
 static float g_gw[8192], g_v[8192], g_gb[256];
@@ -18,6 +18,7 @@ static float g_gw[8192], g_v[8192], g_gb[256];
 static uint32_t ticks_to_instructions(uint32_t t) { return t * kInstructionsPerTick; }
 
 int main() {
+  print_calibration();
   uint32_t s = 12345u;
   for (uint32_t i = 0; i < ODL_ARENA_FLOATS; ++i) {  // values in [-1, 1): some ReLU outputs are zero
     s ^= s << 13;
