@@ -3,7 +3,7 @@
 // and benchmarks/device_int8_forward.py; built for the host and, with the board's flags, for
 // qemu (the Cortex-M4's DSP path). With int8_windows.h (real windows, int8 and float) on the
 // include path, also odl_int8_model_data.h (the int8 backbone) and odl_model_data.h (the float one):
-//   random layers: conv / dense / depthwise with random shapes (channel counts not multiples of
+//   random layers: conv / dense / depthwise / maxpool with random shapes (channel counts not multiples of
 //     4 included), zero points, multipliers, shifts, biases and clamps; requantization edge cases
 //     (rounding ties of both signs, the largest shifts) through 1 x 1 dense layers;
 //   the real backbone (with the headers): every layer's output of both on every window;
@@ -60,19 +60,24 @@ static void random_layers(uint32_t cases) {
   for (uint32_t c = 0; c < cases; ++c) {
     odl::QLayerSpec L;
     memset(&L, 0, sizeof(L));
-    const int kind = (int)(c % 3);
-    L.type = kind == 0 ? odl::kConv1D : kind == 1 ? odl::kDense : odl::kDepthwiseConv1D;
-    L.kernel = kind == 1 ? 1 : (uint16_t)uniform(1, 5);
-    L.in_channels = (uint16_t)(kind == 1 ? uniform(1, 130) : uniform(1, kind == 2 ? 90 : 40));
-    L.out_channels = kind == 2 ? L.in_channels : (uint16_t)uniform(1, 21);
+    const int kind = (int)(c % 4);  // conv, dense, depthwise, maxpool
+    L.type = kind == 0 ? odl::kConv1D : kind == 1 ? odl::kDense : kind == 2 ? odl::kDepthwiseConv1D : odl::kMaxPool1D;
+    L.kernel = kind == 1 ? 1 : (uint16_t)uniform(1, kind == 3 ? 4 : 5);
+    L.in_channels = (uint16_t)(kind == 1 ? uniform(1, 130) : uniform(1, kind >= 2 ? 90 : 40));
+    L.out_channels = kind >= 2 ? L.in_channels : (uint16_t)uniform(1, 21);
     const uint16_t T = kind == 1 ? 1 : (uint16_t)(L.kernel + uniform(0, 9));
     L.in_zero = (int16_t)uniform(-128, 127);
     L.out_zero = (int16_t)uniform(-128, 127);
-    const bool relu = next_u32() & 1u;
-    L.act_min = relu ? L.out_zero : -128;
+    const uint32_t clamp = next_u32() % 3u;  // none, ReLU (act_min = out_zero), a random range
+    L.act_min = clamp == 1 ? L.out_zero : -128;
     L.act_max = 127;
-    const uint32_t nw =
-        kind == 2 ? (uint32_t)L.kernel * L.in_channels : (uint32_t)L.out_channels * L.kernel * L.in_channels;
+    if (clamp == 2) {
+      L.act_min = (int16_t)uniform(-128, 0);
+      L.act_max = (int16_t)uniform(0, 127);
+    }
+    uint32_t nw = (uint32_t)L.out_channels * L.kernel * L.in_channels;  // conv, dense
+    if (kind == 2) nw = (uint32_t)L.kernel * L.in_channels;
+    if (kind == 3) nw = 0;
     for (uint32_t i = 0; i < nw; ++i) g_w[i] = (int8_t)uniform(-127, 127);
     for (uint32_t i = 0; i < (uint32_t)T * L.in_channels; ++i) g_x[i] = (int8_t)uniform(-128, 127);
     for (uint16_t o = 0; o < L.out_channels; ++o) {
@@ -80,11 +85,11 @@ static void random_layers(uint32_t cases) {
       g_mult[o] = (int32_t)(0x40000000u + (next_u32() & 0x3FFFFFFFu));  // [2^30, 2^31): QuantizeMultiplier's range
       g_shift[o] = (int8_t)uniform(-14, 1);
     }
-    L.weights = g_w;
+    L.weights = kind == 3 ? nullptr : g_w;
     L.bias = g_bias;
     L.multiplier = g_mult;
     L.shift = g_shift;
-    const uint16_t To = kind == 1 ? 1 : (uint16_t)(T - L.kernel + 1);
+    const uint16_t To = kind == 1 ? 1 : kind == 3 ? (uint16_t)(T / L.kernel) : (uint16_t)(T - L.kernel + 1);
     const uint32_t n_out = (uint32_t)To * L.out_channels;
     bad += compare(L, T, L.in_channels, n_out);
     outputs += n_out;

@@ -84,7 +84,8 @@ void qdense(const QLayerSpec& L, const int8_t* x, int8_t* y) {
 // inline assembly, GCC does not fold the rotation into them); elsewhere (host build) the same
 // lane arithmetic in C. The lanes never overflow (|x - z_x| <= 255), every product is exact and
 // an int32 sum does not depend on its order, so the accumulators equal the reference loops', and
-// requantize() equals multiply_by_quantized_multiplier() for every input: the outputs are the
+// requantize() equals multiply_by_quantized_multiplier() for every input. Depthwise layers use the
+// per-lane products SMLABB / SMLATT, max pooling the bytewise SSUB8 + SEL. The outputs are the
 // reference kernels' bit for bit (tests/test_int8_kernels.py, on random layers and the real model,
 // host and qemu).
 typedef uint32_t Lanes;  // two int16 lanes: bits 0-15 and 16-31
@@ -116,6 +117,32 @@ inline Lanes sxtab16_ror8(Lanes a, uint32_t x) {
   return r;
 }
 inline int32_t smlad(Lanes a, Lanes b, int32_t acc) { return __smlad((int32_t)a, (int32_t)b, acc); }
+inline int32_t smlabb(Lanes a, Lanes b, int32_t acc) { return __smlabb((int32_t)a, (int32_t)b, acc); }
+inline int32_t smlatt(Lanes a, Lanes b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
+// Bytewise signed maximum of four int8 lanes: SSUB8 sets a GE flag per byte where a >= b, SEL
+// takes those bytes from a (one asm statement: nothing may touch the flags in between).
+inline uint32_t max8x4(uint32_t a, uint32_t b) {
+  uint32_t t, r;
+  __asm__(
+      "ssub8 %[t], %[a], %[b]\n\t"
+      "sel %[r], %[a], %[b]"
+      : [t] "=&r"(t), [r] "=r"(r)
+      : [a] "r"(a), [b] "r"(b)
+      : "cc");
+  (void)t;
+  return r;
+}
+inline uint32_t min8x4(uint32_t a, uint32_t b) {  // SEL takes b's bytes where a >= b
+  uint32_t t, r;
+  __asm__(
+      "ssub8 %[t], %[a], %[b]\n\t"
+      "sel %[r], %[b], %[a]"
+      : [t] "=&r"(t), [r] "=r"(r)
+      : [a] "r"(a), [b] "r"(b)
+      : "cc");
+  (void)t;
+  return r;
+}
 #else
 inline int32_t lane_lo(Lanes v) { return (int16_t)(uint16_t)(v & 0xFFFFu); }
 inline int32_t lane_hi(Lanes v) { return (int16_t)(uint16_t)(v >> 16); }
@@ -125,6 +152,24 @@ inline Lanes sxtb16(uint32_t x) { return lanes(byte_at(x, 0), byte_at(x, 2)); }
 inline Lanes sxtb16_ror8(uint32_t x) { return lanes(byte_at(x, 1), byte_at(x, 3)); }
 inline Lanes sxtab16(Lanes a, uint32_t x) { return lanes(lane_lo(a) + byte_at(x, 0), lane_hi(a) + byte_at(x, 2)); }
 inline Lanes sxtab16_ror8(Lanes a, uint32_t x) { return lanes(lane_lo(a) + byte_at(x, 1), lane_hi(a) + byte_at(x, 3)); }
+inline int32_t smlabb(Lanes a, Lanes b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(lane_lo(a) * lane_lo(b)));
+}
+inline int32_t smlatt(Lanes a, Lanes b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(lane_hi(a) * lane_hi(b)));
+}
+inline uint32_t max8x4(uint32_t a, uint32_t b) {
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i)
+    r |= (uint32_t)(uint8_t)(byte_at(a, i) >= byte_at(b, i) ? byte_at(a, i) : byte_at(b, i)) << (8 * i);
+  return r;
+}
+inline uint32_t min8x4(uint32_t a, uint32_t b) {
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i)
+    r |= (uint32_t)(uint8_t)(byte_at(a, i) >= byte_at(b, i) ? byte_at(b, i) : byte_at(a, i)) << (8 * i);
+  return r;
+}
 inline int32_t smlad(Lanes a, Lanes b, int32_t acc) {  // wraps like the instruction (no UB on overflow)
   return (int32_t)((uint32_t)acc + (uint32_t)(lane_lo(a) * lane_lo(b)) + (uint32_t)(lane_hi(a) * lane_hi(b)));
 }
@@ -295,18 +340,64 @@ void qmaxpool1d(const QLayerSpec& L, const int8_t* x, uint16_t T, uint16_t C, in
     }
 }
 
-// qmaxpool1d with contiguous rows: the running maximum of each channel over the window, clamped.
+// qdepthwise1d four channels at a time: the input and weight words of each tap as 16-bit lanes
+// (bytes 0, 2 and 1, 3), one lane product per channel (SMLABB / SMLATT), int32 accumulators.
+void qdepthwise1d_fast(const QLayerSpec& L, const int8_t* x, uint16_t T, int8_t* y) {
+  const uint16_t K = L.kernel, C = L.in_channels, To = (uint16_t)(T - K + 1);
+  const int32_t in_off = -L.in_zero;
+  const Lanes off2 = (Lanes)(uint16_t)in_off | ((Lanes)(uint16_t)in_off << 16);
+  const QOut out(L);
+  for (uint16_t t = 0; t < To; ++t) {
+    int8_t* yt = y + (uint32_t)t * C;
+    uint16_t c = 0;
+    for (; c + 4 <= C; c = (uint16_t)(c + 4)) {
+      int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      const int8_t* xp = x + (uint32_t)t * C + c;
+      const int8_t* wp = L.weights + c;
+      for (uint16_t j = 0; j < K; ++j, xp += C, wp += C) {
+        const uint32_t xv = load4(xp), wv = load4(wp);
+        const Lanes xe = sxtab16(off2, xv), xo = sxtab16_ror8(off2, xv), we = sxtb16(wv), wo = sxtb16_ror8(wv);
+        a0 = smlabb(xe, we, a0);
+        a2 = smlatt(xe, we, a2);
+        a1 = smlabb(xo, wo, a1);
+        a3 = smlatt(xo, wo, a3);
+      }
+      yt[c] = out(c, a0);
+      yt[c + 1] = out((uint16_t)(c + 1), a1);
+      yt[c + 2] = out((uint16_t)(c + 2), a2);
+      yt[c + 3] = out((uint16_t)(c + 3), a3);
+    }
+    for (; c < C; ++c) {
+      int32_t acc = 0;
+      for (uint16_t j = 0; j < K; ++j)
+        acc += ((int32_t)x[(uint32_t)(t + j) * C + c] + in_off) * (int32_t)L.weights[(uint32_t)j * C + c];
+      yt[c] = out(c, acc);
+    }
+  }
+}
+
+// qmaxpool1d four channels at a time (bytewise max of the pool's rows, then the clamp as a max
+// with act_min and a min with act_max, which is clamp8 when act_min <= act_max).
 void qmaxpool1d_fast(const QLayerSpec& L, const int8_t* x, uint16_t T, uint16_t C, int8_t* y) {
+  if (L.act_min > L.act_max) return qmaxpool1d(L, x, T, C, y);
   const uint16_t pool = L.kernel, To = (uint16_t)(T / pool);
   const int32_t lo = L.act_min, hi = L.act_max;
+  const uint32_t lo4 = 0x01010101u * (uint8_t)lo, hi4 = 0x01010101u * (uint8_t)hi;
   for (uint16_t t = 0; t < To; ++t) {
     const int8_t* x0 = x + (uint32_t)t * pool * C;
     int8_t* yt = y + (uint32_t)t * C;
-    for (uint16_t c = 0; c < C; ++c) {
+    uint16_t c = 0;
+    for (; c + 4 <= C; c = (uint16_t)(c + 4)) {
+      uint32_t m = load4(x0 + c);
+      for (uint16_t j = 1; j < pool; ++j) m = max8x4(load4(x0 + (uint32_t)j * C + c), m);
+      m = max8x4(m, lo4);
+      m = min8x4(m, hi4);
+      memcpy(yt + c, &m, 4);
+    }
+    for (; c < C; ++c) {
       int32_t m = x0[c];
-      const int8_t* xc = x0 + c + C;
-      for (uint16_t j = 1; j < pool; ++j, xc += C)
-        if (*xc > m) m = *xc;
+      for (uint16_t j = 1; j < pool; ++j)
+        if (x0[(uint32_t)j * C + c] > m) m = x0[(uint32_t)j * C + c];
       yt[c] = (int8_t)(m < lo ? lo : (m > hi ? hi : m));
     }
   }
@@ -377,7 +468,7 @@ Status qlayer_forward(const QLayerSpec& L, const int8_t* x, uint16_t T, uint16_t
   if (!x || !y || !qlayer_out_shape(L, T, C, &To, &Co)) return kErrBadModel;
   switch (L.type) {
     case kConv1D: reference ? qconv1d(L, x, T, y) : qconv1d_fast(L, x, T, y); break;
-    case kDepthwiseConv1D: qdepthwise1d(L, x, T, y); break;
+    case kDepthwiseConv1D: reference ? qdepthwise1d(L, x, T, y) : qdepthwise1d_fast(L, x, T, y); break;
     case kDense: reference ? qdense(L, x, y) : qdense_fast(L, x, y); break;
     case kMaxPool1D: reference ? qmaxpool1d(L, x, T, C, y) : qmaxpool1d_fast(L, x, T, C, y); break;
     case kGlobalAvgPool1D: qmean1d(L, x, T, C, y); break;
@@ -423,7 +514,7 @@ Status qrun_backbone(const QModelSpec& spec, const int8_t* input, int8_t* arena,
     if (!qlayer_out_shape(L, T, C, &To, &Co) || (uint32_t)To * Co > half) return kErrBadModel;
     switch (L.type) {
       case kConv1D: qconv1d_fast(L, cur, T, nxt); break;
-      case kDepthwiseConv1D: qdepthwise1d(L, cur, T, nxt); break;
+      case kDepthwiseConv1D: qdepthwise1d_fast(L, cur, T, nxt); break;
       case kDense: qdense_fast(L, cur, nxt); break;
       case kMaxPool1D: qmaxpool1d_fast(L, cur, T, C, nxt); break;
       case kGlobalAvgPool1D: qmean1d(L, cur, T, C, nxt); break;
