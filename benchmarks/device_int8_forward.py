@@ -10,7 +10,8 @@ tick, calibrated). Per window: the float forward (``run_backbone``: normalizatio
 kernels), the int8 forward through the reference kernels layer by layer, and ``qrun_backbone``
 (the optimized kernels); per layer both int8 versions. The same run checks the two int8 versions
 bit for bit (random layers, requantization edge cases, every layer on the real windows) and the
-host build (portable C lanes) prints the same output hash.
+host build (portable C lanes) prints the same output hash. The float forward is also measured
+with the float kernels of device_plans.BASELINE_COMMIT (before this issue's register blocking).
 
     python benchmarks/device_int8_forward.py   # ~1.5 min; writes benchmarks/results/device_int8_forward.json
 
@@ -31,9 +32,23 @@ sys.path.insert(0, str(ROOT / "tests"))
 from enginebuild import HERE, arm_build, gxx, missing_arm_tools, qemu_run, run  # noqa: E402
 from test_int8_kernels import SOURCES, parse, write_headers  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from device_plans import BASELINE_COMMIT  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "results" / "device_int8_forward.json"
 CALIBRATION_INSTRUCTIONS = 2_000_000
 LAYER_NAMES = {1: "conv1d", 2: "depthwise_conv1d", 3: "dense", 5: "maxpool1d", 6: "mean (global_avg_pool1d)"}
+
+
+def baseline_sources(folder: Path) -> list[Path]:
+    """SOURCES with odl_kernels.cpp (the float kernels) of device_plans.BASELINE_COMMIT."""
+    import subprocess
+
+    old = subprocess.run(["git", "-C", str(ROOT), "show", f"{BASELINE_COMMIT}:arduino_sketches/ODLEngine/src/odl_kernels.cpp"],
+                         check=True, capture_output=True, text=True).stdout
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "odl_kernels.cpp").write_text(old)
+    return [folder / "odl_kernels.cpp" if p.name == "odl_kernels.cpp" else p for p in SOURCES]
 
 
 def main() -> int:
@@ -45,6 +60,8 @@ def main() -> int:
         d = write_headers(Path(tmp))
         host = run([gxx(SOURCES, d / "host", includes=[d, HERE])]).stdout
         res = qemu_run(arm_build(SOURCES, d / "k.elf", includes=[d], build="board"), timeout=900)
+        base = qemu_run(arm_build(baseline_sources(d / "baseline"), d / "kb.elf", includes=[d], build="board"),
+                        timeout=900)
     if res.returncode != 0 or "done" not in res.stdout or "ERROR" in res.stdout:
         raise RuntimeError(f"qemu run failed:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
     lines = res.stdout.splitlines()
@@ -54,6 +71,8 @@ def main() -> int:
     q, h = parse(res.stdout), parse(host)
     p = next(x for x in lines if x.startswith("per_window")).split()
     per_window = {p[i]: int(p[i + 1]) for i in range(1, len(p), 2)}
+    b = next(x for x in base.stdout.splitlines() if x.startswith("per_window")).split()
+    float_before = int(b[b.index("float_forward") + 1])
     layers = []
     for line in lines:
         if line.startswith("layer "):
@@ -67,6 +86,8 @@ def main() -> int:
            "int8_optimized_instructions_per_window": per_window["int8_optimized"],
            "optimized_speedup_vs_reference": round(per_window["int8_reference"] / per_window["int8_optimized"], 2),
            "int8_optimized_over_float": round(per_window["int8_optimized"] / per_window["float_forward"], 3),
+           "float_forward_instructions_per_window_baseline_kernels": float_before,
+           "baseline_commit": BASELINE_COMMIT,
            "goal": "int8 optimized forward < float forward (instructions)",
            "goal_met": per_window["int8_optimized"] < per_window["float_forward"],
            "bit_exact": {"random_layer_mismatches": q["random layers"][2],
@@ -75,6 +96,7 @@ def main() -> int:
            "per_layer_per_window": layers}
     print(f"Cortex-M4F (qemu -icount, board flags), {out['windows']} real windows, instructions per window:")
     print(f"  float forward   {out['float_forward_instructions_per_window']:>9}")
+    print(f"  float forward   {float_before:>9}  (the float kernels of {BASELINE_COMMIT[:7]})")
     print(f"  int8 reference  {out['int8_reference_instructions_per_window']:>9}")
     print(f"  int8 optimized  {out['int8_optimized_instructions_per_window']:>9}  "
           f"({out['optimized_speedup_vs_reference']}x faster than the reference, "
