@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qemu/harness.h"
+
 #include "odl_int8.h"
 #include "odl_int8_model_data.h"
 #if __has_include("odl_model_data.h")
@@ -41,13 +43,6 @@ int8_t g_Wq[kMaxC * kMaxFd];
 int32_t g_bq[kMaxC];
 float g_latW[kMaxC * kMaxFd], g_latb[kMaxC], g_vW[kMaxC * kMaxFd], g_vb[kMaxC], g_gW[kMaxC * kMaxFd], g_gb[kMaxC];
 float g_probs[kMaxC], g_xr[kMaxFd];
-
-void read_exact(void* p, size_t n) {
-  if (fread(p, 1, n, stdin) != n) {
-    fprintf(stderr, "short input\n");
-    exit(2);
-  }
-}
 
 void dump_layer(uint16_t, const int8_t* y, uint32_t n, void*) { fwrite(y, 1, n, stdout); }
 

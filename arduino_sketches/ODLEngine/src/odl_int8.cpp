@@ -7,6 +7,10 @@
 
 #include "odl_kernels.h"
 
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
+
 ODL_NUMERICS_BEGIN
 namespace odl {
 
@@ -72,6 +76,257 @@ void qdense(const QLayerSpec& L, const int8_t* x, int8_t* y) {
   }
 }
 
+// ---- The optimized int8 forward (CMSIS-NN style), beside the reference loops above ----
+// Four bytes of x and of each weight row at a time, as pairs of 16-bit lanes: SXTB16 sign-extends
+// bytes 0 and 2 (and, rotated by 8, bytes 1 and 3), SXTAB16 adds the input offset to both lanes
+// while doing so, SMLAD multiplies both lanes and adds both products to an int32 accumulator. On
+// a Cortex-M4 these are the DSP extension's instructions (ACLE, arm_acle.h; the rotated forms in
+// inline assembly, GCC does not fold the rotation into them); elsewhere (host build) the same
+// lane arithmetic in C. The lanes never overflow (|x - z_x| <= 255), every product is exact and
+// an int32 sum does not depend on its order, so the accumulators equal the reference loops', and
+// requantize() equals multiply_by_quantized_multiplier() for every input. Depthwise layers use the
+// per-lane products SMLABB / SMLATT, max pooling the bytewise SSUB8 + SEL. The outputs are the
+// reference kernels' bit for bit (tests/test_int8_kernels.py, on random layers and the real model,
+// host and qemu).
+typedef uint32_t Lanes;  // two int16 lanes: bits 0-15 and 16-31
+
+// The output stage is inlined into the kernels: -Os would otherwise call it once per output.
+#if defined(__GNUC__)
+#define ODL_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ODL_ALWAYS_INLINE inline
+#endif
+
+inline Lanes load4(const int8_t* p) {
+  uint32_t v;
+  memcpy(&v, p, 4);  // one LDR on the Cortex-M4 (unaligned loads are allowed), little-endian lanes
+  return v;
+}
+
+#if defined(__ARM_FEATURE_DSP)
+inline Lanes sxtb16(uint32_t x) { return (Lanes)__sxtb16((int32_t)x); }
+inline Lanes sxtb16_ror8(uint32_t x) {
+  Lanes r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
+inline Lanes sxtab16(Lanes a, uint32_t x) { return (Lanes)__sxtab16((int32_t)a, (int32_t)x); }
+inline Lanes sxtab16_ror8(Lanes a, uint32_t x) {
+  Lanes r;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+  return r;
+}
+inline int32_t smlad(Lanes a, Lanes b, int32_t acc) { return __smlad((int32_t)a, (int32_t)b, acc); }
+inline int32_t smlabb(Lanes a, Lanes b, int32_t acc) { return __smlabb((int32_t)a, (int32_t)b, acc); }
+inline int32_t smlatt(Lanes a, Lanes b, int32_t acc) { return __smlatt((int32_t)a, (int32_t)b, acc); }
+// Bytewise signed maximum of four int8 lanes: SSUB8 sets a GE flag per byte where a >= b, SEL
+// takes those bytes from a (one asm statement: nothing may touch the flags in between).
+inline uint32_t max8x4(uint32_t a, uint32_t b) {
+  uint32_t t, r;
+  __asm__(
+      "ssub8 %[t], %[a], %[b]\n\t"
+      "sel %[r], %[a], %[b]"
+      : [t] "=&r"(t), [r] "=r"(r)
+      : [a] "r"(a), [b] "r"(b)
+      : "cc");
+  (void)t;
+  return r;
+}
+inline uint32_t min8x4(uint32_t a, uint32_t b) {  // SEL takes b's bytes where a >= b
+  uint32_t t, r;
+  __asm__(
+      "ssub8 %[t], %[a], %[b]\n\t"
+      "sel %[r], %[b], %[a]"
+      : [t] "=&r"(t), [r] "=r"(r)
+      : [a] "r"(a), [b] "r"(b)
+      : "cc");
+  (void)t;
+  return r;
+}
+#else
+inline int32_t lane_lo(Lanes v) { return (int16_t)(uint16_t)(v & 0xFFFFu); }
+inline int32_t lane_hi(Lanes v) { return (int16_t)(uint16_t)(v >> 16); }
+inline Lanes lanes(int32_t lo, int32_t hi) { return (Lanes)(uint16_t)lo | ((Lanes)(uint16_t)hi << 16); }
+inline int32_t byte_at(uint32_t x, int b) { return (int8_t)(uint8_t)(x >> (8 * b)); }
+inline Lanes sxtb16(uint32_t x) { return lanes(byte_at(x, 0), byte_at(x, 2)); }
+inline Lanes sxtb16_ror8(uint32_t x) { return lanes(byte_at(x, 1), byte_at(x, 3)); }
+inline Lanes sxtab16(Lanes a, uint32_t x) { return lanes(lane_lo(a) + byte_at(x, 0), lane_hi(a) + byte_at(x, 2)); }
+inline Lanes sxtab16_ror8(Lanes a, uint32_t x) { return lanes(lane_lo(a) + byte_at(x, 1), lane_hi(a) + byte_at(x, 3)); }
+inline int32_t smlabb(Lanes a, Lanes b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(lane_lo(a) * lane_lo(b)));
+}
+inline int32_t smlatt(Lanes a, Lanes b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(lane_hi(a) * lane_hi(b)));
+}
+inline uint32_t max8x4(uint32_t a, uint32_t b) {
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i)
+    r |= (uint32_t)(uint8_t)(byte_at(a, i) >= byte_at(b, i) ? byte_at(a, i) : byte_at(b, i)) << (8 * i);
+  return r;
+}
+inline uint32_t min8x4(uint32_t a, uint32_t b) {
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i)
+    r |= (uint32_t)(uint8_t)(byte_at(a, i) >= byte_at(b, i) ? byte_at(b, i) : byte_at(a, i)) << (8 * i);
+  return r;
+}
+inline int32_t smlad(Lanes a, Lanes b, int32_t acc) {  // wraps like the instruction (no UB on overflow)
+  return (int32_t)((uint32_t)acc + (uint32_t)(lane_lo(a) * lane_lo(b)) + (uint32_t)(lane_hi(a) * lane_hi(b)));
+}
+#endif
+
+// multiply_by_quantized_multiplier without the int64 division: for a product ab that is not
+// INT32_MIN^2, gemmlowp's (ab + (ab >= 0 ? 2^30 : 1 - 2^30)) / 2^31 (truncating) equals
+// floor((ab + 2^30) / 2^31) (for ab < 0 the truncation adds 2^31 - 1 before flooring), CMSIS-NN's
+// form; the rounding shift is rounding_divide_by_pot's in 32 bits.
+ODL_ALWAYS_INLINE int32_t requantize(int32_t x, int32_t m, int shift) {
+  const int left = shift > 0 ? shift : 0;
+  const int right = shift > 0 ? 0 : -shift;
+  if (right > 31) return multiply_by_quantized_multiplier(x, m, shift);
+  const int32_t a = (int32_t)((uint32_t)x << left);
+  const int32_t high = a == INT32_MIN && m == INT32_MIN ? INT32_MAX : (int32_t)(((int64_t)a * m + (1ll << 30)) >> 31);
+  const int32_t mask = (int32_t)((1u << right) - 1u);
+  const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+  return (high >> right) + ((high & mask) > threshold ? 1 : 0);
+}
+
+// The output stage of one layer, its fields read once: bias, requantization, zero point, clamp.
+struct QOut {
+  const int32_t* bias;
+  const int32_t* mult;
+  const int8_t* shift;
+  int32_t zero, lo, hi;
+  explicit QOut(const QLayerSpec& L)
+      : bias(L.bias), mult(L.multiplier), shift(L.shift), zero(L.out_zero), lo(L.act_min), hi(L.act_max) {}
+  ODL_ALWAYS_INLINE int8_t operator()(uint16_t o, int32_t acc) const {
+    const int32_t v = requantize(acc + bias[o], mult[o], shift[o]) + zero;
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+  }
+};
+
+// y[o .. o+rows) (rows <= 4; W rows of n bytes, one per output) of the input x (n bytes):
+// sum_k (x[k] + in_off) * W[o][k], then the output stage.
+void qdot_rows(const QOut& out, const int8_t* W, uint16_t o, uint16_t rows, const int8_t* x, uint32_t n, int32_t in_off,
+               int8_t* y) {
+  const int8_t* w = W + (uint32_t)o * n;
+  const Lanes off2 = (Lanes)(uint16_t)in_off | ((Lanes)(uint16_t)in_off << 16);
+  const uint32_t n4 = n & ~3u;
+  if (rows == 4) {
+    const int8_t *w0 = w, *w1 = w + n, *w2 = w + 2 * n, *w3 = w + 3 * n, *xp = x;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#if defined(__ARM_FEATURE_DSP)
+    // the loop below in registers (GCC spills three of the row pointers): rows 1 and 3 are
+    // addressed as rows 0 and 2 plus n
+    if (n4) {
+      const int8_t* w2p = w2;
+      uint32_t k = n4 >> 2, xe, xo, t, wv;
+      __asm__ volatile(
+          "1:\n\t"
+          "ldr %[wv], [%[x]], #4\n\t"
+          "sxtab16 %[xe], %[off], %[wv]\n\t"
+          "sxtab16 %[xo], %[off], %[wv], ror #8\n\t"
+          "ldr %[wv], [%[w], %[n]]\n\t"
+          "sxtb16 %[t], %[wv]\n\t"
+          "sxtb16 %[wv], %[wv], ror #8\n\t"
+          "smlad %[a1], %[wv], %[xo], %[a1]\n\t"
+          "smlad %[a1], %[t], %[xe], %[a1]\n\t"
+          "ldr %[wv], [%[w]], #4\n\t"
+          "sxtb16 %[t], %[wv]\n\t"
+          "sxtb16 %[wv], %[wv], ror #8\n\t"
+          "smlad %[a0], %[wv], %[xo], %[a0]\n\t"
+          "smlad %[a0], %[t], %[xe], %[a0]\n\t"
+          "ldr %[wv], [%[w2], %[n]]\n\t"
+          "sxtb16 %[t], %[wv]\n\t"
+          "sxtb16 %[wv], %[wv], ror #8\n\t"
+          "smlad %[a3], %[wv], %[xo], %[a3]\n\t"
+          "smlad %[a3], %[t], %[xe], %[a3]\n\t"
+          "ldr %[wv], [%[w2]], #4\n\t"
+          "sxtb16 %[t], %[wv]\n\t"
+          "sxtb16 %[wv], %[wv], ror #8\n\t"
+          "smlad %[a2], %[wv], %[xo], %[a2]\n\t"
+          "smlad %[a2], %[t], %[xe], %[a2]\n\t"
+          "subs %[k], %[k], #1\n\t"
+          "bne 1b"
+          : [x] "+r"(xp), [w] "+r"(w0), [w2] "+r"(w2p), [k] "+r"(k), [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2),
+            [a3] "+r"(a3), [xe] "=&r"(xe), [xo] "=&r"(xo), [t] "=&r"(t), [wv] "=&r"(wv)
+          : [n] "r"(n), [off] "r"(off2)
+          : "cc", "memory");
+      w1 = w0 + n;
+      w2 = w2p;
+      w3 = w2p + n;
+    }
+#else
+    for (uint32_t k = n4; k; k -= 4) {
+      const uint32_t xv = load4(xp);
+      xp += 4;
+      const Lanes xe = sxtab16(off2, xv), xo = sxtab16_ror8(off2, xv);
+      uint32_t wv = load4(w0);
+      w0 += 4;
+      a0 = smlad(sxtb16(wv), xe, smlad(sxtb16_ror8(wv), xo, a0));
+      wv = load4(w1);
+      w1 += 4;
+      a1 = smlad(sxtb16(wv), xe, smlad(sxtb16_ror8(wv), xo, a1));
+      wv = load4(w2);
+      w2 += 4;
+      a2 = smlad(sxtb16(wv), xe, smlad(sxtb16_ror8(wv), xo, a2));
+      wv = load4(w3);
+      w3 += 4;
+      a3 = smlad(sxtb16(wv), xe, smlad(sxtb16_ror8(wv), xo, a3));
+    }
+#endif
+    for (uint32_t k = n4; k < n; ++k) {  // the last n % 4 inputs
+      const int32_t xv = (int32_t)x[k] + in_off;
+      a0 += xv * (int32_t)w0[k - n4];
+      a1 += xv * (int32_t)w1[k - n4];
+      a2 += xv * (int32_t)w2[k - n4];
+      a3 += xv * (int32_t)w3[k - n4];
+    }
+    y[0] = out(o, a0);
+    y[1] = out((uint16_t)(o + 1), a1);
+    y[2] = out((uint16_t)(o + 2), a2);
+    y[3] = out((uint16_t)(o + 3), a3);
+    return;
+  }
+  for (uint16_t r = 0; r < rows; ++r) {
+    const int8_t *wr = w + (uint32_t)r * n, *xp = x;
+    int32_t a = 0;
+    for (uint32_t k = n4; k; k -= 4) {
+      const uint32_t xv = load4(xp), wv = load4(wr);
+      xp += 4;
+      wr += 4;
+      a = smlad(sxtb16(wv), sxtab16(off2, xv), smlad(sxtb16_ror8(wv), sxtab16_ror8(off2, xv), a));
+    }
+    for (uint32_t k = n4; k < n; ++k) a += ((int32_t)x[k] + in_off) * (int32_t)wr[k - n4];
+    y[r] = out((uint16_t)(o + r), a);
+  }
+}
+
+// qconv1d: each output row's K * Cin inputs are contiguous (x + t * Cin), as is each weight row
+// (W (Cout, K, Cin)): four output channels at a time share the input words.
+void qconv1d_fast(const QLayerSpec& L, const int8_t* x, uint16_t T, int8_t* y) {
+  const uint16_t K = L.kernel, Ci = L.in_channels, Co = L.out_channels, To = (uint16_t)(T - K + 1);
+  const uint32_t n = (uint32_t)K * Ci;
+  const int32_t in_off = -L.in_zero;
+  const QOut out(L);
+  for (uint16_t t = 0; t < To; ++t) {
+    const int8_t* xr = x + (uint32_t)t * Ci;
+    int8_t* yt = y + (uint32_t)t * Co;
+    uint16_t o = 0;
+    for (; o + 4 <= Co; o = (uint16_t)(o + 4)) qdot_rows(out, L.weights, o, 4, xr, n, in_off, yt + o);
+    if (o < Co) qdot_rows(out, L.weights, o, (uint16_t)(Co - o), xr, n, in_off, yt + o);
+  }
+}
+
+// qdense: qconv1d_fast of one time step with K = 1 (W (out, in)).
+void qdense_fast(const QLayerSpec& L, const int8_t* x, int8_t* y) {
+  const uint16_t Co = L.out_channels;
+  const int32_t in_off = -L.in_zero;
+  const QOut out(L);
+  uint16_t o = 0;
+  for (; o + 4 <= Co; o = (uint16_t)(o + 4)) qdot_rows(out, L.weights, o, 4, x, L.in_channels, in_off, y + o);
+  if (o < Co) qdot_rows(out, L.weights, o, (uint16_t)(Co - o), x, L.in_channels, in_off, y + o);
+}
+
 void qmaxpool1d(const QLayerSpec& L, const int8_t* x, uint16_t T, uint16_t C, int8_t* y) {
   const uint16_t pool = L.kernel, To = (uint16_t)(T / pool);
   for (uint16_t t = 0; t < To; ++t)
@@ -83,6 +338,69 @@ void qmaxpool1d(const QLayerSpec& L, const int8_t* x, uint16_t T, uint16_t C, in
       }
       y[(uint32_t)t * C + c] = clamp8(m, L.act_min, L.act_max);
     }
+}
+
+// qdepthwise1d four channels at a time: the input and weight words of each tap as 16-bit lanes
+// (bytes 0, 2 and 1, 3), one lane product per channel (SMLABB / SMLATT), int32 accumulators.
+void qdepthwise1d_fast(const QLayerSpec& L, const int8_t* x, uint16_t T, int8_t* y) {
+  const uint16_t K = L.kernel, C = L.in_channels, To = (uint16_t)(T - K + 1);
+  const int32_t in_off = -L.in_zero;
+  const Lanes off2 = (Lanes)(uint16_t)in_off | ((Lanes)(uint16_t)in_off << 16);
+  const QOut out(L);
+  for (uint16_t t = 0; t < To; ++t) {
+    int8_t* yt = y + (uint32_t)t * C;
+    uint16_t c = 0;
+    for (; c + 4 <= C; c = (uint16_t)(c + 4)) {
+      int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      const int8_t* xp = x + (uint32_t)t * C + c;
+      const int8_t* wp = L.weights + c;
+      for (uint16_t j = 0; j < K; ++j, xp += C, wp += C) {
+        const uint32_t xv = load4(xp), wv = load4(wp);
+        const Lanes xe = sxtab16(off2, xv), xo = sxtab16_ror8(off2, xv), we = sxtb16(wv), wo = sxtb16_ror8(wv);
+        a0 = smlabb(xe, we, a0);
+        a2 = smlatt(xe, we, a2);
+        a1 = smlabb(xo, wo, a1);
+        a3 = smlatt(xo, wo, a3);
+      }
+      yt[c] = out(c, a0);
+      yt[c + 1] = out((uint16_t)(c + 1), a1);
+      yt[c + 2] = out((uint16_t)(c + 2), a2);
+      yt[c + 3] = out((uint16_t)(c + 3), a3);
+    }
+    for (; c < C; ++c) {
+      int32_t acc = 0;
+      for (uint16_t j = 0; j < K; ++j)
+        acc += ((int32_t)x[(uint32_t)(t + j) * C + c] + in_off) * (int32_t)L.weights[(uint32_t)j * C + c];
+      yt[c] = out(c, acc);
+    }
+  }
+}
+
+// qmaxpool1d four channels at a time (bytewise max of the pool's rows, then the clamp as a max
+// with act_min and a min with act_max, which is clamp8 when act_min <= act_max).
+void qmaxpool1d_fast(const QLayerSpec& L, const int8_t* x, uint16_t T, uint16_t C, int8_t* y) {
+  if (L.act_min > L.act_max) return qmaxpool1d(L, x, T, C, y);
+  const uint16_t pool = L.kernel, To = (uint16_t)(T / pool);
+  const int32_t lo = L.act_min, hi = L.act_max;
+  const uint32_t lo4 = 0x01010101u * (uint8_t)lo, hi4 = 0x01010101u * (uint8_t)hi;
+  for (uint16_t t = 0; t < To; ++t) {
+    const int8_t* x0 = x + (uint32_t)t * pool * C;
+    int8_t* yt = y + (uint32_t)t * C;
+    uint16_t c = 0;
+    for (; c + 4 <= C; c = (uint16_t)(c + 4)) {
+      uint32_t m = load4(x0 + c);
+      for (uint16_t j = 1; j < pool; ++j) m = max8x4(load4(x0 + (uint32_t)j * C + c), m);
+      m = max8x4(m, lo4);
+      m = min8x4(m, hi4);
+      memcpy(yt + c, &m, 4);
+    }
+    for (; c < C; ++c) {
+      int32_t m = x0[c];
+      for (uint16_t j = 1; j < pool; ++j)
+        if (x0[(uint32_t)j * C + c] > m) m = x0[(uint32_t)j * C + c];
+      yt[c] = (int8_t)(m < lo ? lo : (m > hi ? hi : m));
+    }
+  }
 }
 
 // MEAN over time, as TFLite's reference QuantizedMeanOrSum: the int32 sum minus the input zero
@@ -145,19 +463,27 @@ int32_t multiply_by_quantized_multiplier(int32_t x, int32_t m, int shift) {
   return rounding_divide_by_pot(saturating_rounding_doubling_high_mul((int32_t)((uint32_t)x << left), m), right);
 }
 
+Status qlayer_forward(const QLayerSpec& L, const int8_t* x, uint16_t T, uint16_t C, int8_t* y, bool reference) {
+  uint16_t To = 0, Co = 0;
+  if (!x || !y || !qlayer_out_shape(L, T, C, &To, &Co)) return kErrBadModel;
+  switch (L.type) {
+    case kConv1D: reference ? qconv1d(L, x, T, y) : qconv1d_fast(L, x, T, y); break;
+    case kDepthwiseConv1D: reference ? qdepthwise1d(L, x, T, y) : qdepthwise1d_fast(L, x, T, y); break;
+    case kDense: reference ? qdense(L, x, y) : qdense_fast(L, x, y); break;
+    case kMaxPool1D: reference ? qmaxpool1d(L, x, T, C, y) : qmaxpool1d_fast(L, x, T, C, y); break;
+    case kGlobalAvgPool1D: qmean1d(L, x, T, C, y); break;
+    default: return kErrBadModel;
+  }
+  return kOk;
+}
+
 Status qvalidate_model(const QModelSpec& spec, uint32_t arena_bytes) {
   if (!spec.layers || spec.num_layers == 0 || spec.input_len == 0 || spec.input_channels == 0) return kErrBadModel;
   if (!(spec.input_scale > 0.0f) || !(spec.feature_scale > 0.0f)) return kErrBadModel;
-  const uint32_t half = arena_bytes / 2;
-  uint16_t T = spec.input_len, C = spec.input_channels;
-  if ((uint32_t)T * C > half) return kErrArenaTooSmall;
-  for (uint16_t l = 0; l < spec.num_layers; ++l) {
-    uint16_t To = 0, Co = 0;
-    if (!qlayer_out_shape(spec.layers[l], T, C, &To, &Co)) return kErrBadModel;
-    if ((uint32_t)To * Co > half) return kErrArenaTooSmall;
-    T = To;
-    C = Co;
-  }
+  uint16_t T = 0, C = 0;
+  const Status s = walk_layer_shapes(spec.layers, spec.num_layers, spec.input_len, spec.input_channels, arena_bytes / 2,
+                                     qlayer_out_shape, &T, &C);
+  if (s != kOk) return s;
   return T == 1 && C == spec.feature_dim ? kOk : kErrBadModel;
 }
 
@@ -198,10 +524,10 @@ Status qrun_backbone(const QModelSpec& spec, const int8_t* input, int8_t* arena,
     uint16_t To = 0, Co = 0;
     if (!qlayer_out_shape(L, T, C, &To, &Co) || (uint32_t)To * Co > half) return kErrBadModel;
     switch (L.type) {
-      case kConv1D: qconv1d(L, cur, T, nxt); break;
-      case kDepthwiseConv1D: qdepthwise1d(L, cur, T, nxt); break;
-      case kDense: qdense(L, cur, nxt); break;
-      case kMaxPool1D: qmaxpool1d(L, cur, T, C, nxt); break;
+      case kConv1D: qconv1d_fast(L, cur, T, nxt); break;
+      case kDepthwiseConv1D: qdepthwise1d_fast(L, cur, T, nxt); break;
+      case kDense: qdense_fast(L, cur, nxt); break;
+      case kMaxPool1D: qmaxpool1d_fast(L, cur, T, C, nxt); break;
       case kGlobalAvgPool1D: qmean1d(L, cur, T, C, nxt); break;
       default: return kErrBadModel;
     }

@@ -76,6 +76,11 @@ void qquantize_window(const ModelSpec& fspec, const QModelSpec& spec, const floa
 Status qrun_backbone(const QModelSpec& spec, const int8_t* input, int8_t* arena, uint32_t arena_bytes, int8_t* features,
                      QLayerHook hook = nullptr, void* user = nullptr);
 
+// One layer of qrun_backbone on x (T, C) into y: reference = the plain loops of TensorFlow Lite
+// Micro's reference kernels, otherwise the optimized kernels qrun_backbone runs (the Cortex-M4's
+// DSP instructions, CMSIS-NN style; the same arithmetic in C on the host): bit-identical outputs.
+Status qlayer_forward(const QLayerSpec& L, const int8_t* x, uint16_t T, uint16_t C, int8_t* y, bool reference);
+
 // The int8 head on int8 features (x_q, scale x_scale, zero x_zero).
 struct QHeadView {
   uint16_t feature_dim, max_classes, num_classes;

@@ -6,17 +6,157 @@
 ODL_NUMERICS_BEGIN
 namespace odl {
 
+namespace {
+
+// The register-blocked inner loops of the conv / dense kernels. Each keeps a block of
+// accumulators in VFP registers across its whole loop instead of loading and storing them per
+// multiply-accumulate (what axpy / dot_acc do), and accumulates every element in the same order as
+// the portable C loop below it (VMLA.F32: chained, two roundings), so the results are bit-identical.
+
+// acc[q] += x[k * xs] * w[k * ws + q] for k = 0 .. n-1 in order, q < m (strides in floats).
+// The conv / dense forward (x: the input row, w: a kernel column block) and the kernel gradient
+// (x: an input channel over time, w: dy over time) are this loop.
+void mac_block(float* acc, uint16_t m, const float* x, uint32_t xs, const float* w, uint32_t ws, uint32_t n) {
+#if ODL_VFP_ASM
+  if (n) {
+    const uint32_t xb = xs * 4u;
+    for (; m >= 16; m = (uint16_t)(m - 16), acc += 16, w += 16) {
+      const float* xp = x;
+      const float* wp = w;
+      uint32_t k = n;
+      const uint32_t wb = ws * 4u - 32u;
+      __asm__ volatile(
+          "vldmia %[acc], {s16-s31}\n\t"
+          "1:\n\t"
+          "vldr s0, [%[x]]\n\t"
+          "add %[x], %[x], %[xb]\n\t"
+          "vldmia %[w]!, {s8-s15}\n\t"
+          "vmla.f32 s16, s0, s8\n\t"
+          "vmla.f32 s17, s0, s9\n\t"
+          "vmla.f32 s18, s0, s10\n\t"
+          "vmla.f32 s19, s0, s11\n\t"
+          "vmla.f32 s20, s0, s12\n\t"
+          "vmla.f32 s21, s0, s13\n\t"
+          "vmla.f32 s22, s0, s14\n\t"
+          "vmla.f32 s23, s0, s15\n\t"
+          "vldmia %[w], {s8-s15}\n\t"
+          "add %[w], %[w], %[wb]\n\t"
+          "vmla.f32 s24, s0, s8\n\t"
+          "vmla.f32 s25, s0, s9\n\t"
+          "vmla.f32 s26, s0, s10\n\t"
+          "vmla.f32 s27, s0, s11\n\t"
+          "vmla.f32 s28, s0, s12\n\t"
+          "vmla.f32 s29, s0, s13\n\t"
+          "vmla.f32 s30, s0, s14\n\t"
+          "vmla.f32 s31, s0, s15\n\t"
+          "subs %[k], %[k], #1\n\t"
+          "bne 1b\n\t"
+          "vstmia %[acc], {s16-s31}"
+          : [x] "+r"(xp), [w] "+r"(wp), [k] "+r"(k)
+          : [acc] "r"(acc), [xb] "r"(xb), [wb] "r"(wb)
+          : "s0", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22",
+            "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31", "cc", "memory");
+    }
+    for (; m >= 8; m = (uint16_t)(m - 8), acc += 8, w += 8) {
+      const float* xp = x;
+      const float* wp = w;
+      uint32_t k = n;
+      const uint32_t wb = ws * 4u;
+      __asm__ volatile(
+          "vldmia %[acc], {s16-s23}\n\t"
+          "1:\n\t"
+          "vldr s0, [%[x]]\n\t"
+          "add %[x], %[x], %[xb]\n\t"
+          "vldmia %[w], {s8-s15}\n\t"
+          "add %[w], %[w], %[wb]\n\t"
+          "vmla.f32 s16, s0, s8\n\t"
+          "vmla.f32 s17, s0, s9\n\t"
+          "vmla.f32 s18, s0, s10\n\t"
+          "vmla.f32 s19, s0, s11\n\t"
+          "vmla.f32 s20, s0, s12\n\t"
+          "vmla.f32 s21, s0, s13\n\t"
+          "vmla.f32 s22, s0, s14\n\t"
+          "vmla.f32 s23, s0, s15\n\t"
+          "subs %[k], %[k], #1\n\t"
+          "bne 1b\n\t"
+          "vstmia %[acc], {s16-s23}"
+          : [x] "+r"(xp), [w] "+r"(wp), [k] "+r"(k)
+          : [acc] "r"(acc), [xb] "r"(xb), [wb] "r"(wb)
+          : "s0", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22",
+            "s23", "cc", "memory");
+    }
+  }
+#endif
+  for (uint16_t q = 0; q < m; ++q) {
+    float a = acc[q];
+    for (uint32_t k = 0; k < n; ++k) a += x[k * xs] * w[k * ws + q];
+    acc[q] = a;
+  }
+}
+
+// acc[r] = dot_acc(acc[r], w + r * ws, v, n) for r < m: m dot products with the same v, four at a
+// time (v is loaded once per four rows).
+void dot_rows(float* acc, uint16_t m, const float* w, uint32_t ws, const float* v, uint32_t n) {
+#if ODL_VFP_ASM
+  if (n >= 4) {
+    for (; m >= 4; m = (uint16_t)(m - 4), acc += 4, w += 4 * ws) {
+      const float* vp = v;
+      const float* w0 = w;
+      const float* w1 = w + ws;
+      const float* w2 = w + 2 * ws;
+      const float* w3 = w + 3 * ws;
+      uint32_t k = n >> 2;
+      __asm__ volatile(
+          "vldmia %[acc], {s16-s19}\n\t"
+          "1:\n\t"
+          "vldmia %[v]!, {s8-s11}\n\t"
+          "vldmia %[w0]!, {s12-s15}\n\t"
+          "vmla.f32 s16, s12, s8\n\t"
+          "vmla.f32 s16, s13, s9\n\t"
+          "vmla.f32 s16, s14, s10\n\t"
+          "vmla.f32 s16, s15, s11\n\t"
+          "vldmia %[w1]!, {s12-s15}\n\t"
+          "vmla.f32 s17, s12, s8\n\t"
+          "vmla.f32 s17, s13, s9\n\t"
+          "vmla.f32 s17, s14, s10\n\t"
+          "vmla.f32 s17, s15, s11\n\t"
+          "vldmia %[w2]!, {s12-s15}\n\t"
+          "vmla.f32 s18, s12, s8\n\t"
+          "vmla.f32 s18, s13, s9\n\t"
+          "vmla.f32 s18, s14, s10\n\t"
+          "vmla.f32 s18, s15, s11\n\t"
+          "vldmia %[w3]!, {s12-s15}\n\t"
+          "vmla.f32 s19, s12, s8\n\t"
+          "vmla.f32 s19, s13, s9\n\t"
+          "vmla.f32 s19, s14, s10\n\t"
+          "vmla.f32 s19, s15, s11\n\t"
+          "subs %[k], %[k], #1\n\t"
+          "bne 1b\n\t"
+          "vstmia %[acc], {s16-s19}"
+          : [v] "+r"(vp), [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3), [k] "+r"(k)
+          : [acc] "r"(acc)
+          : "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19", "cc", "memory");
+      const uint32_t done = n & ~3u;  // the last n % 4 terms, in order after the rest
+      for (uint16_t r = 0; r < 4; ++r)
+        for (uint32_t o = done; o < n; ++o) acc[r] += w[r * ws + o] * v[o];
+    }
+  }
+#endif
+  for (uint16_t r = 0; r < m; ++r) acc[r] = dot_acc(acc[r], w + (uint32_t)r * ws, v, n);
+}
+
+}  // namespace
+
 void conv1d_valid(const float* x, uint16_t T, uint16_t Cin, const float* W, const float* b, uint16_t K, uint16_t Cout,
                   float* y) {
+  // y[t][o] = b[o] + x[t][0] W[0][0][o] + x[t][1] W[0][1][o] + ...: the K * Cin inputs of the
+  // output row are contiguous (x + t * Cin), the weights of one output at stride Cout
   const uint16_t To = (uint16_t)(T - K + 1);
+  const uint32_t n = (uint32_t)K * Cin;
   for (uint16_t t = 0; t < To; ++t) {
     float* yt = y + (uint32_t)t * Cout;
     for (uint16_t o = 0; o < Cout; ++o) yt[o] = b ? b[o] : 0.0f;
-    for (uint16_t j = 0; j < K; ++j) {
-      const float* xr = x + (uint32_t)(t + j) * Cin;
-      const float* wj = W + (uint32_t)j * Cin * Cout;
-      for (uint16_t i = 0; i < Cin; ++i) axpy(yt, xr[i], wj + (uint32_t)i * Cout, Cout);
-    }
+    mac_block(yt, Cout, x + (uint32_t)t * Cin, 1, W, Cout, n);
   }
 }
 
@@ -36,7 +176,7 @@ void depthwise_conv1d_valid(const float* x, uint16_t T, uint16_t C, const float*
 
 void dense(const float* x, uint16_t in, const float* W, const float* b, uint16_t out, float* y) {
   for (uint16_t o = 0; o < out; ++o) y[o] = b ? b[o] : 0.0f;
-  for (uint16_t i = 0; i < in; ++i) axpy(y, x[i], W + (uint32_t)i * out, out);
+  mac_block(y, out, x, 1, W, out, in);
 }
 
 void relu_inplace(float* x, uint32_t n) {
@@ -48,10 +188,11 @@ void dense_backward(const float* x, uint16_t in, const float* W, uint16_t out, c
                     float* dx) {
   if (gb)
     for (uint16_t o = 0; o < out; ++o) gb[o] += dy[o];
-  for (uint16_t i = 0; i < in; ++i) {
-    const float* wi = W + (uint32_t)i * out;
-    if (gW) axpy(gW + (uint32_t)i * out, x[i], dy, out);
-    if (dx) dx[i] = dot_acc(0.0f, wi, dy, out);
+  if (gW)
+    for (uint16_t i = 0; i < in; ++i) axpy(gW + (uint32_t)i * out, x[i], dy, out);
+  if (dx) {
+    for (uint16_t i = 0; i < in; ++i) dx[i] = 0.0f;
+    dot_rows(dx, in, W, out, dy, out);
   }
 }
 
@@ -62,19 +203,24 @@ void relu_backward_inplace(const float* y, float* dy, uint32_t n) {
 
 void conv1d_backward(const float* x, uint16_t T, uint16_t Cin, const float* W, uint16_t K, uint16_t Cout,
                      const float* dy, float* gW, float* gb, float* dx) {
+  // Each gradient element accumulates its terms in the order of t (then o for dx), as the
+  // loop "for t: for j: for i: gW[j][i] += x[t+j][i] dy[t]; dx[t+j][i] += W[j][i] . dy[t]" does.
   const uint16_t To = (uint16_t)(T - K + 1);
-  if (dx) memset(dx, 0, sizeof(float) * T * Cin);
+  if (gb)
+    for (uint16_t t = 0; t < To; ++t) {
+      const float* dyt = dy + (uint32_t)t * Cout;
+      for (uint16_t o = 0; o < Cout; ++o) gb[o] += dyt[o];
+    }
+  if (gW)  // gW[j][i][o] += sum_t x[t+j][i] dy[t][o]: x at stride Cin, dy at stride Cout
+    for (uint16_t j = 0; j < K; ++j)
+      for (uint16_t i = 0; i < Cin; ++i)
+        mac_block(gW + ((uint32_t)j * Cin + i) * Cout, Cout, x + (uint32_t)j * Cin + i, Cin, dy, Cout, To);
+  if (!dx) return;
+  memset(dx, 0, sizeof(float) * T * Cin);
   for (uint16_t t = 0; t < To; ++t) {
     const float* dyt = dy + (uint32_t)t * Cout;
-    if (gb) axpy(gb, 1.0f, dyt, Cout);  // 1 * dy is exact: gb += dy
-    for (uint16_t j = 0; j < K; ++j) {
-      const uint32_t row = (uint32_t)(t + j) * Cin;
-      const float* wj = W + (uint32_t)j * Cin * Cout;
-      for (uint16_t i = 0; i < Cin; ++i) {
-        if (gW) axpy(gW + ((uint32_t)j * Cin + i) * Cout, x[row + i], dyt, Cout);
-        if (dx) dx[row + i] = dot_acc(dx[row + i], wj + (uint32_t)i * Cout, dyt, Cout);
-      }
-    }
+    for (uint16_t j = 0; j < K; ++j)
+      dot_rows(dx + (uint32_t)(t + j) * Cin, Cin, W + (uint32_t)j * Cin * Cout, Cout, dyt, Cout);
   }
 }
 
@@ -170,16 +316,10 @@ Status validate_model(const ModelSpec& spec, uint32_t arena_floats) {
   if (spec.num_classes > 0 && (!spec.head_weights || !spec.head_bias || !spec.class_names)) return kErrBadModel;
   for (uint16_t c = 0; c < spec.input_channels; ++c)
     if (!(spec.input_std[c] > 0.0f)) return kErrBadModel;
-  const uint32_t half = arena_floats / 2;
-  uint16_t T = spec.input_len, C = spec.input_channels;
-  if ((uint32_t)T * C > half) return kErrArenaTooSmall;
-  for (uint16_t l = 0; l < spec.num_layers; ++l) {
-    uint16_t To = 0, Co = 0;
-    if (!layer_out_shape(spec.layers[l], T, C, &To, &Co)) return kErrBadModel;
-    if ((uint32_t)To * Co > half) return kErrArenaTooSmall;
-    T = To;
-    C = Co;
-  }
+  uint16_t T = 0, C = 0;
+  const Status s = walk_layer_shapes(spec.layers, spec.num_layers, spec.input_len, spec.input_channels,
+                                     arena_floats / 2, layer_out_shape, &T, &C);
+  if (s != kOk) return s;
   if (T != 1 || C != spec.feature_dim) return kErrBadModel;
   return kOk;
 }

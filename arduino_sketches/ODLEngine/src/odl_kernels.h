@@ -85,67 +85,46 @@ inline void axpy(float* y, float s, const float* x, uint32_t n) {
 //   g = gW * inv_m (+ wd * W);  v = mu * v - lr * g;  W += v
 inline void sgd_momentum(float* W, float* v, const float* gW, uint32_t n, float inv_m, float wd, float mu, float lr) {
 #if ODL_VFP_ASM
-  if (wd > 0.0f) {
-    for (uint32_t k = n >> 2; k; --k) {
-      __asm__(
-          "vldmia %[g]!, {s4-s7}\n\t"
-          "vldmia %[w], {s8-s11}\n\t"
-          "vldmia %[v], {s12-s15}\n\t"
-          "vmul.f32 s4, s4, %[im]\n\t"
-          "vmul.f32 s5, s5, %[im]\n\t"
-          "vmul.f32 s6, s6, %[im]\n\t"
-          "vmul.f32 s7, s7, %[im]\n\t"
-          "vmla.f32 s4, %[wd], s8\n\t"
-          "vmla.f32 s5, %[wd], s9\n\t"
-          "vmla.f32 s6, %[wd], s10\n\t"
-          "vmla.f32 s7, %[wd], s11\n\t"
-          "vmul.f32 s12, s12, %[mu]\n\t"
-          "vmul.f32 s13, s13, %[mu]\n\t"
-          "vmul.f32 s14, s14, %[mu]\n\t"
-          "vmul.f32 s15, s15, %[mu]\n\t"
-          "vmls.f32 s12, %[lr], s4\n\t"
-          "vmls.f32 s13, %[lr], s5\n\t"
-          "vmls.f32 s14, %[lr], s6\n\t"
-          "vmls.f32 s15, %[lr], s7\n\t"
-          "vadd.f32 s8, s8, s12\n\t"
-          "vadd.f32 s9, s9, s13\n\t"
-          "vadd.f32 s10, s10, s14\n\t"
-          "vadd.f32 s11, s11, s15\n\t"
-          "vstmia %[v]!, {s12-s15}\n\t"
-          "vstmia %[w]!, {s8-s11}"
-          : [g] "+r"(gW), [w] "+r"(W), [v] "+r"(v)
-          : [im] "t"(inv_m), [wd] "t"(wd), [mu] "t"(mu), [lr] "t"(lr)
-          : "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory");
-    }
-  } else {
-    for (uint32_t k = n >> 2; k; --k) {
-      __asm__(
-          "vldmia %[g]!, {s4-s7}\n\t"
-          "vldmia %[w], {s8-s11}\n\t"
-          "vldmia %[v], {s12-s15}\n\t"
-          "vmul.f32 s4, s4, %[im]\n\t"
-          "vmul.f32 s5, s5, %[im]\n\t"
-          "vmul.f32 s6, s6, %[im]\n\t"
-          "vmul.f32 s7, s7, %[im]\n\t"
-          "vmul.f32 s12, s12, %[mu]\n\t"
-          "vmul.f32 s13, s13, %[mu]\n\t"
-          "vmul.f32 s14, s14, %[mu]\n\t"
-          "vmul.f32 s15, s15, %[mu]\n\t"
-          "vmls.f32 s12, %[lr], s4\n\t"
-          "vmls.f32 s13, %[lr], s5\n\t"
-          "vmls.f32 s14, %[lr], s6\n\t"
-          "vmls.f32 s15, %[lr], s7\n\t"
-          "vadd.f32 s8, s8, s12\n\t"
-          "vadd.f32 s9, s9, s13\n\t"
-          "vadd.f32 s10, s10, s14\n\t"
-          "vadd.f32 s11, s11, s15\n\t"
-          "vstmia %[v]!, {s12-s15}\n\t"
-          "vstmia %[w]!, {s8-s11}"
-          : [g] "+r"(gW), [w] "+r"(W), [v] "+r"(v)
-          : [im] "t"(inv_m), [mu] "t"(mu), [lr] "t"(lr)
-          : "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory");
-    }
+  // Four weights per step, one loop body for both cases; only the weight-decay term is left out
+  // without decay (the C tail below has the same two cases).
+#define ODL_SGD4(DECAY)                                                                            \
+  for (uint32_t k = n >> 2; k; --k) {                                                              \
+    __asm__(                                                                                       \
+        "vldmia %[g]!, {s4-s7}\n\t"                                                                \
+        "vldmia %[w], {s8-s11}\n\t"                                                                \
+        "vldmia %[v], {s12-s15}\n\t"                                                               \
+        "vmul.f32 s4, s4, %[im]\n\t"                                                               \
+        "vmul.f32 s5, s5, %[im]\n\t"                                                               \
+        "vmul.f32 s6, s6, %[im]\n\t"                                                               \
+        "vmul.f32 s7, s7, %[im]\n\t" DECAY                                                         \
+        "vmul.f32 s12, s12, %[mu]\n\t"                                                             \
+        "vmul.f32 s13, s13, %[mu]\n\t"                                                             \
+        "vmul.f32 s14, s14, %[mu]\n\t"                                                             \
+        "vmul.f32 s15, s15, %[mu]\n\t"                                                             \
+        "vmls.f32 s12, %[lr], s4\n\t"                                                              \
+        "vmls.f32 s13, %[lr], s5\n\t"                                                              \
+        "vmls.f32 s14, %[lr], s6\n\t"                                                              \
+        "vmls.f32 s15, %[lr], s7\n\t"                                                              \
+        "vadd.f32 s8, s8, s12\n\t"                                                                 \
+        "vadd.f32 s9, s9, s13\n\t"                                                                 \
+        "vadd.f32 s10, s10, s14\n\t"                                                               \
+        "vadd.f32 s11, s11, s15\n\t"                                                               \
+        "vstmia %[v]!, {s12-s15}\n\t"                                                              \
+        "vstmia %[w]!, {s8-s11}"                                                                   \
+        : [g] "+r"(gW), [w] "+r"(W), [v] "+r"(v)                                                   \
+        : [im] "t"(inv_m), [wd] "t"(wd), [mu] "t"(mu), [lr] "t"(lr)                                \
+        : "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "memory"); \
   }
+  if (wd > 0.0f) {
+    ODL_SGD4(
+        "vmla.f32 s4, %[wd], s8\n\t"
+        "vmla.f32 s5, %[wd], s9\n\t"
+        "vmla.f32 s6, %[wd], s10\n\t"
+        "vmla.f32 s7, %[wd], s11\n\t")
+  } else {
+    ODL_SGD4("")
+  }
+#undef ODL_SGD4
   n &= 3u;
 #endif
   for (uint32_t i = 0; i < n; ++i) {
@@ -190,6 +169,26 @@ void global_avg_pool1d(const float* x, uint16_t T, uint16_t C, float* y);
 
 // Output shape (To, Co) of one layer on a (T, C) input; false if the layer does not fit its input.
 bool layer_out_shape(const LayerSpec& L, uint16_t T, uint16_t C, uint16_t* To, uint16_t* Co);
+
+// The shape walk of a layer list (float and int8 alike): from an input of (T, C), every layer's
+// out_shape(layer, T, C, &To, &Co) must accept its input, and the input and every output must fit
+// in `half` elements (one half of the ping-pong arena). kOk with the last shape in *T_out, *C_out;
+// otherwise kErrBadModel (a layer does not fit its input) or kErrArenaTooSmall, whichever comes first.
+template <class Layer, class OutShape>
+Status walk_layer_shapes(const Layer* layers, uint16_t num_layers, uint16_t T, uint16_t C, uint32_t half,
+                         OutShape out_shape, uint16_t* T_out, uint16_t* C_out) {
+  if ((uint32_t)T * C > half) return kErrArenaTooSmall;
+  for (uint16_t l = 0; l < num_layers; ++l) {
+    uint16_t To = 0, Co = 0;
+    if (!out_shape(layers[l], T, C, &To, &Co)) return kErrBadModel;
+    if ((uint32_t)To * Co > half) return kErrArenaTooSmall;
+    T = To;
+    C = Co;
+  }
+  *T_out = T;
+  *C_out = C;
+  return kOk;
+}
 
 // Checks layer shapes chain from (input_len, input_channels) to (1, feature_dim)
 // and that every activation fits in half of an arena of arena_floats.

@@ -7,7 +7,7 @@
 
 #include <ODLEngine.h>
 #include "odl_rng.h"
-#include "qemu/cycles.h"
+#include "qemu/harness.h"
 
 #define NSAMPLES (BATCH * STEPS)
 // benchmarks/device_head.py's cycle estimate traces builds that differ in one count only
@@ -30,17 +30,6 @@ static float feats[NSAMPLES * FD];
 static uint16_t labels[NSAMPLES], sessions[NSAMPLES], order[NSAMPLES];
 #endif
 
-static uint32_t calibrate() {
-#if defined(__arm__)
-  counter_start();
-  uint32_t n = 1000000;
-  __asm volatile("1: subs %0, %0, #1\n bne 1b\n" : "+r"(n) : : "cc");
-  return counter_ticks();  // 2,000,000 instructions
-#else
-  return 0;
-#endif
-}
-
 int main() {
   uint32_t rng = 12345;
 #if TRAIN
@@ -60,7 +49,7 @@ int main() {
   h.num_classes = NC;
   for (int i = 0; i < NC * FD; ++i) W[i] = (float)((int)(odl::xorshift32(&rng) % 2001) - 1000) / 10000.0f;
   for (int f = 0; f < FD; ++f) x[f] = (float)(odl::xorshift32(&rng) % 1000) / 100.0f;
-  printf("calibration_ticks %lu\n", CALIBRATE ? (unsigned long)calibrate() : 0ul);
+  printf("calibration_ticks %lu\n", CALIBRATE ? (unsigned long)calibration_ticks() : 0ul);
 
   const int R = INFER_REPS;
   odl::Prediction p;

@@ -12,7 +12,7 @@
 #include "odl_head.h"
 #include "odl_int8.h"
 #include "odl_int8_model_data.h"
-#include "qemu/cycles.h"
+#include "qemu/harness.h"
 
 static const uint16_t kFd = 64, kC = 8;
 static int8_t g_arena[4096];
@@ -87,11 +87,7 @@ static uint32_t ftrain(int epochs) {
 
 int main() {
 #if defined(__arm__)
-  counter_start();
-  uint32_t n = 1000000;
-  __asm volatile("1: subs %0, %0, #1\n bne 1b\n" : "+r"(n) : : "cc");
-  printf("calibration_ticks %lu\n",
-         (unsigned long)counter_ticks());  // 2,000,000 instructions
+  print_calibration();
 #endif
   if (odl::qvalidate_model(kOdlQModel, sizeof(g_arena)) != odl::kOk) printf("ERROR model\n");
   uint32_t fwd = 0, sum = 0;

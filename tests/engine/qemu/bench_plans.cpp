@@ -8,7 +8,7 @@
 #include <ODLEngine.h>
 
 #include "odl_model_data.h"
-#include "qemu/cycles.h"
+#include "qemu/harness.h"
 #include "scenario_data.h"
 
 #ifndef PLAN_BYTES
@@ -41,12 +41,7 @@ static uint32_t train_ticks(int plan, int k, int epochs, uint32_t* plan_bytes) {
 }
 
 int main() {
-#if defined(__arm__)
-  counter_start();
-  uint32_t n = 1000000;
-  __asm volatile("1: subs %0, %0, #1\n bne 1b\n" : "+r"(n) : : "cc");
-  printf("calibration_ticks %lu\n", (unsigned long)counter_ticks());  // 2,000,000 instructions
-#endif
+  print_calibration();
   printf("engine_bytes %lu samples %lu batch %d\n", (unsigned long)sizeof(g_engine), (unsigned long)kScenarioCount,
          BATCH);
   for (int plan = 0; plan <= 2; ++plan) {
