@@ -65,6 +65,16 @@ def test_a_header_flag_or_source_change_rebuilds(project, tmp_path):
     assert _entries(project) == 4
 
 
+def test_a_header_that_appears_in_an_include_folder_rebuilds(project, tmp_path):
+    """``__has_include`` reads no file when the header is missing: the folder's file names are in the key."""
+    (project / "main.cpp").write_text('#include <cstdio>\n#if __has_include("extra.h")\n#define OFFSET 7\n#else\n'
+                                      '#define OFFSET 0\n#endif\n#include "value.h"\n'
+                                      'int main() { std::printf("%d\\n", VALUE + OFFSET); }\n')
+    assert _build(project, tmp_path / "exe")[1] == "41"
+    (project / "inc" / "extra.h").write_text("#pragma once\n")
+    assert _build(project, tmp_path / "exe")[1] == "48"
+
+
 def test_a_failing_compile_is_reported_and_not_stored(project, tmp_path):
     res = buildcache.compile_cached(["g++", f"-I{project / 'inc'}", str(project / "main.cpp"), "-o", str(tmp_path / "x")])
     assert res.returncode != 0 and "OFFSET" in res.stderr  # OFFSET undefined: the compiler's message

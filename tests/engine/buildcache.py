@@ -10,8 +10,9 @@ g++ run again: 10-15 s of set-up per module on a loaded machine, several builds 
   sanitizer and libFuzzer run-times come with it);
 * every argument, with paths replaced by what they name: a source by its path and contents
   (``__FILE__`` in a C++ test's failure message names it), an object or linker script by its
-  file name and contents, an include folder (``-I``) by a placeholder (what it contributes
-  is in the next item), the output (``-o``) left out;
+  file name and contents, an include folder (``-I``) by the names of the files in it (what
+  it contributes is in the next item; ``__has_include`` sees which files exist), the output
+  (``-o``) left out;
 * every header the preprocessor reads outside the system folders, by name and contents, as
   listed by the same compiler with the same flags and ``-MM`` (a preprocessor pass: ~0.1 s).
 
@@ -56,6 +57,17 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _listing_digest(folder: Path) -> str:
+    """An include folder by the names of the files in it (not its path): which headers exist can
+    change a build without changing what it reads (``#if __has_include(<x.h>)``)."""
+    names = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__pycache__")))
+        rel = Path(root).relative_to(folder)
+        names += [str(rel / f) for f in sorted(files) if not f.startswith(".")]
+    return hashlib.sha256("\0".join(names).encode()).hexdigest()[:16]
+
+
 def _split_output(cmd: Sequence[str]) -> tuple[list[str], str | None]:
     """The command without ``-o OUT`` (or ``-oOUT``), and OUT."""
     args, out, i = [], None, 0
@@ -91,7 +103,7 @@ def build_key(cmd: Sequence[str]) -> str | None:
     h = hashlib.sha256(compiler_identity(args[0]).encode())
     for a in args[1:]:
         if a.startswith("-I"):
-            h.update(b"\0-I<dir>")
+            h.update(f"\0-I{_listing_digest(Path(a[2:]))}".encode())
             continue
         prefix, name = ("-T", a[2:]) if a.startswith("-T") else ("", a)
         p = Path(name)
