@@ -20,7 +20,7 @@ So a changed source, header, flag or compiler rebuilds, a pytest folder's path (
 header's, an object's, the output's) does not: one build per checkout and content. The
 entry is built in the cache folder (``$ODL_CACHE_DIR/test-builds``, default
 ``~/.cache/odlkit/test-builds``) under a lock, so two workers needing the same build wait for
-one compile, and copied (hard-linked where possible) to the path the test asked for. Only
+one compile, and copied to the path the test asked for. Only
 successful builds are stored; a failing compile runs (and fails) every time, with the
 compiler's output. ``ODL_TEST_BUILD_CACHE=0`` turns the cache off (every build compiles).
 The least recently used entries are removed beyond ``MAX_CACHE_BYTES``.
@@ -125,10 +125,9 @@ def _materialize(entry: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     tmp.unlink(missing_ok=True)
-    try:
-        os.link(entry, tmp)
-    except OSError:  # another file system
-        shutil.copy2(entry, tmp)
+    # a copy, not a hard link: a compiler writing an object over the test's file later would
+    # write into the cache entry too (a few MB, milliseconds)
+    shutil.copy2(entry, tmp)
     os.replace(tmp, out)
 
 
