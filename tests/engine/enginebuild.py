@@ -1,6 +1,7 @@
 """Build helpers shared by the engine tests (tests/test_engine.py, test_weights.py, ...).
 
-Everything is compiled into a pytest temporary folder, never into the repository.
+Everything lands in a pytest temporary folder, never in the repository; each build is compiled once
+per content and copied from the cache after that (buildcache.py).
 """
 
 from __future__ import annotations
