@@ -10,6 +10,7 @@ import base64
 import re
 import shutil
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from odlkit.board.protocol import (
 
 ROOT = Path(__file__).resolve().parents[1]
 LIB = ROOT / "arduino_sketches" / "ODLEngine" / "src"
+sys.path.insert(0, str(ROOT / "tests" / "engine"))
+from buildcache import compile_cached  # noqa: E402  (each build compiled once per content)
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 
@@ -40,7 +43,7 @@ def unit_exe(tmp_path_factory) -> Path:
         "g++", *cxxflags.HOST_TEST, "-O1", *cxxflags.SANITIZE, f"-I{LIB}",
         str(ROOT / "tests" / "protocol" / "protocol_unit.cpp"), *map(str, sorted(LIB.glob("*.cpp"))), "-o", str(exe),
     ]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = compile_cached(cmd)
     assert res.returncode == 0, res.stderr[-3000:]
     return exe
 
@@ -194,17 +197,15 @@ def test_same_session_on_cortex_m4_and_host(tmp_path):
     inc = [f"-I{LIB}", f"-I{sketch}", f"-I{tmp_path}"]
     common = ["-Werror"]
     host = tmp_path / "session_host"
-    res = subprocess.run(["g++", *cxxflags.HOST_TEST, *inc, *srcs, "-o", str(host)], capture_output=True, text=True)
+    res = compile_cached(["g++", *cxxflags.HOST_TEST, *inc, *srcs, "-o", str(host)])
     assert res.returncode == 0, res.stderr[-3000:]
     arm_flags = cxxflags.BOARD
     startup = tmp_path / "startup.o"
-    res = subprocess.run(["arm-none-eabi-gcc", "-c", "-Os", *cxxflags.CORTEX_M4F_SOFTFP, str(QEMU_SUPPORT / "startup.c"), "-o", str(startup)],
-                         capture_output=True, text=True)  # fmt: skip
+    res = compile_cached(["arm-none-eabi-gcc", "-c", "-Os", *cxxflags.CORTEX_M4F_SOFTFP, str(QEMU_SUPPORT / "startup.c"), "-o", str(startup)])  # fmt: skip
     assert res.returncode == 0, res.stderr
     elf = tmp_path / "session.elf"
-    res = subprocess.run(["arm-none-eabi-g++", *common, *arm_flags, "--specs=rdimon.specs", *inc, *srcs, str(startup),
-                          f"-T{QEMU_SUPPORT / 'link.ld'}", "-Wl,--gc-sections", "-o", str(elf)],
-                         capture_output=True, text=True)  # fmt: skip
+    res = compile_cached(["arm-none-eabi-g++", *common, *arm_flags, "--specs=rdimon.specs", *inc, *srcs, str(startup),
+                          f"-T{QEMU_SUPPORT / 'link.ld'}", "-Wl,--gc-sections", "-o", str(elf)])  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     out_host = subprocess.run([str(host)], capture_output=True, timeout=120)
     out_arm = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting", "-kernel", str(elf)],
@@ -256,7 +257,7 @@ def session_exe(tmp_path_factory) -> Path:
     sketch = ROOT / "arduino_sketches" / "lab1_motion"
     cmd = ["g++", *cxxflags.HOST_TEST, "-O1", *cxxflags.SANITIZE, f"-I{LIB}", f"-I{sketch}",
            str(ROOT / "tests" / "protocol" / "session_host.cpp"), *map(str, sorted(LIB.glob("*.cpp"))), "-o", str(exe)]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = compile_cached(cmd)
     assert res.returncode == 0, res.stderr[-3000:]
     return exe
 

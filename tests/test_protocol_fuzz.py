@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,9 @@ from odlkit.config import QUICK, quick
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the virtual board needs g++")
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "engine"))
+from buildcache import compile_cached  # noqa: E402
+
 N_HYP = quick(full=500, quick=100)
 N_BULK = quick(full=20000, quick=2000)
 COMMANDS = ["HELLO", "INFO", "RECORD", "ADDCLASS", "TRAIN", "PREDICT", "EVAL", "GETW", "SETW", "GETF",
@@ -311,7 +315,7 @@ def _libfuzz(tmp_path, sketch_name, seeds, runs):
            "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
            f"-I{lib}", f"-I{sketch}", str(ROOT / "tests" / "protocol" / "fuzz_protocol.cpp"),
            *map(str, sorted(lib.glob("*.cpp"))), "-o", str(exe)]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    res = compile_cached(cmd, timeout=600)  # compiled once per content (tests/engine/buildcache.py)
     assert res.returncode == 0, res.stderr[-3000:]
     corpus = tmp_path / "corpus"
     corpus.mkdir()

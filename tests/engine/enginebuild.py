@@ -1,6 +1,7 @@
 """Build helpers shared by the engine tests (tests/test_engine.py, test_weights.py, ...).
 
-Everything is compiled into a pytest temporary folder, never into the repository.
+Everything lands in a pytest temporary folder, never in the repository; each build is compiled once
+per content and copied from the cache after that (buildcache.py).
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+
+from buildcache import compile_cached  # tests/engine is on sys.path, as for enginebuild itself
 
 from odlkit.board import cxxflags
 
@@ -32,7 +35,7 @@ def gxx(sources, out: Path, includes=(), flags=(), cxx: str = "g++", base=HOST_F
     if shutil.which(cxx) is None:
         raise FileNotFoundError(f"{cxx} not found (apt-get install g++)")
     cmd = [cxx, *base, *flags, f"-I{LIB_SRC}", *(f"-I{i}" for i in includes), *map(str, sources), "-o", str(out)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = compile_cached(cmd)  # compiled once per content (tests/engine/buildcache.py)
     if res.returncode != 0:
         raise AssertionError(f"compile failed: {' '.join(cmd)}\n{res.stdout}\n{res.stderr}")
     return out
@@ -114,7 +117,7 @@ def arm_build(sources, out: Path, includes=(), flags=(), build: str = "board") -
     abi = [f for f in base if f.startswith(("-mcpu", "-mthumb", "-mfloat-abi", "-mfpu"))]
     startup_obj = out.with_suffix(".startup.o")
     cmd = ["arm-none-eabi-gcc", "-c", "-O2", *abi, str(QEMU_DIR / "startup.c"), "-o", str(startup_obj)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = compile_cached(cmd)
     if res.returncode:
         raise AssertionError(f"startup compile failed:\n{res.stderr}")
     return gxx([*sources, startup_obj], out, includes=[HERE, *includes], cxx="arm-none-eabi-g++",
