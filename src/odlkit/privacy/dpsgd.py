@@ -137,13 +137,12 @@ class DPSGD:
         if self.ghost is not None:
             compute = self.ghost.compute
 
-            @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((4,), tf.float32),
-                                          tf.TensorSpec((2,), tf.int64)])
-            def ghost_step(x, y, scalars, seed):
-                # scalars = (clip, noise std, denominator, learning rate): one host-to-graph copy, not four
+            @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((3,), tf.float32),
+                                          tf.TensorSpec((self.n_params,), tf.float32)])
+            def ghost_step(x, y, scalars, noise):
+                # scalars = (clip, denominator, learning rate): one host-to-graph copy, not three
                 total, _, losses = compute(x, y, scalars[0])
-                noise = tf.random.stateless_normal((self.n_params,), seed, stddev=scalars[1])
-                apply_inline((total + noise) / scalars[2], scalars[3])
+                apply_inline((total + noise) / scalars[1], scalars[2])
                 return tf.reduce_mean(losses)
 
             def apply_inline(flat_grad, lr):
@@ -151,7 +150,8 @@ class DPSGD:
                 for v, p, s in zip(variables, parts, self.shapes, strict=True):
                     v.assign_sub(lr * tf.reshape(p, s))
 
-            self._ghost_step = ghost_step
+            # the concrete function: no per-call signature matching (sgd_step_fn gets the same)
+            self._ghost_step = ghost_step.get_concrete_function()
 
     def per_example_gradients(self, X, y):
         """(B, n_params) flattened per-example gradients and (B,) per-example losses, as numpy.
@@ -195,20 +195,20 @@ class DPSGD:
         """One DP-SGD step on the batch ``(X, y)``; returns its mean (pre-update) loss.
 
         Ghost-clipping models run the whole step (clipped sum, noise, update) as one compiled
-        function that draws the noise (same std ``noise_multiplier * l2_norm_clip``) from a
-        stateless generator seeded by this trainer's numpy generator; the exact path draws it
-        from the numpy generator itself.
+        function; the noise (std ``noise_multiplier * l2_norm_clip``) comes from the trainer's
+        numpy generator either way (drawn in float32 here, the precision the update has).
         """
         if len(X) and self.ghost is not None:
             if self.noise_multiplier > 0 and not math.isfinite(self.l2_norm_clip):
                 raise ValueError("noise needs a finite l2_norm_clip: the noise std is noise_multiplier * l2_norm_clip")
             denom = len(X) if batch_size is None else batch_size
-            std = self.noise_multiplier * self.l2_norm_clip if self.noise_multiplier > 0 else 0.0
-            # the Gaussian noise is drawn inside the compiled step (no 4-byte-per-parameter copy per
-            # step), from a seed that this trainer's numpy generator draws: reproducible from `seed`
-            seed = self.rng.integers(0, 2**62, size=2) if std > 0 else np.zeros(2, np.int64)
-            loss = self._ghost_step(np.asarray(X, np.float32), np.asarray(y, np.int64),
-                                    np.array([self.l2_norm_clip, std, denom, self.learning_rate], np.float32), seed)
+            noise = (self.rng.standard_normal(self.n_params, dtype=np.float32)
+                     * np.float32(self.noise_multiplier * self.l2_norm_clip)
+                     if self.noise_multiplier > 0 else np.zeros(self.n_params, np.float32))
+            tf = self._tf
+            loss = self._ghost_step(tf.convert_to_tensor(np.asarray(X, np.float32)), tf.convert_to_tensor(np.asarray(y, np.int64)),
+                                    tf.convert_to_tensor(np.array([self.l2_norm_clip, denom, self.learning_rate], np.float32)),
+                                    tf.convert_to_tensor(noise))
             self.steps_done += 1
             return float(loss)
         if len(X) == 0:
@@ -270,7 +270,7 @@ def sgd_step_fn(model, learning_rate: float, from_logits: bool | None = None):
     loss_obj = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     variables = list(model.trainable_variables)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function
     def step(x, y):
         with tf.GradientTape() as tape:
             loss = loss_obj(y, model(x, training=False))
@@ -279,6 +279,10 @@ def sgd_step_fn(model, learning_rate: float, from_logits: bool | None = None):
             if g is not None:
                 v.assign_sub(learning_rate * g)
         return loss
+
+    # called as a concrete function, like DPSGD's compiled step: no per-call signature matching
+    step = step.get_concrete_function(tf.TensorSpec((None, *tuple(model.inputs[0].shape[1:])), tf.float32),
+                                      tf.TensorSpec((None,), tf.int64))
 
     def run(X, y):
         return float(step(tf.convert_to_tensor(X, tf.float32), tf.convert_to_tensor(y, tf.int64)))
@@ -404,27 +408,33 @@ def _layer_terms(kind, layer, a, g):
                 [tf.reduce_sum(cg, axis=0)] if layer.use_bias else [])
 
         return "implicit", sq, clipped
-    t_out = g.shape[1]
-    if kind == "Dense":  # (B, T, d) input: the patches are the input itself
-        patches = a
-    else:
+    t_out, c_in, c_out = g.shape[1], a.shape[-1], g.shape[-1]
+    if kind == "DepthwiseConv1D":  # multiplier 1: kernel (k, C, 1), d w[j, c] = sum_t a[t + j, c] g[t, c]
         k = layer.kernel.shape[0]
-        shifted = [a[:, j:j + t_out] for j in range(k)]
-        if kind == "DepthwiseConv1D":  # multiplier 1: kernel (k, C, 1), d w[j, c] = sum_t a[t + j, c] g[t, c]
-            pw = tf.reduce_sum(tf.stack(shifted, axis=2) * g[:, :, None, :], axis=1)  # (B, k, C)
-            return "pieces", [tf.reshape(pw, [-1, int(np.prod(pw.shape[1:]))])] + bias
-        # (B, T_out, k*C_in), index j*C_in + c as in the (k, C_in, C_out) kernel
-        patches = shifted[0] if k == 1 else tf.concat(shifted, axis=-1)
-    width, c_out = patches.shape[-1], g.shape[-1]
-    if t_out * t_out >= width * c_out:  # the per-example kernel gradient is the smaller object
+        # k products of (B, T_out, C) and a stack of (B, C) rows: no (B, T_out, k, C) intermediate
+        pw = tf.stack([tf.reduce_sum(a[:, j:j + t_out] * g, axis=1) for j in range(k)], axis=1)  # (B, k, C)
+        return "pieces", [tf.reshape(pw, [-1, k * c_in])] + bias
+    k = layer.kernel.shape[0] if kind == "Conv1D" else 1  # a Dense layer on (B, T, d) is a 1-wide conv
+    if t_out * t_out >= k * c_in * c_out:  # the per-example kernel gradient is the smaller object
+        # patches (B, T_out, k*C_in), index j*C_in + c as in the (k, C_in, C_out) kernel
+        patches = a if k == 1 else tf.concat([a[:, j:j + t_out] for j in range(k)], axis=-1)
         pw = tf.matmul(patches, g, transpose_a=True)  # (B, k*C_in, C_out)
-        return "pieces", [tf.reshape(pw, [-1, width * c_out])] + bias
-    gram = tf.matmul(patches, patches, transpose_b=True) * tf.matmul(g, g, transpose_b=True)  # (B, T, T)
-    sq = tf.reduce_sum(gram, axis=[1, 2]) + (tf.reduce_sum(bias[0] * bias[0], axis=1) if bias else 0.0)
+        return "pieces", [tf.reshape(pw, [-1, k * c_in * c_out])] + bias
+    # P_i P_i^T from the input's own Gram matrix: (P P^T)[t, s] = sum_j (A A^T)[t + j, s + j]
+    aa = tf.matmul(a, a, transpose_b=True)  # (B, T_in, T_in)
+    pp = aa if k == 1 else tf.add_n([aa[:, j:j + t_out, j:j + t_out] for j in range(k)])
+    sq = tf.reduce_sum(pp * tf.matmul(g, g, transpose_b=True), axis=[1, 2])
+    if bias:
+        sq = sq + tf.reduce_sum(bias[0] * bias[0], axis=1)
 
     def clipped(c):
+        # sum_i c_i P_i^T G_i is the convolution's ordinary kernel gradient for output gradient c_i G_i
         cg = g * c[:, None, None]
-        kernel = tf.matmul(tf.reshape(patches, [-1, width]), tf.reshape(cg, [-1, c_out]), transpose_a=True)
+        if k == 1:
+            kernel = tf.matmul(tf.reshape(a, [-1, c_in]), tf.reshape(cg, [-1, c_out]), transpose_a=True)
+        else:
+            kernel = tf.raw_ops.Conv2DBackpropFilter(input=a[:, None], filter_sizes=[1, k, c_in, c_out],
+                                                     out_backprop=cg[:, None], strides=[1, 1, 1, 1], padding="VALID")
         return [tf.reshape(kernel, [-1])] + ([tf.linalg.matvec(bias[0], c, transpose_a=True)] if bias else [])
 
     return "implicit", sq, clipped
