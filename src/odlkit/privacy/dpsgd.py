@@ -99,6 +99,7 @@ class DPSGD:
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.n_params = int(sum(self.sizes))
         self.steps_done = 0
+        self._scalars: dict = {}  # (clip, noise std, denominator, lr) -> the step's scalar tensor
         loss_obj = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, reduction="none")
         variables = self.variables
 
@@ -137,12 +138,17 @@ class DPSGD:
         if self.ghost is not None:
             compute = self.ghost.compute
 
-            @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((3,), tf.float32),
-                                          tf.TensorSpec((self.n_params,), tf.float32)])
-            def ghost_step(x, y, scalars, noise):
-                # scalars = (clip, denominator, learning rate): one host-to-graph copy, not three
+            # the noise is drawn inside the compiled step (a Philox generator seeded from `seed`):
+            # no array to make and copy in per step, which costs as much as the step of a small model
+            noise_rng = tf.random.Generator.from_seed(seed)
+            self._noise_rng = noise_rng
+
+            @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((4,), tf.float32)])
+            def ghost_step(x, y, scalars):
+                # scalars = (clip, noise std, denominator, learning rate): one cached tensor, not four
                 total, _, losses = compute(x, y, scalars[0])
-                apply_inline((total + noise) / scalars[1], scalars[2])
+                noise = noise_rng.normal((self.n_params,), dtype=tf.float32) * scalars[1]
+                apply_inline((total + noise) / scalars[2], scalars[3])
                 return tf.reduce_mean(losses)
 
             def apply_inline(flat_grad, lr):
@@ -195,20 +201,23 @@ class DPSGD:
         """One DP-SGD step on the batch ``(X, y)``; returns its mean (pre-update) loss.
 
         Ghost-clipping models run the whole step (clipped sum, noise, update) as one compiled
-        function; the noise (std ``noise_multiplier * l2_norm_clip``) comes from the trainer's
-        numpy generator either way (drawn in float32 here, the precision the update has).
+        function, which draws the noise (std ``noise_multiplier * l2_norm_clip``) from a Philox
+        generator seeded with ``seed``; the exact path draws it from the trainer's numpy generator.
         """
         if len(X) and self.ghost is not None:
             if self.noise_multiplier > 0 and not math.isfinite(self.l2_norm_clip):
                 raise ValueError("noise needs a finite l2_norm_clip: the noise std is noise_multiplier * l2_norm_clip")
             denom = len(X) if batch_size is None else batch_size
-            noise = (self.rng.standard_normal(self.n_params, dtype=np.float32)
-                     * np.float32(self.noise_multiplier * self.l2_norm_clip)
-                     if self.noise_multiplier > 0 else np.zeros(self.n_params, np.float32))
+            key = (self.l2_norm_clip, self.noise_multiplier * self.l2_norm_clip if self.noise_multiplier > 0 else 0.0,
+                   float(denom), self.learning_rate)
+            scalars = self._scalars.get(key)
+            if scalars is None:
+                if len(self._scalars) > 256:  # batch sizes vary without batch_size=: keep the cache small
+                    self._scalars.clear()
+                scalars = self._scalars[key] = self._tf.constant(key, self._tf.float32)
             tf = self._tf
-            loss = self._ghost_step(tf.convert_to_tensor(np.asarray(X, np.float32)), tf.convert_to_tensor(np.asarray(y, np.int64)),
-                                    tf.convert_to_tensor(np.array([self.l2_norm_clip, denom, self.learning_rate], np.float32)),
-                                    tf.convert_to_tensor(noise))
+            loss = self._ghost_step(tf.convert_to_tensor(np.asarray(X, np.float32)),
+                                    tf.convert_to_tensor(np.asarray(y, np.int64)), scalars)
             self.steps_done += 1
             return float(loss)
         if len(X) == 0:
