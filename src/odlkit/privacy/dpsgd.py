@@ -138,16 +138,11 @@ class DPSGD:
         if self.ghost is not None:
             compute = self.ghost.compute
 
-            # the noise is drawn inside the compiled step (a Philox generator seeded from `seed`):
-            # no array to make and copy in per step, which costs as much as the step of a small model
-            noise_rng = tf.random.Generator.from_seed(seed)
-            self._noise_rng = noise_rng
-
-            @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((4,), tf.float32)])
-            def ghost_step(x, y, scalars):
-                # scalars = (clip, noise std, denominator, learning rate): one cached tensor, not four
+            @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((4,), tf.float32),
+                                          tf.TensorSpec((self.n_params,), tf.float32)])
+            def ghost_step(x, y, scalars, noise):
+                # scalars = (clip, noise std (drawn outside), denominator, learning rate): one cached tensor
                 total, _, losses = compute(x, y, scalars[0])
-                noise = noise_rng.normal((self.n_params,), dtype=tf.float32) * scalars[1]
                 apply_inline((total + noise) / scalars[2], scalars[3])
                 return tf.reduce_mean(losses)
 
@@ -156,6 +151,7 @@ class DPSGD:
                 for v, p, s in zip(variables, parts, self.shapes, strict=True):
                     v.assign_sub(lr * tf.reshape(p, s))
 
+            self._zero_noise = tf.zeros((self.n_params,), tf.float32)
             # the concrete function: no per-call signature matching (sgd_step_fn gets the same)
             self._ghost_step = ghost_step.get_concrete_function()
 
@@ -201,8 +197,8 @@ class DPSGD:
         """One DP-SGD step on the batch ``(X, y)``; returns its mean (pre-update) loss.
 
         Ghost-clipping models run the whole step (clipped sum, noise, update) as one compiled
-        function, which draws the noise (std ``noise_multiplier * l2_norm_clip``) from a Philox
-        generator seeded with ``seed``; the exact path draws it from the trainer's numpy generator.
+        function; the noise (std ``noise_multiplier * l2_norm_clip``) comes from the trainer's
+        numpy generator either way (drawn in float32 here, the precision of the update).
         """
         if len(X) and self.ghost is not None:
             if self.noise_multiplier > 0 and not math.isfinite(self.l2_norm_clip):
@@ -216,8 +212,11 @@ class DPSGD:
                     self._scalars.clear()
                 scalars = self._scalars[key] = self._tf.constant(key, self._tf.float32)
             tf = self._tf
+            # numpy's ziggurat in float32: several times cheaper than TF's Box-Muller kernel in the graph
+            noise = (tf.convert_to_tensor(self.rng.standard_normal(self.n_params, dtype=np.float32) * np.float32(key[1]))
+                     if key[1] > 0 else self._zero_noise)
             loss = self._ghost_step(tf.convert_to_tensor(np.asarray(X, np.float32)),
-                                    tf.convert_to_tensor(np.asarray(y, np.int64)), scalars)
+                                    tf.convert_to_tensor(np.asarray(y, np.int64)), scalars, noise)
             self.steps_done += 1
             return float(loss)
         if len(X) == 0:
