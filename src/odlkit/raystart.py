@@ -281,8 +281,12 @@ def local_node(num_cpus: int = 2) -> RayNode:
         paths = [p for p in sys.path if p]
         if os.environ.get("PYTHONPATH"):
             paths.append(os.environ["PYTHONPATH"])
-        # short simulations and tests: its workers keep the raised weight (measured at load 12: round 1
-        # of the Flower test, which starts the workers, took 119 s at the normal weight)
+        # its workers keep the raised weight: they start (import Ray and Flower, ~4.5 s of CPU each)
+        # in round 1 of every simulation. Measured with the Flower test's simulation, one process each,
+        # 2026-12-01 at load 11-14: kept, round 1 18.0 s, the whole simulation 86.9 s; dropped after
+        # start-up, round 1 47.7 s, 97.4 s (an earlier session: 119 s at load 12). Rounds 2-3 took
+        # 0.3 s either way, and an idle node (GCS, raylet) uses next to no CPU, so the weight costs the
+        # other processes (an xdist worker) only the CPU the workers' start-up needs anyway, earlier.
         _local = start_node(num_cpus, env={"PYTHONPATH": os.pathsep.join(paths)}, keep_boost=True)
         atexit.register(_local.stop)
         return _local
