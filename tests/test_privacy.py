@@ -158,6 +158,36 @@ def test_no_noise_no_clipping_equals_plain_sgd(digits):
     assert not np.allclose(a.trainable_variables[0].numpy(), _mlp(seed=3).trainable_variables[0].numpy())
 
 
+def test_ghost_step_noise_has_stated_std_and_follows_the_seed():
+    """The compiled ghost step adds N(0, (sigma C)^2) per coordinate to the clipped sum (recovered
+    from the weight change against the noise-free clipped sum), reproducibly from the seed."""
+    from odlkit import models
+    from odlkit.privacy import DPSGD
+
+    def trainer(seed):
+        m = models.build_mlp(64, 10, hidden=(256,), seed=1)
+        m(np.zeros((1, 64), np.float32))
+        return m, DPSGD(m, l2_norm_clip=0.5, noise_multiplier=1.3, learning_rate=1.0, seed=seed)
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(4, 64)).astype(np.float32), rng.integers(0, 10, 4)
+    noises = []
+    for seed in (7, 7, 8):
+        m, dp = trainer(seed)
+        assert dp.ghost is not None
+        clipped, _, _ = dp.clipped_gradient_sum(X, y)
+        w0 = np.concatenate([v.numpy().ravel() for v in m.trainable_variables])
+        dp.step(X, y)
+        w1 = np.concatenate([v.numpy().ravel() for v in m.trainable_variables])
+        noises.append(-(w1 - w0) * len(X) - clipped)
+    n = noises[0].size  # 19,210 coordinates: the sample std is within 1/sqrt(2n) = 0.5 % (1 sd); 3 % is 6 sd
+    assert n > 19_000
+    assert abs(noises[0].std() / (1.3 * 0.5) - 1) < 0.03
+    assert abs(noises[0].mean()) < 5 * 1.3 * 0.5 / math.sqrt(n)
+    np.testing.assert_allclose(noises[0], noises[1], atol=1e-5)  # same seed, same noise (float32 round-off)
+    assert abs(np.corrcoef(noises[0], noises[2])[0, 1]) < 0.05  # another seed: independent noise
+
+
 def test_noise_has_stated_std():
     B, D, C, sigma = 8, 40_000, 0.7, 1.3
     out = privatize(np.zeros((B, D), np.float32), C, sigma, np.random.default_rng(1))

@@ -93,3 +93,24 @@ def test_raylet_error_is_read_from_the_session_log(tmp_path):
         "occurred. Check failed: statussetor3362.has_value() Timed out waiting for file /tmp/x/metrics_agent_port_a4\n")
     assert raystart._raylet_error(str(tmp_path)).startswith("Check failed: statussetor3362.has_value() Timed out "
                                                            "waiting for file /tmp/x/metrics_agent_port_a4")
+
+
+def test_exit_now_runs_atexit_handlers_flushes_and_keeps_the_exit_code(tmp_path):
+    """What tests/test_fl_flower.py ends its pytest process with (skipping the interpreter's 20+ s
+    module teardown): every atexit handler still runs, in order, buffered output is not lost, the
+    exit status is the one given."""
+    import subprocess
+
+    script = textwrap.dedent(f"""
+        import atexit, sys
+        atexit.register(lambda: open({str(tmp_path / 'first')!r}, 'w').write('ran'))
+        atexit.register(lambda: print('handler registered last runs first'))
+        sys.stdout.write('buffered, never flushed by hand')
+        from odlkit.raystart import exit_now
+        exit_now(3)
+        print('not reached')
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 3, out.stderr
+    assert out.stdout == "buffered, never flushed by handhandler registered last runs first\n"
+    assert (tmp_path / "first").read_text() == "ran"

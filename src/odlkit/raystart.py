@@ -281,11 +281,43 @@ def local_node(num_cpus: int = 2) -> RayNode:
         paths = [p for p in sys.path if p]
         if os.environ.get("PYTHONPATH"):
             paths.append(os.environ["PYTHONPATH"])
-        # short simulations and tests: its workers keep the raised weight (measured at load 12: round 1
-        # of the Flower test, which starts the workers, took 119 s at the normal weight)
+        # its workers keep the raised weight: they start (import Ray and Flower, ~4.5 s of CPU each)
+        # in round 1 of every simulation. Measured with the Flower test's simulation, one process each,
+        # 2026-12-01 at load 11-14: kept, round 1 18.0 s, the whole simulation 86.9 s; dropped after
+        # start-up, round 1 47.7 s, 97.4 s (an earlier session: 119 s at load 12). Rounds 2-3 took
+        # 0.3 s either way, and an idle node (GCS, raylet) uses next to no CPU, so the weight costs the
+        # other processes (an xdist worker) only the CPU the workers' start-up needs anyway, earlier.
         _local = start_node(num_cpus, env={"PYTHONPATH": os.pathsep.join(paths)}, keep_boost=True)
         atexit.register(_local.stop)
         return _local
+
+
+def exit_now(code: int) -> None:
+    """End this process with ``code`` after running its atexit handlers (Ray's driver shutdown and
+    :func:`local_node`'s stop among them) but without the interpreter's module teardown.
+
+    A process that imported Ray, Flower and TensorFlow spends 20+ s at load 10 in
+    ``Py_FinalizeEx``'s ``finalize_modules`` after its last atexit handler (measured with gdb on
+    a pytest process after tests/test_fl_flower.py); nothing in that teardown is needed once the
+    handlers ran and the standard streams are flushed. For test runners and scripts that know
+    their exit code; a library never calls it on its own.
+    """
+    import atexit
+
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(int(code))
 
 
 def connect(address: str, attempts: int = START_ATTEMPTS, **init_kwargs) -> list[str]:

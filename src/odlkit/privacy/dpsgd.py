@@ -99,6 +99,7 @@ class DPSGD:
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.n_params = int(sum(self.sizes))
         self.steps_done = 0
+        self._scalars: dict = {}  # (clip, noise std, denominator, lr) -> the step's scalar tensor
         loss_obj = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, reduction="none")
         variables = self.variables
 
@@ -137,12 +138,12 @@ class DPSGD:
         if self.ghost is not None:
             compute = self.ghost.compute
 
-            @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((), tf.float32),
-                                          tf.TensorSpec((self.n_params,), tf.float32),
-                                          tf.TensorSpec((), tf.float32), tf.TensorSpec((), tf.float32)])
-            def ghost_step(x, y, clip, noise, denom, lr):
-                total, _, losses = compute(x, y, clip)
-                apply_inline((total + noise) / denom, lr)
+            @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((4,), tf.float32),
+                                          tf.TensorSpec((self.n_params,), tf.float32)])
+            def ghost_step(x, y, scalars, noise):
+                # scalars = (clip, noise std (drawn outside), denominator, learning rate): one cached tensor
+                total, _, losses = compute(x, y, scalars[0])
+                apply_inline((total + noise) / scalars[2], scalars[3])
                 return tf.reduce_mean(losses)
 
             def apply_inline(flat_grad, lr):
@@ -150,7 +151,9 @@ class DPSGD:
                 for v, p, s in zip(variables, parts, self.shapes, strict=True):
                     v.assign_sub(lr * tf.reshape(p, s))
 
-            self._ghost_step = ghost_step
+            self._zero_noise = tf.zeros((self.n_params,), tf.float32)
+            # the concrete function: no per-call signature matching (sgd_step_fn gets the same)
+            self._ghost_step = ghost_step.get_concrete_function()
 
     def per_example_gradients(self, X, y):
         """(B, n_params) flattened per-example gradients and (B,) per-example losses, as numpy.
@@ -194,18 +197,26 @@ class DPSGD:
         """One DP-SGD step on the batch ``(X, y)``; returns its mean (pre-update) loss.
 
         Ghost-clipping models run the whole step (clipped sum, noise, update) as one compiled
-        function; the noise is drawn from the same numpy generator with the same std either way.
+        function; the noise (std ``noise_multiplier * l2_norm_clip``) comes from the trainer's
+        numpy generator either way (drawn in float32 here, the precision of the update).
         """
         if len(X) and self.ghost is not None:
             if self.noise_multiplier > 0 and not math.isfinite(self.l2_norm_clip):
                 raise ValueError("noise needs a finite l2_norm_clip: the noise std is noise_multiplier * l2_norm_clip")
             denom = len(X) if batch_size is None else batch_size
-            noise = (self.rng.normal(0.0, self.noise_multiplier * self.l2_norm_clip, size=self.n_params)
-                     if self.noise_multiplier > 0 else np.zeros(self.n_params))
+            key = (self.l2_norm_clip, self.noise_multiplier * self.l2_norm_clip if self.noise_multiplier > 0 else 0.0,
+                   float(denom), self.learning_rate)
+            scalars = self._scalars.get(key)
+            if scalars is None:
+                if len(self._scalars) > 256:  # batch sizes vary without batch_size=: keep the cache small
+                    self._scalars.clear()
+                scalars = self._scalars[key] = self._tf.constant(key, self._tf.float32)
             tf = self._tf
-            loss = self._ghost_step(tf.convert_to_tensor(np.asarray(X, np.float32)), tf.convert_to_tensor(np.asarray(y), tf.int64),
-                                    tf.constant(self.l2_norm_clip, tf.float32), tf.constant(noise, tf.float32),
-                                    tf.constant(denom, tf.float32), tf.constant(self.learning_rate, tf.float32))
+            # numpy's ziggurat in float32: several times cheaper than TF's Box-Muller kernel in the graph
+            noise = (tf.convert_to_tensor(self.rng.standard_normal(self.n_params, dtype=np.float32) * np.float32(key[1]))
+                     if key[1] > 0 else self._zero_noise)
+            loss = self._ghost_step(tf.convert_to_tensor(np.asarray(X, np.float32)),
+                                    tf.convert_to_tensor(np.asarray(y, np.int64)), scalars, noise)
             self.steps_done += 1
             return float(loss)
         if len(X) == 0:
@@ -267,7 +278,7 @@ def sgd_step_fn(model, learning_rate: float, from_logits: bool | None = None):
     loss_obj = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     variables = list(model.trainable_variables)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function
     def step(x, y):
         with tf.GradientTape() as tape:
             loss = loss_obj(y, model(x, training=False))
@@ -276,6 +287,10 @@ def sgd_step_fn(model, learning_rate: float, from_logits: bool | None = None):
             if g is not None:
                 v.assign_sub(learning_rate * g)
         return loss
+
+    # called as a concrete function, like DPSGD's compiled step: no per-call signature matching
+    step = step.get_concrete_function(tf.TensorSpec((None, *tuple(model.inputs[0].shape[1:])), tf.float32),
+                                      tf.TensorSpec((None,), tf.int64))
 
     def run(X, y):
         return float(step(tf.convert_to_tensor(X, tf.float32), tf.convert_to_tensor(y, tf.int64)))
@@ -332,20 +347,25 @@ def ghost_layers(model):
     return layers
 
 
-def _ghost_forward(layers, x, tape):
-    """Forward pass; returns the output and, per trainable layer, ``(layer, kind, input, z)``."""
+def _ghost_forward(layers, x):
+    """Forward pass; returns ``(output, logits, taps)``: ``logits`` is the input of a final softmax
+    (else None) and, per trainable layer, a tap ``(layer, kind, input, z)`` with ``z`` its
+    pre-activation output (BatchNormalization: its normalised input instead of the input)."""
     import keras
     from keras import ops
 
     taps = []
-    h = x
+    h, logits = x, None
     for layer in layers:
         kind = type(layer).__name__
+        logits = None
         if not layer.trainable_weights:
+            if kind == "Softmax" and layer.axis in (-1, len(h.shape) - 1):
+                logits = h
             h = layer(h, training=False)
             continue
         if kind == "BatchNormalization":
-            xhat = (h - layer.moving_mean) / ops.sqrt(layer.moving_variance + layer.epsilon)
+            xhat = (h - layer.moving_mean) * ops.rsqrt(layer.moving_variance + layer.epsilon)
             z = xhat * (layer.gamma if layer.scale else 1.0) + (layer.beta if layer.center else 0.0)
             taps.append((layer, kind, xhat, z))
             h = z
@@ -360,42 +380,112 @@ def _ghost_forward(layers, x, tape):
             z = z + layer.bias
         taps.append((layer, kind, h, z))
         act = layer.activation
+        if act is keras.activations.softmax:
+            logits = z
         h = z if act is None or act is keras.activations.linear else act(z)
-    return h, taps
+    return h, logits, taps
 
 
-def _tap_pieces(kind, layer, a, g):
-    """Per layer: (sum of squared per-example gradient norms (B,), fn(c) -> clipped gradient list)."""
+def _layer_terms(kind, layer, a, g):
+    """One trainable layer's share of the clipped sum, the cheaper of two ways (Bu et al. 2023's rule).
+
+    ``("pieces", [(B, size) matrices])``: the per-example gradients of the layer's variables, in
+    variable order, when they are small (BatchNorm, a kernel smaller than the Gram matrices below).
+    ``("implicit", sq (B,), clipped(c) -> [flat gradients])``: the per-example gradients are never
+    formed. A Dense layer on vectors: ``||a_i||^2 ||g_i||^2`` (Goodfellow 2015). A convolution
+    (patches ``P_i`` (T, k*C_in), output gradient ``G_i`` (T, C_out)) with ``T^2 < k*C_in*C_out``:
+    ``||P_i^T G_i||^2 = sum(P_i P_i^T * G_i G_i^T)`` (ghost norm, Li et al. 2022). The clipped sum
+    ``sum_i c_i P_i^T G_i`` is then one ordinary matrix product ``P^T (c * G)`` over batch and time.
+    Patches are the input's k shifted copies side by side (static slices; no ``tf.signal.frame``).
+    """
     import tensorflow as tf
 
     if kind == "BatchNormalization":
         axes = list(range(1, len(a.shape) - 1))
-        pg = tf.reduce_sum(g * a, axis=axes) if axes else g * a  # (B, C) per-example d gamma
-        pb = tf.reduce_sum(g, axis=axes) if axes else g  # (B, C) per-example d beta
-        pieces = ([pg] if layer.scale else []) + ([pb] if layer.center else [])
-        sq = tf.add_n([tf.reduce_sum(p * p, axis=1) for p in pieces])
-        return sq, lambda c: [tf.linalg.matvec(p, c, transpose_a=True) for p in pieces]
+        pieces = ([tf.reduce_sum(g * a, axis=axes) if axes else g * a] if layer.scale else []) + (
+            [tf.reduce_sum(g, axis=axes) if axes else g] if layer.center else [])
+        return "pieces", pieces
+    bias = [tf.reduce_sum(g, axis=list(range(1, len(g.shape) - 1)))] if layer.use_bias and len(g.shape) > 2 else []
     if kind == "Dense" and len(a.shape) == 2:
         gg = tf.reduce_sum(g * g, axis=1)
         sq = tf.reduce_sum(a * a, axis=1) * gg + (gg if layer.use_bias else 0.0)
 
         def clipped(c):
             cg = g * c[:, None]
-            return [tf.matmul(a, cg, transpose_a=True)] + ([tf.reduce_sum(cg, axis=0)] if layer.use_bias else [])
+            return [tf.reshape(tf.matmul(a, cg, transpose_a=True), [-1])] + (
+                [tf.reduce_sum(cg, axis=0)] if layer.use_bias else [])
 
-        return sq, clipped
-    if kind == "Dense":  # (B, T, d) input: per-example kernel gradients are small (d x o)
-        pw = tf.einsum("btd,bto->bdo", a, g)
-    else:
+        return "implicit", sq, clipped
+    t_out, c_in, c_out = g.shape[1], a.shape[-1], g.shape[-1]
+    if kind == "DepthwiseConv1D":  # multiplier 1: kernel (k, C, 1), d w[j, c] = sum_t a[t + j, c] g[t, c]
         k = layer.kernel.shape[0]
-        patches = tf.signal.frame(a, k, 1, axis=1)  # (B, T_out, k, C_in)
-        if kind == "Conv1D":
-            pw = tf.einsum("btkc,bto->bkco", patches, g)
-        else:  # depthwise, multiplier 1: kernel (k, C, 1)
-            pw = tf.einsum("btkc,btc->bkc", patches, g)[..., None]
-    pieces = [pw] + ([tf.reduce_sum(g, axis=1)] if layer.use_bias else [])
-    sq = tf.add_n([tf.reduce_sum(tf.reshape(p * p, [tf.shape(p)[0], -1]), axis=1) for p in pieces])
-    return sq, lambda c: [tf.tensordot(c, p, axes=1) for p in pieces]
+        # k products of (B, T_out, C) and a stack of (B, C) rows: no (B, T_out, k, C) intermediate
+        pw = tf.stack([tf.reduce_sum(a[:, j:j + t_out] * g, axis=1) for j in range(k)], axis=1)  # (B, k, C)
+        return "pieces", [tf.reshape(pw, [-1, k * c_in])] + bias
+    k = layer.kernel.shape[0] if kind == "Conv1D" else 1  # a Dense layer on (B, T, d) is a 1-wide conv
+    if t_out * t_out >= k * c_in * c_out:  # the per-example kernel gradient is the smaller object
+        # patches (B, T_out, k*C_in), index j*C_in + c as in the (k, C_in, C_out) kernel
+        patches = a if k == 1 else tf.concat([a[:, j:j + t_out] for j in range(k)], axis=-1)
+        pw = tf.matmul(patches, g, transpose_a=True)  # (B, k*C_in, C_out)
+        return "pieces", [tf.reshape(pw, [-1, k * c_in * c_out])] + bias
+    # P_i P_i^T from the input's own Gram matrix: (P P^T)[t, s] = sum_j (A A^T)[t + j, s + j]
+    aa = tf.matmul(a, a, transpose_b=True)  # (B, T_in, T_in)
+    pp = aa if k == 1 else tf.add_n([aa[:, j:j + t_out, j:j + t_out] for j in range(k)])
+    sq = tf.reduce_sum(pp * tf.matmul(g, g, transpose_b=True), axis=[1, 2])
+    if bias:
+        sq = sq + tf.reduce_sum(bias[0] * bias[0], axis=1)
+
+    def clipped(c):
+        # sum_i c_i P_i^T G_i is the convolution's ordinary kernel gradient for output gradient c_i G_i
+        cg = g * c[:, None, None]
+        if k == 1:
+            kernel = tf.matmul(tf.reshape(a, [-1, c_in]), tf.reshape(cg, [-1, c_out]), transpose_a=True)
+        else:
+            kernel = tf.raw_ops.Conv2DBackpropFilter(input=a[:, None], filter_sizes=[1, k, c_in, c_out],
+                                                     out_backprop=cg[:, None], strides=[1, 1, 1, 1], padding="VALID")
+        return [tf.reshape(kernel, [-1])] + ([tf.linalg.matvec(bias[0], c, transpose_a=True)] if bias else [])
+
+    return "implicit", sq, clipped
+
+
+def _clipped_sum(taps, grads, clip):
+    """``(sum_i c_i g_i flattened in variable order, ||g_i||)`` with ``c_i = min(1, clip / ||g_i||)``.
+
+    Consecutive layers with per-example pieces form one ``(B, size)`` block: its squared norms are
+    one reduction and its clipped sum one matrix-vector product; implicit layers (see
+    :func:`_layer_terms`) give their squared norms and clipped sums directly.
+    """
+    import tensorflow as tf
+
+    terms, run = [], []
+    for (layer, kind, a, _), g in zip(taps, grads, strict=True):
+        term = _layer_terms(kind, layer, a, g)
+        if term[0] == "pieces":
+            run += term[1]
+            continue
+        if run:
+            terms.append(("pieces", run))
+            run = []
+        terms.append(term)
+    if run:
+        terms.append(("pieces", run))
+    squares = []
+    for n, term in enumerate(terms):
+        if term[0] == "pieces":
+            block = term[1][0] if len(term[1]) == 1 else tf.concat(term[1], axis=1)
+            terms[n] = ("pieces", block)
+            squares.append(tf.reduce_sum(block * block, axis=1))
+        else:
+            squares.append(term[1])
+    norms = tf.sqrt(squares[0] if len(squares) == 1 else tf.add_n(squares))
+    c = tf.minimum(1.0, clip / tf.maximum(norms, 1e-12))
+    flat = []
+    for term in terms:
+        if term[0] == "pieces":
+            flat.append(tf.linalg.matvec(term[1], c, transpose_a=True))
+        else:
+            flat += term[2](c)
+    return (flat[0] if len(flat) == 1 else tf.concat(flat, axis=0)), norms
 
 
 class GhostClippedGradient:
@@ -419,14 +509,15 @@ class GhostClippedGradient:
 
         def compute(x, y, clip):
             with tf.GradientTape() as tape:
-                out, taps = _ghost_forward(layers, x, tape)
-                losses = loss_obj(y, out)
+                out, logits, taps = _ghost_forward(layers, x)
+                if not from_logits and logits is not None:
+                    # a softmax output: the loss on its logits, as Keras itself computes it
+                    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+                else:
+                    losses = loss_obj(y, out)
                 total = tf.reduce_sum(losses)
             gz = tape.gradient(total, [t[3] for t in taps])
-            parts = [_tap_pieces(kind, layer, a, g) for (layer, kind, a, _), g in zip(taps, gz, strict=True)]
-            norms = tf.sqrt(tf.add_n([sq for sq, _ in parts]))
-            c = tf.minimum(1.0, clip / tf.maximum(norms, 1e-12))
-            flat = tf.concat([tf.reshape(p, [-1]) for _, fn in parts for p in fn(c)], axis=0)
+            flat, norms = _clipped_sum(taps, gz, clip)
             return flat, norms, losses
 
         self.compute = compute
