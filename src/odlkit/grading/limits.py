@@ -87,10 +87,24 @@ class LimitedExecute(Execute):
 
     def preprocess(self, nb, resources=None, *args, **kwargs):
         global _warm_address
-        from . import warm
+        from . import prune, warm
 
         _warm_address = warm.zygote_for(nb, self._instructor_source(resources))
+        self._skip: set[int] = set()
+        if prune.enabled():
+            self._skip, why = prune.cells_to_skip(nb)
+            self.log.info("%s %d of %d code cells not run (no graded cell needs them)%s", prune.LOG_MARK,
+                          len(self._skip), sum(c.cell_type == "code" for c in nb.cells), f"; {why}" if why else "")
         return super().preprocess(nb, resources, *args, **kwargs)
+
+    def preprocess_cell(self, cell, resources, index):
+        from . import prune
+
+        if index in getattr(self, "_skip", ()):
+            cell.outputs = [prune.skip_output()]
+            cell.execution_count = None
+            return cell, self.resources
+        return super().preprocess_cell(cell, resources, index)
 
     def _instructor_source(self, resources) -> str | None:
         """The instructor's source notebook of the notebook being graded (course's
