@@ -194,7 +194,7 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: 
         unpruned_results = None
         if both_ways:   # first with every cell run (nbgrader's way), then the pruned run that is measured
             t1 = time.perf_counter()
-            unpruned_results = {r.student: r for r in C.autograde(assignment, course, env={**env, PR.PRUNE_ENV: "0"},
+            unpruned_results = {r.student: r for r in C.autograde(assignment, course, env={**env, PR.PRUNE_ENV: "0", "ODL_GRADING": "0"},
                                                                     jobs=jobs)}
             t_every = time.perf_counter() - t1
         cpu0 = child_cpu_seconds()

@@ -134,3 +134,17 @@ def test_prune_can_be_turned_off(monkeypatch):
     assert not prune.enabled()
     monkeypatch.setenv(prune.PRUNE_ENV, "1")
     assert prune.enabled()
+
+
+def test_grading_sizes_only_in_grading_kernels():
+    import os
+    import subprocess
+    import sys
+
+    code = ("from odlkit.config import quick; "
+            "print(quick(full=30, quick=2, grading=1), quick(full=30, quick=2))")
+    for env, want in [({"ODL_QUICK": "1", "ODL_GRADING": "1"}, "1 2"), ({"ODL_QUICK": "1"}, "2 2"),
+                      ({"ODL_QUICK": "0", "ODL_GRADING": "0"}, "30 30"), ({"ODL_QUICK": "0", "ODL_GRADING": "1"}, "1 30")]:
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert " ".join(out) == want, (env, out)

@@ -29,6 +29,7 @@ from nbgrader.preprocessors import Execute
 from . import kernel_start
 from .kernel_start import apply_limits as _apply_limits  # noqa: F401 (the old name)
 
+GRADING_ENV = "ODL_GRADING"   # odlkit.config.GRADING in the kernel; ODL_GRADING=0 keeps the quick/full sizes
 DEFAULT_MEM_MB = 4096
 DEFAULT_CPU_S = 3600
 
@@ -89,6 +90,7 @@ class LimitedExecute(Execute):
         global _warm_address
         from . import prune, warm
 
+        os.environ.setdefault(GRADING_ENV, "1")   # the kernels inherit it: demo cells' grading sizes
         _warm_address = warm.zygote_for(nb, self._instructor_source(resources))
         self._skip: set[int] = set()
         if prune.enabled():
