@@ -24,6 +24,13 @@ per-kind counts and each wrong score's details).
 
     .venv/bin/python benchmarks/semester_dry_run.py                         # 30 students, every assignment
     .venv/bin/python benchmarks/semester_dry_run.py --students 7 --assignments fx_signals ch00_getting_started
+    .venv/bin/python benchmarks/semester_dry_run.py --students 4 --both-ways --assignments lab3_federated
+
+``--both-ways`` first grades the submissions with every cell run at the quick sizes
+(``ODL_GRADER_PRUNE=0 ODL_GRADING=0``: nbgrader's way), then the measured pruned run with grading
+sizes, and compares every student's per-cell grades (``every_cell_run_comparison``).
+``cpu_seconds_per_student`` (CPU of nbgrader and its kernels) does not depend on the load as the
+wall time does.
 """
 
 from __future__ import annotations
