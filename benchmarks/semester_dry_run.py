@@ -24,6 +24,13 @@ per-kind counts and each wrong score's details).
 
     .venv/bin/python benchmarks/semester_dry_run.py                         # 30 students, every assignment
     .venv/bin/python benchmarks/semester_dry_run.py --students 7 --assignments fx_signals ch00_getting_started
+    .venv/bin/python benchmarks/semester_dry_run.py --students 4 --both-ways --assignments lab3_federated
+
+``--both-ways`` first grades the submissions with every cell run at the quick sizes
+(``ODL_GRADER_PRUNE=0 ODL_GRADING=0``: nbgrader's way), then the measured pruned run with grading
+sizes, and compares every student's per-cell grades (``every_cell_run_comparison``).
+``cpu_seconds_per_student`` (CPU of nbgrader and its kernels) does not depend on the load as the
+wall time does.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import copy
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -46,6 +54,7 @@ import nbformat
 from odlkit.grading import course as C
 from odlkit.grading import notebooks as N
 from odlkit.grading import parallel as P
+from odlkit.grading import prune as PR
 from odlkit.grading import warm as W
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +162,14 @@ def submission(kind: str, src, rel, exercises):
     raise ValueError(kind)
 
 
-def dry_run(assignment: str, students: int, jobs: int, timeout: int) -> dict:
+def child_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's finished children and their waited-for
+    descendants: nbgrader, its grading kernels. Load-independent, unlike wall time."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: bool = False) -> dict:
     src_dir = find_source(assignment)
     with tempfile.TemporaryDirectory(prefix="odl-semester-") as tmp:
         tmp = Path(tmp)
@@ -182,11 +198,27 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int) -> dict:
         collected = C.collect(tmp / "moodle.zip", course)
         t_collect = time.perf_counter() - t0
         env = {"ODL_QUICK": "1", "ODL_GRADER_TIMEOUT": str(timeout), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        unpruned_results = None
+        if both_ways:   # first with every cell run (nbgrader's way), then the pruned run that is measured
+            t1 = time.perf_counter()
+            unpruned_results = {r.student: r for r in C.autograde(assignment, course, env={**env, PR.PRUNE_ENV: "0", "ODL_GRADING": "0"},
+                                                                    jobs=jobs)}
+            t_every = time.perf_counter() - t1
+        cpu0 = child_cpu_seconds()
         t0 = time.perf_counter()
         results = {r.student: r for r in C.autograde(assignment, course, env=env, jobs=jobs)}
         t_autograde = time.perf_counter() - t0
+        cpu_autograde = child_cpu_seconds() - cpu0
         log = (course / "autograded" / f"autograde_{assignment}.log").read_text()
         warm_kernels = log.count(W.LOG_MARK)
+        unpruned = None
+        if unpruned_results is not None:   # every cell's grade must agree
+            differ = {sid: {"pruned": results[sid].grades if sid in results else None, "every_cell": r.grades}
+                      for sid, r in unpruned_results.items()
+                      if sid not in results or r.grades != results[sid].grades or r.auto_score != results[sid].auto_score}
+            unpruned = {"students": len(unpruned_results), "seconds_per_student": round(t_every / students, 2),
+                        "grades_differ": differ, "same_grades": not differ and set(unpruned_results) == set(results)}
+        skipped_cells = sorted({ln.split(PR.LOG_MARK, 1)[1].strip() for ln in log.splitlines() if PR.LOG_MARK in ln})
         t0 = time.perf_counter()
         html = C.feedback([assignment], course)
         t_feedback = time.perf_counter() - t0
@@ -215,7 +247,10 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int) -> dict:
         "kinds": {k: sum(1 for v in kinds.values() if v == k) for k in KINDS},
         "seconds": {"release": round(t_release, 1), "collect": round(t_collect, 2), "autograde": round(t_autograde, 1),
                     "feedback": round(t_feedback, 1), "export": round(t_export, 1)},
+        "cpu_seconds_per_student": round(cpu_autograde / students, 2),
         "warm_kernels": warm_kernels,
+        "cells_not_run": skipped_cells,
+        "every_cell_run_comparison": unpruned,
         "one_student_run_seconds_median": round(sorted(per_student)[len(per_student) // 2], 1) if per_student else None,
         "feedback_pages": len(html),
         "collect_problems": len(collected.problems),
@@ -256,6 +291,9 @@ def main() -> None:
                     help="per-cell timeout of the grading kernels (s)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "semester_dry_run.json")
     ap.add_argument("--cold", action="store_true", help="every grading kernel a new interpreter (ODL_GRADER_WARM=0)")
+    ap.add_argument("--both-ways", action="store_true",
+                    help="also grade every submission with every cell run (ODL_GRADER_PRUNE=0) and compare each "
+                         "cell's grade with the pruned run's")
     ap.add_argument("--note", default="", help="a sentence stored with the results (e.g. why fewer students)")
     args = ap.parse_args()
     if args.cold:
@@ -266,13 +304,16 @@ def main() -> None:
     rows = []
     print(f"{'assignment':<28}{'students':>9}{'jobs':>5}{'s/student':>10}{'wrong':>6}")
     for a in names:
-        row = dry_run(a, args.students, args.jobs, args.timeout)
+        row = dry_run(a, args.students, args.jobs, args.timeout, args.both_ways)
         row["loadavg_1min_after"] = round(os.getloadavg()[0], 1)
         rows.append(row)
         print(f"{a:<28}{row['students']:>9}{row['jobs']:>5}{row['seconds_per_student']:>10}{row['wrong_scores']:>6}",
               flush=True)
         for sid, w in row["wrong"].items():
             print(f"    WRONG {sid}: {w}")
+        cmp_ = row["every_cell_run_comparison"]
+        if cmp_ is not None:
+            print(f"    every cell run: {cmp_['seconds_per_student']} s/student, same grades: {cmp_['same_grades']}")
         res = write_results(args, rows, names, t0, load_before)   # after every assignment: a stopped run keeps its rows
     print(f"total {res['total_seconds']} s; wrote {args.out}")
 

@@ -29,6 +29,7 @@ from nbgrader.preprocessors import Execute
 from . import kernel_start
 from .kernel_start import apply_limits as _apply_limits  # noqa: F401 (the old name)
 
+GRADING_ENV = "ODL_GRADING"   # odlkit.config.GRADING in the kernel; ODL_GRADING=0 keeps the quick/full sizes
 DEFAULT_MEM_MB = 4096
 DEFAULT_CPU_S = 3600
 
@@ -87,10 +88,25 @@ class LimitedExecute(Execute):
 
     def preprocess(self, nb, resources=None, *args, **kwargs):
         global _warm_address
-        from . import warm
+        from . import prune, warm
 
+        os.environ.setdefault(GRADING_ENV, "1")   # the kernels inherit it: demo cells' grading sizes
         _warm_address = warm.zygote_for(nb, self._instructor_source(resources))
+        self._skip: set[int] = set()
+        if prune.enabled():
+            self._skip, why = prune.cells_to_skip(nb)
+            self.log.info("%s %d of %d code cells not run (no graded cell needs them)%s", prune.LOG_MARK,
+                          len(self._skip), sum(c.cell_type == "code" for c in nb.cells), f"; {why}" if why else "")
         return super().preprocess(nb, resources, *args, **kwargs)
+
+    def preprocess_cell(self, cell, resources, index):
+        from . import prune
+
+        if index in getattr(self, "_skip", ()):
+            cell.outputs = [prune.skip_output()]
+            cell.execution_count = None
+            return cell, self.resources
+        return super().preprocess_cell(cell, resources, index)
 
     def _instructor_source(self, resources) -> str | None:
         """The instructor's source notebook of the notebook being graded (course's

@@ -1,0 +1,150 @@
+"""Which cells a grading run skips (odlkit.grading.prune): only cells no graded cell can see.
+
+Pure source analysis, no kernel: each case is a tiny notebook whose right answer is known by
+reading it. The grading runs themselves (every kind of submission graded with and without
+pruning, each cell's grade compared) are in ``benchmarks/semester_dry_run.py --both-ways``;
+``tests/test_grading.py`` grades the fixture batch with pruning on.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from odlkit.grading import prune
+from odlkit.grading.course import COURSE_DIR
+
+
+def graded(src: str, gid: str = "ex1_tests", solution: bool = False):
+    c = new_code_cell(src)
+    c.metadata["nbgrader"] = {"grade": not solution, "solution": solution, "locked": not solution,
+                              "grade_id": gid, "points": 1, "schema_version": 3}
+    return c
+
+
+def skipped(*cells) -> list[int]:
+    nb = new_notebook(cells=[c if not isinstance(c, str) else new_code_cell(c) for c in cells])
+    skip, why = prune.cells_to_skip(nb)
+    return sorted(skip)
+
+
+def test_a_demo_cell_no_graded_cell_reads_is_skipped_and_its_providers_run():
+    assert skipped(
+        "import numpy as np",                                  # 0: np, read by the test
+        "big = np.zeros(10)\nplot = big.sum()",                # 1: nobody reads big/plot
+        "X = np.arange(3)",                                    # 2: the test reads X
+        graded("def f(x):\n    return x * 2", "ex1_impl", solution=True),
+        graded("assert (f(X) == 2 * X).all()"),
+    ) == [1]
+
+
+def test_a_cell_changing_an_object_a_test_reads_runs_also_through_an_alias():
+    cells = [
+        "model = []",
+        "m = model",                 # an alias of model
+        "m.append(1)",               # changes model through the alias
+        "other = [0]\nother.append(2)",
+        graded("assert model == [1]"),
+    ]
+    assert skipped(*cells) == [3]
+    # without the alias line, appending to m is a different object: skipped
+    assert skipped("model = []", "m = []", "m.append(1)", graded("assert model == []")) == [1, 2]
+
+
+def test_only_cells_before_the_last_reader_matter_and_rebinding_a_loop_name_is_not_a_use():
+    assert skipped(
+        "X = [1, 2]",
+        graded("assert sum(X) == 3"),
+        "X.append(3)",                                     # after the test: cannot change it
+        "for k in range(3):\n    print(k)",                # k bound fresh, never read by a graded cell
+    ) == [2, 3]
+
+
+def test_reads_are_not_changes_but_calls_and_item_writes_are():
+    base = ["import numpy as np", "W = np.ones(3)"]
+    assert skipped(*base, "print(len(W), W.shape, W[0] + 1)", graded("assert W.sum() == 3")) == [2]
+    assert skipped(*base, "W[0] = 5", graded("assert W.sum() == 3")) == []
+    assert skipped(*base, "np.copyto(W, 0)", graded("assert W.sum() == 3")) == []     # passed to a call
+    assert skipped(*base, "W.fill(2)", graded("assert W.sum() == 3")) == []           # a method call
+
+
+def test_a_file_written_by_a_demo_cell_and_read_by_a_test_runs():
+    assert skipped(
+        "import numpy as np",
+        "np.save('feat.npy', np.ones(2))",
+        "np.save('other.npy', np.ones(2))",
+        graded("assert np.load('feat.npy').sum() == 2"),
+    ) == [2]
+
+
+def test_a_function_defined_in_a_demo_cell_brings_what_its_body_reads():
+    assert skipped(
+        "SCALE = 3",
+        "def helper(x):\n    return x * SCALE",
+        "unused = 1",
+        graded("assert helper(2) == 6"),
+    ) == [2]
+
+
+def test_state_no_name_tracks_always_runs():
+    assert skipped("import os\nos.environ['A'] = '1'", "import os", graded("assert True")) == [1]
+    assert skipped("import config\nconfig.QUICK = True", graded("assert True")) == []
+
+
+@pytest.mark.parametrize("opaque", [
+    "exec('y = 1')",
+    "from numpy import *",
+    "print(globals()['x'])",
+    "def broken(:\n    pass",          # a syntax error (e.g. a student's): nothing can be told
+    "%run other.py",
+    "print(Out[3])",
+])
+def test_when_the_analysis_cannot_tell_every_cell_runs(opaque):
+    assert skipped("x = 1", "unused = 2", opaque, graded("assert True")) == []
+
+
+def test_a_students_solution_reading_a_demo_variable_keeps_its_cell():
+    cells = ["data = [1, 2, 3]", "noise = 4",
+             graded("def total():\n    return sum(data)", "ex1_impl", solution=True),
+             graded("assert total() == 6")]
+    assert skipped(*cells) == [1]
+
+
+def test_magics_and_shell_escapes():
+    assert skipped("%matplotlib inline", "y = 1", graded("assert True")) == [0, 1]
+    assert skipped("!touch f.txt", "y = 1", graded("assert True")) == [1]     # the shell: always runs
+
+
+def test_course_notebooks_run_every_graded_cell_and_skip_demo_cells():
+    total_skipped = 0
+    for path in sorted((COURSE_DIR / "source").glob("*/*.ipynb")):
+        nb = nbformat.read(str(path), 4)
+        skip, why = prune.cells_to_skip(nb)
+        assert not why, f"{path.name}: {why}"
+        for i in skip:
+            m = nb.cells[i].metadata.get("nbgrader", {})
+            assert not (m.get("grade") or m.get("solution")), f"{path.name} cell {i} is graded but skipped"
+        total_skipped += len(skip)
+    assert total_skipped > 50
+
+
+def test_prune_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv(prune.PRUNE_ENV, "0")
+    assert not prune.enabled()
+    monkeypatch.setenv(prune.PRUNE_ENV, "1")
+    assert prune.enabled()
+
+
+def test_grading_sizes_only_in_grading_kernels():
+    import os
+    import subprocess
+    import sys
+
+    code = ("from odlkit.config import quick; "
+            "print(quick(full=30, quick=2, grading=1), quick(full=30, quick=2))")
+    for env, want in [({"ODL_QUICK": "1", "ODL_GRADING": "1"}, "1 2"), ({"ODL_QUICK": "1"}, "2 2"),
+                      ({"ODL_QUICK": "0", "ODL_GRADING": "0"}, "30 30"), ({"ODL_QUICK": "0", "ODL_GRADING": "1"}, "1 30")]:
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert " ".join(out) == want, (env, out)
