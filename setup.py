@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent
 PACKAGED = [
     ("arduino_sketches/ODLEngine/src", ["*.h", "*.cpp"]),
     ("arduino_sketches/virtual_board", ["main.cpp"]),
-    ("arduino_sketches", ["*/sketch_config.h", "*/odl_model_data.h", "PROTOCOL.md"]),
+    ("arduino_sketches", ["*/sketch_config.h", "*/odl_model_data.h", "*/odl_int8_model_data.h", "PROTOCOL.md"]),
     ("datasets", ["**/*.csv", "**/*.json", "**/*.txt", "**/*.md"]),
     ("benchmarks/results", ["device_head.json"]),
 ]
