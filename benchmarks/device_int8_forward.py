@@ -33,22 +33,11 @@ from enginebuild import HERE, arm_build, gxx, missing_arm_tools, qemu_run, run  
 from test_int8_kernels import SOURCES, parse, write_headers  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from device_plans import BASELINE_COMMIT  # noqa: E402
+from device_plans import BASELINE_COMMIT, with_baseline_kernels  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "device_int8_forward.json"
 CALIBRATION_INSTRUCTIONS = 2_000_000
 LAYER_NAMES = {1: "conv1d", 2: "depthwise_conv1d", 3: "dense", 5: "maxpool1d", 6: "mean (global_avg_pool1d)"}
-
-
-def baseline_sources(folder: Path) -> list[Path]:
-    """SOURCES with odl_kernels.cpp (the float kernels) of device_plans.BASELINE_COMMIT."""
-    import subprocess
-
-    old = subprocess.run(["git", "-C", str(ROOT), "show", f"{BASELINE_COMMIT}:arduino_sketches/ODLEngine/src/odl_kernels.cpp"],
-                         check=True, capture_output=True, text=True).stdout
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "odl_kernels.cpp").write_text(old)
-    return [folder / "odl_kernels.cpp" if p.name == "odl_kernels.cpp" else p for p in SOURCES]
 
 
 def main() -> int:
@@ -60,7 +49,7 @@ def main() -> int:
         d = write_headers(Path(tmp))
         host = run([gxx(SOURCES, d / "host", includes=[d, HERE])]).stdout
         res = qemu_run(arm_build(SOURCES, d / "k.elf", includes=[d], build="board"), timeout=900)
-        base = qemu_run(arm_build(baseline_sources(d / "baseline"), d / "kb.elf", includes=[d], build="board"),
+        base = qemu_run(arm_build(with_baseline_kernels(SOURCES, d / "baseline"), d / "kb.elf", includes=[d], build="board"),
                         timeout=900)
     if res.returncode != 0 or "done" not in res.stdout or "ERROR" in res.stdout:
         raise RuntimeError(f"qemu run failed:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")

@@ -70,8 +70,11 @@ def kernel_sources(folder: Path, baseline: bool) -> list[Path]:
     """The library's training-core sources; with baseline, odl_kernels.cpp of BASELINE_COMMIT
     (written into folder; its quoted includes still find the current headers via -I)."""
     srcs = library_sources()
-    if not baseline:
-        return srcs
+    return with_baseline_kernels(srcs, folder) if baseline else srcs
+
+
+def with_baseline_kernels(srcs: list[Path], folder: Path) -> list[Path]:
+    """srcs with odl_kernels.cpp replaced by BASELINE_COMMIT's (written into folder)."""
     old = subprocess.run(["git", "-C", str(ROOT), "show", f"{BASELINE_COMMIT}:{KERNELS}"], check=True,
                          capture_output=True, text=True).stdout
     folder.mkdir(parents=True, exist_ok=True)

@@ -332,14 +332,19 @@ def _libfuzz(tmp_path, sketch_name, seeds, runs):
 # ------------------------------------------------------------------ backbone training plans
 
 
-@pytest.fixture(scope="module")
-def plan_board():
-    """A virtual board built with a plan buffer and a window store (TRAIN plan=bias|sparse)."""
-    b = Board.virtual(dataset="basic_motions", seed=0, timeout=10, plans=True)
+def _recorded_virtual_board(**build):
+    """A virtual board (built with ``build``'s options) holding 3 windows of 3 classes; closed after."""
+    b = Board.virtual(dataset="basic_motions", seed=0, timeout=10, **build)
     for c in ["standing", "walking", "running"]:
         b.record(c, n=3)
     yield b
     b.close()
+
+
+@pytest.fixture(scope="module")
+def plan_board():
+    """A virtual board built with a plan buffer and a window store (TRAIN plan=bias|sparse)."""
+    yield from _recorded_virtual_board(plans=True)
 
 
 def _plan_state(b):
@@ -379,11 +384,7 @@ def test_train_plan_arguments(plan_board, args):
 @pytest.fixture(scope="module")
 def int8_board():
     """A virtual board built with the int8 path (TRAIN q=float|int8 qas=1|0)."""
-    b = Board.virtual(dataset="basic_motions", seed=0, timeout=10, int8=True)
-    for c in ["standing", "walking", "running"]:
-        b.record(c, n=3)
-    yield b
-    b.close()
+    yield from _recorded_virtual_board(int8=True)
 
 
 def _int8_state(b):
