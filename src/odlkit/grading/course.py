@@ -420,17 +420,25 @@ def _autograde_sequential(assignment, course_dir, students, force, env, log) -> 
     runs = [args + ["--student", s] for s in students] if students else [args]
     failed, output = set(), ""
     for run in runs:
-        proc = nbgrader(run, course_dir, env=env, check=False)
-        out = proc.stdout + proc.stderr
+        bad, out = _run_autograde(assignment, run, course_dir, env, log, earlier=output)
         output += out
-        bad = _failed_students(assignment, out)
-        if proc.returncode != 0 and not bad:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(output)
-            tail = "\n".join(out.splitlines()[-25:])
-            raise GradingError(f"nbgrader autograde failed as a whole (exit {proc.returncode}); log {log}:\n{tail}")
         failed |= bad
     return failed, output
+
+
+def _run_autograde(assignment, args, course_dir, env, log, earlier: str = "") -> tuple[set[str], str]:
+    """One nbgrader autograde run: (students it reports as failed, its output). A run that exits
+    non-zero without naming a failed student failed as a whole: its log (after ``earlier``, the
+    output of the runs before it) is written and GradingError raised."""
+    proc = nbgrader(args, course_dir, env=env, check=False)
+    out = proc.stdout + proc.stderr
+    bad = _failed_students(assignment, out)
+    if proc.returncode != 0 and not bad:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(earlier + out)
+        tail = "\n".join(out.splitlines()[-25:])
+        raise GradingError(f"nbgrader autograde failed as a whole (exit {proc.returncode}); log {log}:\n{tail}")
+    return bad, out
 
 
 def _autograde_parallel(assignment, course_dir, who, force, env, jobs, ray_address):
@@ -487,15 +495,7 @@ def _autograde_batch(assignment, course_dir, students, env, log) -> tuple[set[st
         for s in students:
             shutil.copytree(course_dir / "submitted" / s / assignment, staged / s / assignment)   # + timestamp.txt
         args = ["autograde", assignment, "--force", f"--CourseDirectory.submitted_directory={staged}"]
-        proc = nbgrader(args, course_dir, env=env, check=False)
-        out = proc.stdout + proc.stderr
-        bad = _failed_students(assignment, out)
-        if proc.returncode != 0 and not bad:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(out)
-            tail = "\n".join(out.splitlines()[-25:])
-            raise GradingError(f"nbgrader autograde failed as a whole (exit {proc.returncode}); log {log}:\n{tail}")
-        return bad, out
+        return _run_autograde(assignment, args, course_dir, env, log)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 
