@@ -40,7 +40,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
-from enginebuild import HERE, arm_build, arm_size, library_sources, missing_arm_tools, qemu_run  # noqa: E402
+from enginebuild import (  # noqa: E402
+    HERE,
+    arm_build,
+    arm_size,
+    library_sources,
+    missing_arm_tools_message,
+    qemu_finished,
+    qemu_run,
+)
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import m4_cycles  # noqa: E402
@@ -72,9 +80,7 @@ def measure(fd: int, nc: int, build: Path, flags_set: str = "o2-hard") -> dict:
                           build=flags_set)
     elf_infer = arm_build(srcs, build / f"head_{fd}x{nc}_{flags_set}_infer.elf", flags=[*flags, "-DTRAIN=0"],
                           build=flags_set)
-    res = qemu_run(elf_train)
-    if res.returncode != 0 or "done" not in res.stdout:
-        raise RuntimeError(f"qemu run failed for {fd}x{nc}:\n{res.stdout}\n{res.stderr}")
+    res = qemu_finished(elf_train, what=f"qemu run for {fd}x{nc}")
     v = _values(res.stdout)
     ipt = CALIBRATION_INSTRUCTIONS / v["calibration_ticks"]
     infer_instr = v["inference_ticks"] * ipt / 20
@@ -103,9 +109,7 @@ def measure_backbone(build: Path, flags_set: str = "o2-hard") -> dict:
     example = ROOT / "arduino_sketches" / "ODLEngine" / "examples" / "TrainHead"
     elf = arm_build([HERE / "qemu" / "bench_backbone.cpp", *library_sources()], build / f"backbone_{flags_set}.elf",
                     includes=[example], build=flags_set)
-    res = qemu_run(elf)
-    if res.returncode != 0 or "done" not in res.stdout:
-        raise RuntimeError(f"qemu backbone run failed:\n{res.stdout}\n{res.stderr}")
+    res = qemu_finished(elf, what="qemu backbone run")
     line = next(x for x in res.stdout.splitlines() if x.startswith("backbone_ticks")).split()
     ticks, reps, macs = int(line[1]), int(line[3]), int(line[5])
     engine_bytes = int(next(x for x in res.stdout.splitlines() if x.startswith("engine_bytes")).split()[1])
@@ -160,10 +164,8 @@ def cycle_estimate(build: Path) -> dict:
 
 
 def main() -> int:
-    missing = missing_arm_tools()
-    if missing:
-        print(f"missing tools: {', '.join(missing)} (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
-              "libstdc++-arm-none-eabi-newlib qemu-system-arm)")
+    if message := missing_arm_tools_message():
+        print(message)
         return 2
     from tqdm import tqdm
 

@@ -48,7 +48,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
-from enginebuild import HERE, LIB_SRC, arm_build, c_array, gxx, missing_arm_tools, qemu_run  # noqa: E402
+from enginebuild import HERE, LIB_SRC, arm_build, c_array, gxx, missing_arm_tools, qemu_finished  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "device_int8.json"
 CALIBRATION_INSTRUCTIONS = 2_000_000
@@ -168,9 +168,7 @@ def instructions(build: Path, qm, Xq_bench, y_bench, W0, b0) -> dict:
     host = gxx(src, build / "bench_int8_host", includes=[build, HERE])
     host_out = subprocess.run([str(host)], capture_output=True, text=True, check=True).stdout
     elf = arm_build(src, build / "bench_int8.elf", includes=[build])
-    res = qemu_run(elf, timeout=1800)
-    if res.returncode != 0 or "done" not in res.stdout or "ERROR" in res.stdout:
-        raise RuntimeError(f"qemu run failed:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
+    res = qemu_finished(elf, timeout=1800)
     lines = res.stdout.splitlines()
     ipt = CALIBRATION_INSTRUCTIONS / int(next(x for x in lines if x.startswith("calibration_ticks")).split()[1])
 

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
 sys.path.insert(0, str(ROOT / "tests"))
-from enginebuild import HERE, arm_build, gxx, missing_arm_tools, qemu_run, run  # noqa: E402
+from enginebuild import HERE, arm_build, gxx, missing_arm_tools_message, qemu_finished, run  # noqa: E402
 from test_int8_kernels import SOURCES, parse, write_headers  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -41,18 +41,15 @@ LAYER_NAMES = {1: "conv1d", 2: "depthwise_conv1d", 3: "dense", 5: "maxpool1d", 6
 
 
 def main() -> int:
-    missing = missing_arm_tools()
-    if missing:
-        print(f"missing tools: {', '.join(missing)}")
+    if message := missing_arm_tools_message():
+        print(message)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         d = write_headers(Path(tmp))
         host = run([gxx(SOURCES, d / "host", includes=[d, HERE])]).stdout
-        res = qemu_run(arm_build(SOURCES, d / "k.elf", includes=[d], build="board"), timeout=900)
-        base = qemu_run(arm_build(with_baseline_kernels(SOURCES, d / "baseline"), d / "kb.elf", includes=[d], build="board"),
-                        timeout=900)
-    if res.returncode != 0 or "done" not in res.stdout or "ERROR" in res.stdout:
-        raise RuntimeError(f"qemu run failed:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
+        res = qemu_finished(arm_build(SOURCES, d / "k.elf", includes=[d], build="board"), timeout=900)
+        base = qemu_finished(arm_build(with_baseline_kernels(SOURCES, d / "baseline"), d / "kb.elf", includes=[d],
+                                       build="board"), timeout=900, what="qemu run of the baseline kernels")
     lines = res.stdout.splitlines()
     ipt = CALIBRATION_INSTRUCTIONS / int(next(x for x in lines if x.startswith("calibration_ticks")).split()[1])
     if abs(ipt - 40) > 0.5:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
-from enginebuild import HERE, LIB_SRC, arm_build, arm_size, missing_arm_tools, qemu_run  # noqa: E402
+from enginebuild import HERE, LIB_SRC, arm_build, arm_size, missing_arm_tools_message, qemu_finished  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import m4_cycles  # noqa: E402
@@ -55,7 +55,7 @@ def _build(build: Path, name: str, flags: list[str]) -> Path:
 def phase(build: Path, name: str, more: list[str], less: list[str], units: int) -> dict:
     a, b = _build(build, name + "_more", more), _build(build, name + "_less", less)
     d = m4_cycles.difference(m4_cycles.mix(a, build / f"{name}_a.log"), m4_cycles.mix(b, build / f"{name}_b.log"))
-    run = qemu_run(a)
+    run = qemu_finished(a, what=f"qemu run of {name}")
     vals = _values(run.stdout)
     row = {"phase": name, "units": units, "instructions": d["instructions"] / units,
            "cycles_table": d["table_cycles"] / units}
@@ -66,10 +66,8 @@ def phase(build: Path, name: str, more: list[str], less: list[str], units: int) 
 
 
 def main() -> int:
-    missing = missing_arm_tools()
-    if missing:
-        print(f"needs {', '.join(missing)} (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
-              "libstdc++-arm-none-eabi-newlib qemu-system-arm)")
+    if message := missing_arm_tools_message():
+        print(message)
         return 1
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -47,7 +47,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
-from enginebuild import HERE, arm_build, library_sources, missing_arm_tools, qemu_run, write_scenario_data  # noqa: E402
+from enginebuild import (  # noqa: E402
+    HERE,
+    arm_build,
+    library_sources,
+    missing_arm_tools_message,
+    qemu_finished,
+    write_scenario_data,
+)
 
 from odlkit.sketches import get_sketch  # noqa: E402
 
@@ -146,9 +153,7 @@ def measure(build: Path, baseline: bool = False) -> dict:
     write_scenario_data(build, ds.X[idx], ds.y[idx])
     elf = arm_build([HERE / "qemu" / "bench_plans.cpp", *kernel_sources(build / "baseline", baseline)], build / "plans.elf",
                     includes=[build, LAB1], flags=[f"-DBATCH={BATCH}"], build="board")
-    res = qemu_run(elf, timeout=1800)
-    if res.returncode != 0 or "done" not in res.stdout or "ERROR" in res.stdout:
-        raise RuntimeError(f"qemu run failed:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
+    res = qemu_finished(elf, timeout=1800)
     lines = res.stdout.splitlines()
     ipt = CALIBRATION_INSTRUCTIONS / int(next(x for x in lines if x.startswith("calibration_ticks")).split()[1])
     steps = -(-N_WINDOWS // BATCH)
@@ -176,9 +181,7 @@ def profile(build: Path, baseline: bool = False) -> list[dict]:
     build.mkdir(parents=True, exist_ok=True)
     elf = arm_build([HERE / "qemu" / "bench_kernels.cpp", *kernel_sources(build / "baseline", baseline)],
                     build / "kernels.elf", includes=[LAB1], build="board")
-    res = qemu_run(elf, timeout=600)
-    if res.returncode != 0 or "done" not in res.stdout or "ERROR" in res.stdout:
-        raise RuntimeError(f"qemu run failed:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
+    res = qemu_finished(elf, timeout=600)
     from odlkit.export.c_header import CONV1D, DENSE, DEPTHWISE, GAP, MAXPOOL, RELU
 
     LAYER_NAMES = {CONV1D: "conv1d", DEPTHWISE: "depthwise_conv1d", DENSE: "dense", RELU: "relu", MAXPOOL: "maxpool1d",
@@ -241,9 +244,8 @@ def heldout_accuracy(rows: list[dict]) -> None:
 
 
 def main() -> int:
-    missing = missing_arm_tools()
-    if missing:
-        print(f"missing tools: {', '.join(missing)}")
+    if message := missing_arm_tools_message():
+        print(message)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         m = measure(Path(tmp) / "now")

@@ -108,6 +108,16 @@ def missing_arm_tools() -> list[str]:
     return [t for t in ARM_TOOLS if shutil.which(t) is None]
 
 
+def missing_arm_tools_message() -> str | None:
+    """What a benchmark prints (and then stops) when the ARM toolchain or qemu is missing; None
+    when everything is there."""
+    missing = missing_arm_tools()
+    if not missing:
+        return None
+    return (f"missing tools: {', '.join(missing)} (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+            "libstdc++-arm-none-eabi-newlib qemu-system-arm)")
+
+
 def arm_build(sources, out: Path, includes=(), flags=(), build: str = "board") -> Path:
     """Cortex-M4F ELF for qemu mps2-an386 (startup + linker script in tests/engine/qemu).
 
@@ -141,6 +151,15 @@ def qemu_run(elf: Path, timeout=600, icount=True) -> subprocess.CompletedProcess
     if icount:
         cmd[1:1] = ["-icount", "shift=0"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return res
+
+
+def qemu_finished(elf: Path, timeout=600, what: str = "qemu run") -> subprocess.CompletedProcess:
+    """``qemu_run`` of a bench program that must exit 0, print its closing ``done`` and no
+    ``ERROR`` line (the bench programs' contract); raises with the output's tail otherwise."""
+    res = qemu_run(elf, timeout=timeout)
+    if res.returncode != 0 or "done" not in res.stdout or "ERROR" in res.stdout:
+        raise RuntimeError(f"{what} failed (exit {res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
     return res
 
 
