@@ -27,8 +27,30 @@ Where the analysis cannot see what a cell does it gives up and the whole noteboo
 that does not parse (a student's syntax error included), ``exec``/``eval``/``globals()``/
 ``locals()``/``vars()``, ``from m import *``, IPython's ``In``/``Out``/``_`` history, ``%run``.
 
+**When a resource runs out, every cell runs** (:func:`exhausted`, applied by ``LimitedExecute``):
+once a student's code has used up the kernel's memory, file descriptors, threads or CPU time,
+what a later cell can still do depends on what the cells before it did while the resource was
+there: in Lab 1 a skipped demo cell loaded numba's ``libllvmlite.so`` (through ``aeon``, which
+``odlkit.data.imu_windows`` uses), and ex2's test, loading it for the first time after the
+student's cell had taken all the memory, failed where every cell run passes it. So a pruned run
+in which any cell ended in a ``MemoryError``, an ``OSError``/``ImportError``, a ``RecursionError``,
+a message naming memory, open files, threads or a shared object, a cell timeout, or a dead kernel
+(CPU limit, a crash) is thrown away and the notebook is graded again in a fresh kernel with every
+cell run: that student's grades are then exactly nbgrader's.
+
+What is guaranteed: the grades of a pruned run are those of an every-cell run except where (1)
+the analysis above does not model the code (global random state, a kit function storing one
+argument inside another), or (2) the every-cell run itself would exhaust a resource the pruned
+run does not (the skipped demo cells' own memory or CPU pushing the kernel over a limit): the
+pruned run then gives the points the tests earn on their own, never fewer than they earn with
+every cell. A student whose code exhausts a resource silently and whose later cells fail with an
+error not of those kinds is not detected (none of the course's or the dry run's kinds does).
+The regrade costs one more every-cell run of that notebook, only for such students (a cell that
+loops until the timeout pays the timeout twice).
+
 ``ODL_GRADER_PRUNE=0`` runs every cell (nbgrader's behaviour). ``benchmarks/semester_dry_run.py
---prune-both`` grades every submission kind both ways and compares each cell's grade.
+--both-ways`` grades every submission kind both ways and compares each cell's grade;
+``tests/test_grading_prune.py`` grades the Lab 1 case in small with a real kernel both ways.
 """
 
 from __future__ import annotations
@@ -40,6 +62,7 @@ from dataclasses import dataclass, field
 
 PRUNE_ENV = "ODL_GRADER_PRUNE"
 LOG_MARK = "[odl-prune]"   # nbgrader's log line for every graded notebook
+REGRADE_MARK = f"{LOG_MARK} pruned run exhausted a resource"   # ... and for every one graded again
 SKIP_NOTE = ("[grading] this cell was not run while grading: no graded cell reads what it computes "
              "(odlkit.grading.prune; it runs when you run the notebook)\n")
 
@@ -429,6 +452,31 @@ def cells_to_skip(nb, why: dict | None = None) -> tuple[set[int], str]:
                     read[s] = i
                     changed = True
     return {i for i, _c in code if i not in run}, ""
+
+
+# Errors after which a pruned run may differ from an every-cell run: a resource is exhausted (or an
+# import or file failed, the usual symptom of one), so what a cell could still do depended on what
+# the skipped cells had done first (loaded a native library, compiled, opened files). nbclient's
+# CellTimeoutError counts too: a skipped cell may have paid a lazy import or a JIT compile first.
+EXHAUSTION_ERRORS = {"MemoryError", "OSError", "IOError", "EnvironmentError", "BlockingIOError", "FileNotFoundError",
+                     "PermissionError", "ImportError", "ModuleNotFoundError", "ResourceExhaustedError",
+                     "CellTimeoutError", "TimeoutError", "DeadKernelError", "RecursionError"}
+EXHAUSTION_WORDS = re.compile(r"memory|too many open files|resource temporarily unavailable|can't start new thread|"
+                              r"shared object|bad_alloc|resource ?exhausted|errno (11|12|23|24)\b|kernel died", re.I)
+
+
+def exhausted(nb) -> str:
+    """Why the run of ``nb`` (executed) may have exhausted a resource: the first cell error of a
+    kind :data:`EXHAUSTION_ERRORS` names or whose message :data:`EXHAUSTION_WORDS` matches, as
+    ``"cell I: Ename: message"``; ``""`` when none did."""
+    for i, c in enumerate(nb.cells):
+        for o in c.get("outputs", []) if c.get("cell_type") == "code" else []:
+            if o.get("output_type") != "error":
+                continue
+            ename, evalue = str(o.get("ename", "")), str(o.get("evalue", ""))
+            if ename in EXHAUSTION_ERRORS or EXHAUSTION_WORDS.search(f"{ename}: {evalue}"):
+                return f"cell {i}: {ename}: {evalue[:120]}".rstrip(": ")
+    return ""
 
 
 def skip_output():
