@@ -197,3 +197,19 @@ def test_a_pruned_run_that_exhausts_memory_is_graded_again_with_every_cell(tmp_p
     every_cell = errors("0")
     assert every_cell[2:] == [["MemoryError"], ["NameError"], [], []], every_cell   # ex2's point kept
     assert errors("1") == every_cell
+
+
+def test_a_name_bound_only_to_an_immutable_literal_is_not_changed_by_calls():
+    def cells(binding, *more):
+        return ["import kit", binding, "kit.record(S)\nalias = S\nalias.sort()", *more, graded("assert len(S) == 2")]
+
+    assert skipped(*cells("S = ['a', 'b']")) == []                    # a list: the kit may change it
+    assert skipped(*cells("S = ('a', 'b')")) == [0, 2]                # a tuple of strings: it cannot
+    assert skipped(*cells("S = frozenset({1, 2})")) == [0, 2]
+    assert skipped(*cells("S = 'ab'")) == [0, 2]
+    assert skipped(*cells("S = (-1, 2.5, None)")) == [0, 2]
+    assert skipped(*cells("S = ('a', ['b'])")) == []                  # a list inside: changeable
+    assert skipped(*cells("S = tuple(kit.names())")) == []            # what the kit returns: not told
+    assert skipped(*cells("S = ('a', 'b')", "S = kit.names()")) == []   # rebound to something else
+    assert skipped(*cells("S = ('a', 'b')", "S += ('c',)")) == []
+    assert skipped(*cells("S = tuple(['a', 'b'])", "def tuple(x):\n    return [x]")) == [3]   # not the builtin

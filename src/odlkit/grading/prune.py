@@ -23,6 +23,10 @@ a test reads runs, as does an alias's (``m = model``) and every later cell that 
 wherever it is in the notebook. Names bound only by import statements (modules, kit functions)
 pull in only the cells that import them: mentioning ``np`` does not make a cell needed.
 
+A name bound only ever to an immutable literal (``SPEAKERS = ("speaker1", "speaker2")``, a number,
+a string, ``frozenset({...})``; :func:`immutable_literal`) is not changed by passing it to a call
+or by an alias: only the cells binding it are its providers.
+
 Where the analysis cannot see what a cell does it gives up and the whole notebook runs: a cell
 that does not parse (a student's syntax error included), ``exec``/``eval``/``globals()``/
 ``locals()``/``vars()``, ``from m import *``, IPython's ``In``/``Out``/``_`` history, ``%run``.
@@ -94,6 +98,8 @@ class CellInfo:
     state_calls: set[str] = field(default_factory=set)
     flows: list[tuple[set[str], set[str]]] = field(default_factory=list)   # (names, names) that may alias
     mutates: set[str] = field(default_factory=set)      # names whose object it may change
+    literal_binds: set[str] = field(default_factory=set)  # names bound here only to an immutable literal
+    other_binds: set[str] = field(default_factory=set)    # names bound here any other way (or rebound)
 
 
 def _dotted(node: ast.AST) -> str:
@@ -300,6 +306,58 @@ def _mutated(tree: ast.AST) -> set[str]:
     return out
 
 
+IMMUTABLE_CONSTANTS = (str, bytes, int, float, complex, bool, type(None), type(Ellipsis))
+
+
+def immutable_literal(node: ast.AST) -> bool:
+    """Whether the expression is a value no call can change, told from its source alone: a
+    constant (string, bytes, number, bool, None), a tuple of such values (nested too), ``-x``,
+    arithmetic or concatenation of such values, an f-string, or ``frozenset(...)``/``tuple(...)``
+    of a literal tuple, list or set of such values (those two names must not be rebound in the
+    notebook: :func:`cells_to_skip` checks)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, IMMUTABLE_CONSTANTS)
+    if isinstance(node, ast.JoinedStr):
+        return True
+    if isinstance(node, ast.Tuple):
+        return all(immutable_literal(e) for e in node.elts)
+    if isinstance(node, ast.UnaryOp):
+        return immutable_literal(node.operand)
+    if isinstance(node, ast.BinOp):
+        return immutable_literal(node.left) and immutable_literal(node.right)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("frozenset", "tuple") \
+            and len(node.args) <= 1 and not node.keywords:
+        arg = node.args[0] if node.args else ast.Tuple(elts=[])
+        return isinstance(arg, (ast.Tuple, ast.List, ast.Set)) and all(immutable_literal(e) for e in arg.elts)
+    return False
+
+
+def _literal_bindings(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """(names a top-level ``NAME = <immutable literal>`` binds, names bound in any other way
+    anywhere in the cell: assignments of other values, loop/with targets, imports, functions,
+    ``global``, augmented assignments, ``del``)."""
+    literal: set[str] = set()
+    literal_targets: set[int] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets) \
+                and immutable_literal(stmt.value):
+            literal |= {t.id for t in stmt.targets}
+            literal_targets |= {id(t) for t in stmt.targets}
+    other: set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)) and id(n) not in literal_targets:
+            other.add(n.id)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            other.add(n.name)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            other |= {(a.asname or a.name).split(".")[0] for a in n.names}
+        elif isinstance(n, (ast.Global, ast.Nonlocal)):
+            other |= set(n.names)
+        elif isinstance(n, ast.arg):
+            other.add(n.arg)
+    return literal, other
+
+
 def analyze(source: str) -> CellInfo:
     """What one code cell binds, mentions and reads first; :class:`Opaque` if that cannot be told."""
     info = CellInfo()
@@ -359,6 +417,7 @@ def analyze(source: str) -> CellInfo:
             info.binds |= set(n.names)
     info.flows = _flows(tree)
     info.mutates = _mutated(tree)
+    info.literal_binds, info.other_binds = _literal_bindings(tree)
     fv = _FreeNames()
     for stmt in tree.body:
         fv.visit(stmt)
@@ -393,6 +452,15 @@ def cells_to_skip(nb, why: dict | None = None) -> tuple[set[int], str]:
         if any(m[1:] in imports_only for m in x.mentions if m.startswith(".")):
             x.stateful = True
     bound_here = set().union(*(x.binds for x in infos.values()))   # builtins and undefined names: no cell's
+    # a name every binding of which is an immutable literal (`SPEAKERS = ("a", "b")`) keeps its
+    # value whatever it is passed to: no call, method or alias can change it, only a rebinding
+    immutable = set().union(*(x.literal_binds for x in infos.values())) - set().union(
+        *(x.other_binds for x in infos.values()))
+    if {"tuple", "frozenset"} & bound_here:   # `tuple(...)` is not the builtin here
+        immutable = set()
+    for x in infos.values():
+        x.mutates -= immutable
+        x.flows = [(a - immutable, b - immutable) for a, b in x.flows if a - immutable and b - immutable]
 
     def wants(x: CellInfo) -> set[str]:
         return (x.free & bound_here) | {m for m in x.mentions if m.startswith('"')}
