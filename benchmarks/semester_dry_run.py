@@ -10,8 +10,8 @@ student's autograded points and exported score with the expected ones:
 * ``blank``: the release as handed out; 0.
 * ``partial``: only the first exercise solved; exactly that exercise's test points.
 * ``wrong``: all solved, but the first exercise's functions return plausible wrong values (numbers
-  and arrays shifted by 1, also inside tuples, lists, dicts and dataclasses, booleans flipped,
-  strings with a ``_`` appended: right type and shape); that exercise's points lost.
+  and arrays shifted by 1, also inside tuples, lists, dicts and dataclasses, booleans (also
+  boolean arrays) flipped, strings with a ``_`` appended: right type and shape); that exercise's points lost.
 * ``tampered``: only the first exercise solved, every test cell edited to ``pass`` and the
   first exercise's tests deleted (nbgrader restores them); that exercise's points.
 * ``huge_alloc``: all solved, but the first exercise's cell first allocates without end
@@ -81,6 +81,8 @@ def _odl_shift(v):
         return v + 1
     if isinstance(v, _odl_np.ndarray) and v.dtype.kind in "fiu":
         return v + 1
+    if isinstance(v, _odl_np.ndarray) and v.dtype.kind == "b":   # e.g. a pruning mask
+        return ~v
     if isinstance(v, (list, tuple)):
         return type(v)(_odl_shift(x) for x in v)
     if isinstance(v, dict):
