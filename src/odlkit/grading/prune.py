@@ -339,10 +339,12 @@ def _literal_bindings(tree: ast.Module) -> tuple[set[str], set[str]]:
     literal: set[str] = set()
     literal_targets: set[int] = set()
     for stmt in tree.body:
-        if isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets) \
-                and immutable_literal(stmt.value):
-            literal |= {t.id for t in stmt.targets}
-            literal_targets |= {id(t) for t in stmt.targets}
+        if not isinstance(stmt, ast.Assign):
+            continue
+        names = [t for t in stmt.targets if isinstance(t, ast.Name)]
+        if len(names) == len(stmt.targets) and immutable_literal(stmt.value):
+            literal |= {t.id for t in names}
+            literal_targets |= {id(t) for t in names}
     other: set[str] = set()
     for n in ast.walk(tree):
         if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)) and id(n) not in literal_targets:
