@@ -144,14 +144,17 @@ class DPSGD:
             def ghost_step(x, y, scalars, noise):
                 # scalars = (clip, learning rate / denominator): one cached tensor; noise drawn outside
                 segments, _, losses = compute_segments(x, y, scalars[0])
-                # the noise is i.i.d. per coordinate, so it is added in the segments' order (no reordering);
-                # w <- w - (lr / B) (clipped sum + noise) as one fused update per variable
-                order = [i for _, idx in segments for i in idx]
-                flat = segments[0][0] if len(segments) == 1 else tf.concat([f for f, _ in segments], axis=0)
-                parts = tf.split(flat + noise, [self.sizes[i] for i in order])
-                for i, p in zip(order, parts, strict=True):
-                    tf.raw_ops.ResourceApplyGradientDescent(var=handles[i], alpha=scalars[1],
-                                                            delta=tf.reshape(p, self.shapes[i]))
+                # the noise is i.i.d. per coordinate, so each segment takes the next slice of it (no
+                # reordering) and its variables are updated as soon as it is ready, while the other
+                # segments are still being computed: w <- w - (lr / B) (clipped sum + noise), one fused op each
+                start = 0
+                for flat, idx in segments:
+                    sizes = [self.sizes[i] for i in idx]
+                    noisy = flat + noise[start:start + sum(sizes)]
+                    start += sum(sizes)
+                    for i, p in zip(idx, [noisy] if len(idx) == 1 else tf.split(noisy, sizes), strict=True):
+                        tf.raw_ops.ResourceApplyGradientDescent(var=handles[i], alpha=scalars[1],
+                                                                delta=tf.reshape(p, self.shapes[i]))
                 return tf.reduce_mean(losses)
 
             self._zero_noise = tf.zeros((self.n_params,), tf.float32)
@@ -216,8 +219,12 @@ class DPSGD:
                 scalars = self._scalars[key] = self._tf.constant(key, self._tf.float32)
             tf = self._tf
             # numpy's ziggurat in float32: several times cheaper than TF's Box-Muller kernel in the graph
-            noise = (tf.convert_to_tensor(self.rng.standard_normal(self.n_params, dtype=np.float32) * np.float32(std))
-                     if std > 0 else self._zero_noise)
+            if std > 0:
+                noise = self.rng.standard_normal(self.n_params, dtype=np.float32)
+                noise *= np.float32(std)
+                noise = tf.constant(noise)
+            else:
+                noise = self._zero_noise
             loss = self._ghost_step(tf.convert_to_tensor(np.asarray(X, np.float32)),
                                     tf.convert_to_tensor(np.asarray(y, np.int64)), scalars, noise)
             self.steps_done += 1
@@ -494,10 +501,10 @@ def _clipped_segments(taps, grads, clip):
         squares.insert(0, tf.reduce_sum(block * block, axis=1))
     norms = tf.sqrt(squares[0] if len(squares) == 1 else tf.add_n(squares))
     c = tf.minimum(1.0, clip / tf.maximum(norms, 1e-12))
-    segments = [(tf.reshape(tf.matmul(c[None], block), [-1]), piece_vars)] if pieces else []
+    # c^T block as a product and a column sum: cheaper here than a (1, B) x (B, P) matrix product
+    segments = [(tf.reduce_sum(block * c[:, None], axis=0), piece_vars)] if pieces else []
     for term, idx in implicit:
-        parts = term[2](c)
-        segments.append((parts[0] if len(parts) == 1 else tf.concat(parts, axis=0), idx))
+        segments += [(part, [i]) for part, i in zip(term[2](c), idx, strict=True)]
     return segments, norms
 
 
