@@ -146,7 +146,7 @@ def test_ghost_clipping_full_size_backbone_with_trained_batchnorm_equals_brute_f
             layer.beta.assign(rng.normal(0.0, 0.1, c).astype(np.float32))
     pw2, conv3 = m.get_layer("backbone").get_layer("pw2"), m.get_layer("backbone").get_layer("conv3")
     assert _layer_terms("Conv1D", pw2, tf.zeros((2, 19, 16)), tf.zeros((2, 19, 32)))[0] == "pieces"
-    assert _layer_terms("Conv1D", conv3, tf.zeros((2, 9, 32)), tf.zeros((2, 7, 64)))[0] == "implicit"
+    assert _layer_terms("Conv1D", conv3, tf.zeros((2, 7, 3 * 32)), tf.zeros((2, 7, 64)))[0] == "implicit"  # patches
     y = rng.integers(0, 4, len(X))
     ref = _brute_force_per_example(m, X, y)
     clip = float(np.median(np.linalg.norm(ref, axis=1)))  # half the examples are clipped

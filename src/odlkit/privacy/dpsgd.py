@@ -357,10 +357,13 @@ def ghost_layers(model):
     return layers
 
 
+_IM2COL_MAX_CHANNELS = 8  # conv1 of the backbone (6 channels) yes, conv3 (32) no: see _ghost_forward
+
+
 def _ghost_forward(layers, x):
     """Forward pass; returns ``(output, logits, taps)``: ``logits`` is the input of a final softmax
     (else None) and, per trainable layer, a tap ``(layer, kind, input, z)`` with ``z`` its
-    pre-activation output."""
+    pre-activation output; a convolution's input in its tap is its patches (B, T_out, k*C_in)."""
     import keras
     from keras import ops
 
@@ -383,15 +386,27 @@ def _ghost_forward(layers, x):
             taps.append((layer, kind, h, z))
             h = z
             continue
+        a = h
         if kind == "Dense":
             z = ops.matmul(h, layer.kernel)
         elif kind == "Conv1D":
-            z = ops.conv(h, layer.kernel, strides=1, padding="valid")
+            # the patches (B, T_out, k*C_in), index j*C_in + c as in the (k, C_in, C_out) kernel: the tap's
+            # input, reused by the per-example terms. With few input channels the forward is the patches
+            # times the kernel, one (B*T_out, k*C_in) x (k*C_in, C_out) product (im2col): cheaper than
+            # TF's CPU convolution there, which wins again from 32 channels at batch 64 (measured).
+            k, c_in, c_out = layer.kernel.shape
+            t_out = h.shape[1] - k + 1
+            a = h if k == 1 else ops.concatenate([h[:, j:j + t_out] for j in range(k)], axis=-1)
+            if k == 1 or c_in <= _IM2COL_MAX_CHANNELS:
+                z = ops.reshape(ops.matmul(ops.reshape(a, (-1, k * c_in)),
+                                           ops.reshape(layer.kernel, (k * c_in, c_out))), (-1, t_out, c_out))
+            else:
+                z = ops.conv(h, layer.kernel, strides=1, padding="valid")
         else:
             z = ops.depthwise_conv(h, layer.kernel, strides=1, padding="valid")
         if layer.use_bias:
             z = z + layer.bias
-        taps.append((layer, kind, h, z))
+        taps.append((layer, kind, a, z))
         act = layer.activation
         if act is keras.activations.softmax:
             logits = z
@@ -410,7 +425,7 @@ def _layer_terms(kind, layer, a, g):
     (patches ``P_i`` (T, k*C_in), output gradient ``G_i`` (T, C_out)):
     ``||P_i^T G_i||^2 = sum(P_i P_i^T * G_i G_i^T)`` (ghost norm, Li et al. 2022). The clipped sum
     ``sum_i c_i P_i^T G_i`` is then one ordinary matrix product ``P^T (c * G)`` over batch and time.
-    Patches are the input's k shifted copies side by side (static slices; no ``tf.signal.frame``).
+    Patches are the input's k shifted copies side by side (static slices), made by the forward pass.
     """
     import tensorflow as tf
 
@@ -447,28 +462,21 @@ def _layer_terms(kind, layer, a, g):
             strides=[1, 1, 1, 1], padding="VALID")
         pw = tf.transpose(tf.reshape(w, [k, -1, c_in]), [1, 0, 2])  # (B, k, C)
         return "pieces", [tf.reshape(pw, [-1, k * c_in])] + bias
-    k = layer.kernel.shape[0] if kind == "Conv1D" else 1  # a Dense layer on (B, T, d) is a 1-wide conv
-    # multiply-adds per example: the kernel gradient P^T G against the two Gram matrices A A^T, G G^T
-    if t_out * k * c_in * c_out <= t_in * t_in * c_in + t_out * t_out * c_out:
-        # patches (B, T_out, k*C_in), index j*C_in + c as in the (k, C_in, C_out) kernel
-        patches = a if k == 1 else tf.concat([a[:, j:j + t_out] for j in range(k)], axis=-1)
-        pw = tf.matmul(patches, g, transpose_a=True)  # (B, k*C_in, C_out)
-        return "pieces", [tf.reshape(pw, [-1, k * c_in * c_out])] + bias
-    # P_i P_i^T from the input's own Gram matrix: (P P^T)[t, s] = sum_j (A A^T)[t + j, s + j]
-    aa = tf.matmul(a, a, transpose_b=True)  # (B, T_in, T_in)
-    pp = aa if k == 1 else tf.add_n([aa[:, j:j + t_out, j:j + t_out] for j in range(k)])
-    sq = tf.reduce_sum(pp * tf.matmul(g, g, transpose_b=True), axis=[1, 2])
+    # a convolution (its tap input is its patches, see _ghost_forward) or a Dense layer on (B, T, d):
+    # per example z_i = A_i W with A_i (T, d) and W (d, C_out), so dW_i = A_i^T G_i
+    d = c_in
+    # multiply-adds per example: the kernel gradient A^T G against the two Gram matrices A A^T, G G^T
+    if t_out * d * c_out <= t_out * t_out * (d + c_out):
+        pw = tf.matmul(a, g, transpose_a=True)  # (B, d, C_out)
+        return "pieces", [tf.reshape(pw, [-1, d * c_out])] + bias
+    sq = tf.reduce_sum(tf.matmul(a, a, transpose_b=True) * tf.matmul(g, g, transpose_b=True), axis=[1, 2])
     if bias:
         sq = sq + tf.reduce_sum(bias[0] * bias[0], axis=1)
 
     def clipped(c):
-        # sum_i c_i P_i^T G_i is the convolution's ordinary kernel gradient for output gradient c_i G_i
+        # sum_i c_i A_i^T G_i: one ordinary product over batch and time
         cg = g * c[:, None, None]
-        if k == 1:
-            kernel = tf.matmul(tf.reshape(a, [-1, c_in]), tf.reshape(cg, [-1, c_out]), transpose_a=True)
-        else:
-            kernel = tf.raw_ops.Conv2DBackpropFilter(input=a[:, None], filter_sizes=[1, k, c_in, c_out],
-                                                     out_backprop=cg[:, None], strides=[1, 1, 1, 1], padding="VALID")
+        kernel = tf.matmul(tf.reshape(a, [-1, d]), tf.reshape(cg, [-1, c_out]), transpose_a=True)
         return [tf.reshape(kernel, [-1])] + ([tf.linalg.matvec(bias[0], c, transpose_a=True)] if bias else [])
 
     return "implicit", sq, clipped
