@@ -137,7 +137,7 @@ class DPSGD:
         self.ghost = GhostClippedGradient(model, from_logits) if ghost else None
         if self.ghost is not None:
             compute_segments = self.ghost.compute_segments
-            handles = [v.value.handle if hasattr(v, "value") else v.handle for v in variables]
+            handles = [v.handle for v in variables]  # Keras 3 variables expose their tf resource handle
 
             @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((2,), tf.float32),
                                           tf.TensorSpec((self.n_params,), tf.float32)])
