@@ -122,6 +122,47 @@ def test_ghost_clipping_equals_brute_force_per_example_clipping(which):
                                atol=1e-6)
 
 
+def test_ghost_clipping_full_size_backbone_with_trained_batchnorm_equals_brute_force():
+    """The full-size IMU backbone (50x6 windows) takes the per-example-kernel path for its 1-wide
+    conv (pw2: 19*16*32 multiply-adds < the Gram matrices' 19*19*(16+32)) and the Gram path for
+    conv3; its BatchNorm layers get non-trivial statistics so the mean term of the BatchNorm
+    pieces (sum_t g a - mean sum_t g) / sqrt(var + eps) is exercised (fresh layers have mean 0)."""
+    import tensorflow as tf
+
+    from odlkit import models
+    from odlkit.privacy import DPSGD
+    from odlkit.privacy.dpsgd import _layer_terms
+
+    rng = np.random.default_rng(3)
+    m = models.build_classifier(models.build_backbone(), models.build_head(64, 4), trainable_backbone=True)
+    X = rng.normal(size=(6, 50, 6)).astype(np.float32)
+    m(X[:1])
+    for layer in m.get_layer("backbone").layers:
+        if type(layer).__name__ == "BatchNormalization":
+            c = layer.gamma.shape[0]
+            layer.moving_mean.assign(rng.normal(0.0, 0.5, c).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype(np.float32))
+            layer.gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+            layer.beta.assign(rng.normal(0.0, 0.1, c).astype(np.float32))
+    pw2, conv3 = m.get_layer("backbone").get_layer("pw2"), m.get_layer("backbone").get_layer("conv3")
+    assert _layer_terms("Conv1D", pw2, tf.zeros((2, 19, 16)), tf.zeros((2, 19, 32)))[0] == "pieces"
+    assert _layer_terms("Conv1D", conv3, tf.zeros((2, 7, 3 * 32)), tf.zeros((2, 7, 64)))[0] == "implicit"  # patches
+    y = rng.integers(0, 4, len(X))
+    ref = _brute_force_per_example(m, X, y)
+    clip = float(np.median(np.linalg.norm(ref, axis=1)))  # half the examples are clipped
+    dp = DPSGD(m, l2_norm_clip=clip, noise_multiplier=0.0, fast_dense=False)
+    assert dp.ghost is not None
+    total, norms, _ = dp.clipped_gradient_sum(X, y)
+    # float32 throughout, different summation order: as in the test above
+    np.testing.assert_allclose(norms, np.linalg.norm(ref, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(total, clip_l2(ref, clip, axis=1).sum(axis=0), atol=1e-5 * clip * len(X))
+    w0 = np.concatenate([v.numpy().ravel() for v in m.trainable_variables])
+    dp.step(X, y)
+    w1 = np.concatenate([v.numpy().ravel() for v in m.trainable_variables])
+    np.testing.assert_allclose(w1 - w0, -dp.learning_rate * clip_l2(ref, clip, axis=1).sum(axis=0) / len(X),
+                               atol=1e-6)
+
+
 def test_clipping_bound_holds_per_example(digits):
     from odlkit.privacy import DPSGD
 

@@ -99,7 +99,7 @@ class DPSGD:
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.n_params = int(sum(self.sizes))
         self.steps_done = 0
-        self._scalars: dict = {}  # (clip, noise std, denominator, lr) -> the step's scalar tensor
+        self._scalars: dict = {}  # (clip, lr / denominator) -> the step's scalar tensor
         loss_obj = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, reduction="none")
         variables = self.variables
 
@@ -136,20 +136,26 @@ class DPSGD:
             ghost = ghost_layers(model) is not None
         self.ghost = GhostClippedGradient(model, from_logits) if ghost else None
         if self.ghost is not None:
-            compute = self.ghost.compute
+            compute_segments = self.ghost.compute_segments
+            handles = [v.handle for v in variables]  # Keras 3 variables expose their tf resource handle
 
-            @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((4,), tf.float32),
+            @tf.function(input_signature=[x_spec, tf.TensorSpec((None,), tf.int64), tf.TensorSpec((2,), tf.float32),
                                           tf.TensorSpec((self.n_params,), tf.float32)])
             def ghost_step(x, y, scalars, noise):
-                # scalars = (clip, noise std (drawn outside), denominator, learning rate): one cached tensor
-                total, _, losses = compute(x, y, scalars[0])
-                apply_inline((total + noise) / scalars[2], scalars[3])
+                # scalars = (clip, learning rate / denominator): one cached tensor; noise drawn outside
+                segments, _, losses = compute_segments(x, y, scalars[0])
+                # the noise is i.i.d. per coordinate, so each segment takes the next slice of it (no
+                # reordering) and its variables are updated as soon as it is ready, while the other
+                # segments are still being computed: w <- w - (lr / B) (clipped sum + noise), one fused op each
+                start = 0
+                for flat, idx in segments:
+                    sizes = [self.sizes[i] for i in idx]
+                    noisy = flat + noise[start:start + sum(sizes)]
+                    start += sum(sizes)
+                    for i, p in zip(idx, [noisy] if len(idx) == 1 else tf.split(noisy, sizes), strict=True):
+                        tf.raw_ops.ResourceApplyGradientDescent(var=handles[i], alpha=scalars[1],
+                                                                delta=tf.reshape(p, self.shapes[i]))
                 return tf.reduce_mean(losses)
-
-            def apply_inline(flat_grad, lr):
-                parts = tf.split(flat_grad, self.sizes)
-                for v, p, s in zip(variables, parts, self.shapes, strict=True):
-                    v.assign_sub(lr * tf.reshape(p, s))
 
             self._zero_noise = tf.zeros((self.n_params,), tf.float32)
             # the concrete function: no per-call signature matching (sgd_step_fn gets the same)
@@ -204,8 +210,8 @@ class DPSGD:
             if self.noise_multiplier > 0 and not math.isfinite(self.l2_norm_clip):
                 raise ValueError("noise needs a finite l2_norm_clip: the noise std is noise_multiplier * l2_norm_clip")
             denom = len(X) if batch_size is None else batch_size
-            key = (self.l2_norm_clip, self.noise_multiplier * self.l2_norm_clip if self.noise_multiplier > 0 else 0.0,
-                   float(denom), self.learning_rate)
+            std = self.noise_multiplier * self.l2_norm_clip if self.noise_multiplier > 0 else 0.0
+            key = (self.l2_norm_clip, self.learning_rate / denom)
             scalars = self._scalars.get(key)
             if scalars is None:
                 if len(self._scalars) > 256:  # batch sizes vary without batch_size=: keep the cache small
@@ -213,8 +219,12 @@ class DPSGD:
                 scalars = self._scalars[key] = self._tf.constant(key, self._tf.float32)
             tf = self._tf
             # numpy's ziggurat in float32: several times cheaper than TF's Box-Muller kernel in the graph
-            noise = (tf.convert_to_tensor(self.rng.standard_normal(self.n_params, dtype=np.float32) * np.float32(key[1]))
-                     if key[1] > 0 else self._zero_noise)
+            if std > 0:
+                noise = self.rng.standard_normal(self.n_params, dtype=np.float32)
+                noise *= np.float32(std)
+                noise = tf.constant(noise)
+            else:
+                noise = self._zero_noise
             loss = self._ghost_step(tf.convert_to_tensor(np.asarray(X, np.float32)),
                                     tf.convert_to_tensor(np.asarray(y, np.int64)), scalars, noise)
             self.steps_done += 1
@@ -347,10 +357,13 @@ def ghost_layers(model):
     return layers
 
 
+_IM2COL_MAX_CHANNELS = 8  # conv1 of the backbone (6 channels) yes, conv3 (32) no: see _ghost_forward
+
+
 def _ghost_forward(layers, x):
     """Forward pass; returns ``(output, logits, taps)``: ``logits`` is the input of a final softmax
     (else None) and, per trainable layer, a tap ``(layer, kind, input, z)`` with ``z`` its
-    pre-activation output (BatchNormalization: its normalised input instead of the input)."""
+    pre-activation output; a convolution's input in its tap is its patches (B, T_out, k*C_in)."""
     import keras
     from keras import ops
 
@@ -365,20 +378,35 @@ def _ghost_forward(layers, x):
             h = layer(h, training=False)
             continue
         if kind == "BatchNormalization":
-            xhat = (h - layer.moving_mean) * ops.rsqrt(layer.moving_variance + layer.epsilon)
-            z = xhat * (layer.gamma if layer.scale else 1.0) + (layer.beta if layer.center else 0.0)
-            taps.append((layer, kind, xhat, z))
+            # z = h * s + o with per-channel s, o (as Keras computes it): two full-size ops, not four
+            r = ops.rsqrt(layer.moving_variance + layer.epsilon)
+            s = r * layer.gamma if layer.scale else r
+            o = -layer.moving_mean * s + (layer.beta if layer.center else 0.0)
+            z = h * s + o
+            taps.append((layer, kind, h, z))
             h = z
             continue
+        a = h
         if kind == "Dense":
             z = ops.matmul(h, layer.kernel)
         elif kind == "Conv1D":
-            z = ops.conv(h, layer.kernel, strides=1, padding="valid")
+            # the patches (B, T_out, k*C_in), index j*C_in + c as in the (k, C_in, C_out) kernel: the tap's
+            # input, reused by the per-example terms. With few input channels the forward is the patches
+            # times the kernel, one (B*T_out, k*C_in) x (k*C_in, C_out) product (im2col): cheaper than
+            # TF's CPU convolution there, which wins again from 32 channels at batch 64 (measured).
+            k, c_in, c_out = layer.kernel.shape
+            t_out = h.shape[1] - k + 1
+            a = h if k == 1 else ops.concatenate([h[:, j:j + t_out] for j in range(k)], axis=-1)
+            if k == 1 or c_in <= _IM2COL_MAX_CHANNELS:
+                z = ops.reshape(ops.matmul(ops.reshape(a, (-1, k * c_in)),
+                                           ops.reshape(layer.kernel, (k * c_in, c_out))), (-1, t_out, c_out))
+            else:
+                z = ops.conv(h, layer.kernel, strides=1, padding="valid")
         else:
             z = ops.depthwise_conv(h, layer.kernel, strides=1, padding="valid")
         if layer.use_bias:
             z = z + layer.bias
-        taps.append((layer, kind, h, z))
+        taps.append((layer, kind, a, z))
         act = layer.activation
         if act is keras.activations.softmax:
             logits = z
@@ -390,21 +418,27 @@ def _layer_terms(kind, layer, a, g):
     """One trainable layer's share of the clipped sum, the cheaper of two ways (Bu et al. 2023's rule).
 
     ``("pieces", [(B, size) matrices])``: the per-example gradients of the layer's variables, in
-    variable order, when they are small (BatchNorm, a kernel smaller than the Gram matrices below).
+    variable order, when they are cheap (BatchNorm, a depthwise kernel, a convolution whose
+    per-example kernel gradient costs fewer multiply-adds than the Gram matrices below).
     ``("implicit", sq (B,), clipped(c) -> [flat gradients])``: the per-example gradients are never
     formed. A Dense layer on vectors: ``||a_i||^2 ||g_i||^2`` (Goodfellow 2015). A convolution
-    (patches ``P_i`` (T, k*C_in), output gradient ``G_i`` (T, C_out)) with ``T^2 < k*C_in*C_out``:
+    (patches ``P_i`` (T, k*C_in), output gradient ``G_i`` (T, C_out)):
     ``||P_i^T G_i||^2 = sum(P_i P_i^T * G_i G_i^T)`` (ghost norm, Li et al. 2022). The clipped sum
     ``sum_i c_i P_i^T G_i`` is then one ordinary matrix product ``P^T (c * G)`` over batch and time.
-    Patches are the input's k shifted copies side by side (static slices; no ``tf.signal.frame``).
+    Patches are the input's k shifted copies side by side (static slices), made by the forward pass.
     """
     import tensorflow as tf
 
     if kind == "BatchNormalization":
+        # z = a * s + o with s = gamma / sqrt(var + eps): d gamma_i = sum_t g (a - mean) / sqrt(var + eps),
+        # formed as (sum_t g a - mean sum_t g) / sqrt(...) so the only full-size product is g * a
         axes = list(range(1, len(a.shape) - 1))
-        pieces = ([tf.reduce_sum(g * a, axis=axes) if axes else g * a] if layer.scale else []) + (
-            [tf.reduce_sum(g, axis=axes) if axes else g] if layer.center else [])
-        return "pieces", pieces
+        g_sum = tf.reduce_sum(g, axis=axes) if axes else g
+        pieces = []
+        if layer.scale:
+            ga = tf.reduce_sum(g * a, axis=axes) if axes else g * a
+            pieces.append((ga - g_sum * layer.moving_mean) * tf.math.rsqrt(layer.moving_variance + layer.epsilon))
+        return "pieces", pieces + ([g_sum] if layer.center else [])
     bias = [tf.reduce_sum(g, axis=list(range(1, len(g.shape) - 1)))] if layer.use_bias and len(g.shape) > 2 else []
     if kind == "Dense" and len(a.shape) == 2:
         gg = tf.reduce_sum(g * g, axis=1)
@@ -416,76 +450,82 @@ def _layer_terms(kind, layer, a, g):
                 [tf.reduce_sum(cg, axis=0)] if layer.use_bias else [])
 
         return "implicit", sq, clipped
-    t_out, c_in, c_out = g.shape[1], a.shape[-1], g.shape[-1]
+    t_in, t_out, c_in, c_out = a.shape[1], g.shape[1], a.shape[-1], g.shape[-1]
     if kind == "DepthwiseConv1D":  # multiplier 1: kernel (k, C, 1), d w[j, c] = sum_t a[t + j, c] g[t, c]
         k = layer.kernel.shape[0]
-        # k products of (B, T_out, C) and a stack of (B, C) rows: no (B, T_out, k, C) intermediate
-        pw = tf.stack([tf.reduce_sum(a[:, j:j + t_out] * g, axis=1) for j in range(k)], axis=1)  # (B, k, C)
+        # one depthwise filter gradient with the batch folded into the channels (example i's channel c
+        # is channel i*C + c): the per-example kernels in one op instead of k products and sums
+        a_folded = tf.reshape(tf.transpose(a, [1, 0, 2]), [1, 1, t_in, -1])
+        g_folded = tf.reshape(tf.transpose(g, [1, 0, 2]), [1, 1, t_out, -1])
+        w = tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
+            input=a_folded, filter_sizes=tf.stack([1, k, tf.shape(a_folded)[3], 1]), out_backprop=g_folded,
+            strides=[1, 1, 1, 1], padding="VALID")
+        pw = tf.transpose(tf.reshape(w, [k, -1, c_in]), [1, 0, 2])  # (B, k, C)
         return "pieces", [tf.reshape(pw, [-1, k * c_in])] + bias
-    k = layer.kernel.shape[0] if kind == "Conv1D" else 1  # a Dense layer on (B, T, d) is a 1-wide conv
-    if t_out * t_out >= k * c_in * c_out:  # the per-example kernel gradient is the smaller object
-        # patches (B, T_out, k*C_in), index j*C_in + c as in the (k, C_in, C_out) kernel
-        patches = a if k == 1 else tf.concat([a[:, j:j + t_out] for j in range(k)], axis=-1)
-        pw = tf.matmul(patches, g, transpose_a=True)  # (B, k*C_in, C_out)
-        return "pieces", [tf.reshape(pw, [-1, k * c_in * c_out])] + bias
-    # P_i P_i^T from the input's own Gram matrix: (P P^T)[t, s] = sum_j (A A^T)[t + j, s + j]
-    aa = tf.matmul(a, a, transpose_b=True)  # (B, T_in, T_in)
-    pp = aa if k == 1 else tf.add_n([aa[:, j:j + t_out, j:j + t_out] for j in range(k)])
-    sq = tf.reduce_sum(pp * tf.matmul(g, g, transpose_b=True), axis=[1, 2])
+    # a convolution (its tap input is its patches, see _ghost_forward) or a Dense layer on (B, T, d):
+    # per example z_i = A_i W with A_i (T, d) and W (d, C_out), so dW_i = A_i^T G_i
+    d = c_in
+    # multiply-adds per example: the kernel gradient A^T G against the two Gram matrices A A^T, G G^T
+    if t_out * d * c_out <= t_out * t_out * (d + c_out):
+        pw = tf.matmul(a, g, transpose_a=True)  # (B, d, C_out)
+        return "pieces", [tf.reshape(pw, [-1, d * c_out])] + bias
+    sq = tf.reduce_sum(tf.matmul(a, a, transpose_b=True) * tf.matmul(g, g, transpose_b=True), axis=[1, 2])
     if bias:
         sq = sq + tf.reduce_sum(bias[0] * bias[0], axis=1)
 
     def clipped(c):
-        # sum_i c_i P_i^T G_i is the convolution's ordinary kernel gradient for output gradient c_i G_i
+        # sum_i c_i A_i^T G_i: one ordinary product over batch and time
         cg = g * c[:, None, None]
-        if k == 1:
-            kernel = tf.matmul(tf.reshape(a, [-1, c_in]), tf.reshape(cg, [-1, c_out]), transpose_a=True)
-        else:
-            kernel = tf.raw_ops.Conv2DBackpropFilter(input=a[:, None], filter_sizes=[1, k, c_in, c_out],
-                                                     out_backprop=cg[:, None], strides=[1, 1, 1, 1], padding="VALID")
+        kernel = tf.matmul(tf.reshape(a, [-1, d]), tf.reshape(cg, [-1, c_out]), transpose_a=True)
         return [tf.reshape(kernel, [-1])] + ([tf.linalg.matvec(bias[0], c, transpose_a=True)] if bias else [])
 
     return "implicit", sq, clipped
 
 
-def _clipped_sum(taps, grads, clip):
-    """``(sum_i c_i g_i flattened in variable order, ||g_i||)`` with ``c_i = min(1, clip / ||g_i||)``.
+def _clipped_segments(taps, grads, clip):
+    """``(segments, ||g_i||)``: the clipped sum ``sum_i c_i g_i`` (``c_i = min(1, clip / ||g_i||)``) as
+    ``(flat tensor, indices of the variables it holds, in order)`` segments, cheapest order first.
 
-    Consecutive layers with per-example pieces form one ``(B, size)`` block: its squared norms are
-    one reduction and its clipped sum one matrix-vector product; implicit layers (see
-    :func:`_layer_terms`) give their squared norms and clipped sums directly.
+    All layers' per-example pieces form one ``(B, size)`` block: its squared norms are one
+    reduction and its clipped sum one product ``c^T block``, whichever layers they come from;
+    implicit layers (see :func:`_layer_terms`) give their squared norms and clipped sums directly.
     """
     import tensorflow as tf
 
-    terms, run = [], []
+    pieces, piece_vars, implicit = [], [], []
+    var = 0
     for (layer, kind, a, _), g in zip(taps, grads, strict=True):
         term = _layer_terms(kind, layer, a, g)
+        n_vars = len(layer.trainable_weights)
         if term[0] == "pieces":
-            run += term[1]
-            continue
-        if run:
-            terms.append(("pieces", run))
-            run = []
-        terms.append(term)
-    if run:
-        terms.append(("pieces", run))
-    squares = []
-    for n, term in enumerate(terms):
-        if term[0] == "pieces":
-            block = term[1][0] if len(term[1]) == 1 else tf.concat(term[1], axis=1)
-            terms[n] = ("pieces", block)
-            squares.append(tf.reduce_sum(block * block, axis=1))
+            pieces += term[1]
+            piece_vars += list(range(var, var + n_vars))
         else:
-            squares.append(term[1])
+            implicit.append((term, list(range(var, var + n_vars))))
+        var += n_vars
+    squares = [term[1] for term, _ in implicit]
+    if pieces:
+        block = pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=1)
+        squares.insert(0, tf.reduce_sum(block * block, axis=1))
     norms = tf.sqrt(squares[0] if len(squares) == 1 else tf.add_n(squares))
     c = tf.minimum(1.0, clip / tf.maximum(norms, 1e-12))
-    flat = []
-    for term in terms:
-        if term[0] == "pieces":
-            flat.append(tf.linalg.matvec(term[1], c, transpose_a=True))
-        else:
-            flat += term[2](c)
-    return (flat[0] if len(flat) == 1 else tf.concat(flat, axis=0)), norms
+    # c^T block as a product and a column sum: cheaper here than a (1, B) x (B, P) matrix product
+    segments = [(tf.reduce_sum(block * c[:, None], axis=0), piece_vars)] if pieces else []
+    for term, idx in implicit:
+        segments += [(part, [i]) for part, i in zip(term[2](c), idx, strict=True)]
+    return segments, norms
+
+
+def _in_variable_order(segments, sizes):
+    """The segments of :func:`_clipped_segments` as one flat vector in variable order."""
+    import tensorflow as tf
+
+    parts = {}
+    for flat, idx in segments:
+        split = [flat] if len(idx) == 1 else tf.split(flat, [sizes[i] for i in idx])
+        parts.update(zip(idx, split, strict=True))
+    ordered = [parts[i] for i in range(len(sizes))]
+    return ordered[0] if len(ordered) == 1 else tf.concat(ordered, axis=0)
 
 
 class GhostClippedGradient:
@@ -507,7 +547,9 @@ class GhostClippedGradient:
         loss_obj = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, reduction="none")
         self.layers = layers
 
-        def compute(x, y, clip):
+        sizes = [int(np.prod(v.shape)) for v in model.trainable_variables]
+
+        def compute_segments(x, y, clip):
             with tf.GradientTape() as tape:
                 out, logits, taps = _ghost_forward(layers, x)
                 if not from_logits and logits is not None:
@@ -517,9 +559,14 @@ class GhostClippedGradient:
                     losses = loss_obj(y, out)
                 total = tf.reduce_sum(losses)
             gz = tape.gradient(total, [t[3] for t in taps])
-            flat, norms = _clipped_sum(taps, gz, clip)
-            return flat, norms, losses
+            segments, norms = _clipped_segments(taps, gz, clip)
+            return segments, norms, losses
 
+        def compute(x, y, clip):
+            segments, norms, losses = compute_segments(x, y, clip)
+            return _in_variable_order(segments, sizes), norms, losses
+
+        self.compute_segments = compute_segments
         self.compute = compute
         x_spec = tf.TensorSpec((None, *tuple(model.inputs[0].shape[1:])), tf.float32)
         self._fn = tf.function(compute, input_signature=[x_spec, tf.TensorSpec((None,), tf.int64),
