@@ -169,7 +169,8 @@ def child_cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: bool = False) -> dict:
+def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: bool = False,
+            keep: Path | None = None) -> dict:
     src_dir = find_source(assignment)
     with tempfile.TemporaryDirectory(prefix="odl-semester-") as tmp:
         tmp = Path(tmp)
@@ -219,12 +220,17 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: 
             unpruned = {"students": len(unpruned_results), "seconds_per_student": round(t_every / students, 2),
                         "grades_differ": differ, "same_grades": not differ and set(unpruned_results) == set(results)}
         skipped_cells = sorted({ln.split(PR.LOG_MARK, 1)[1].strip() for ln in log.splitlines() if PR.LOG_MARK in ln})
+        cpu0 = child_cpu_seconds()
         t0 = time.perf_counter()
-        html = C.feedback([assignment], course)
+        html = C.feedback([assignment], course, jobs=jobs)
         t_feedback = time.perf_counter() - t0
+        cpu_feedback = child_cpu_seconds() - cpu0
         t0 = time.perf_counter()
         totals = C.export(tmp / "grades.csv", course)
         t_export = time.perf_counter() - t0
+        if keep is not None:   # the course with its graded notebooks and feedback, to look at afterwards
+            shutil.rmtree(keep / assignment, ignore_errors=True)
+            shutil.copytree(course, keep / assignment, symlinks=True, dirs_exist_ok=True)
     wrong = {}
     for sid, want in expected.items():
         r = results.get(sid)
@@ -248,6 +254,7 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: 
         "seconds": {"release": round(t_release, 1), "collect": round(t_collect, 2), "autograde": round(t_autograde, 1),
                     "feedback": round(t_feedback, 1), "export": round(t_export, 1)},
         "cpu_seconds_per_student": round(cpu_autograde / students, 2),
+        "feedback_cpu_seconds_per_student": round(cpu_feedback / students, 2),
         "warm_kernels": warm_kernels,
         "cells_not_run": skipped_cells,
         "every_cell_run_comparison": unpruned,
@@ -294,6 +301,7 @@ def main() -> None:
     ap.add_argument("--both-ways", action="store_true",
                     help="also grade every submission with every cell run (ODL_GRADER_PRUNE=0) and compare each "
                          "cell's grade with the pruned run's")
+    ap.add_argument("--keep", type=Path, help="copy each assignment's course (graded notebooks, feedback) to KEEP/<assignment>")
     ap.add_argument("--note", default="", help="a sentence stored with the results (e.g. why fewer students)")
     args = ap.parse_args()
     if args.cold:
@@ -304,7 +312,7 @@ def main() -> None:
     rows = []
     print(f"{'assignment':<28}{'students':>9}{'jobs':>5}{'s/student':>10}{'wrong':>6}")
     for a in names:
-        row = dry_run(a, args.students, args.jobs, args.timeout, args.both_ways)
+        row = dry_run(a, args.students, args.jobs, args.timeout, args.both_ways, args.keep)
         row["loadavg_1min_after"] = round(os.getloadavg()[0], 1)
         rows.append(row)
         print(f"{a:<28}{row['students']:>9}{row['jobs']:>5}{row['seconds_per_student']:>10}{row['wrong_scores']:>6}",
