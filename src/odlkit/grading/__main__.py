@@ -65,6 +65,8 @@ def main(argv=None) -> int:
     f = sub.add_parser("feedback", help="generate HTML feedback per student")
     f.add_argument("assignments", nargs="*")
     f.add_argument("--exchange", action="store_true", help="also release it through the JupyterHub exchange")
+    f.add_argument("--jobs", "-j", type=int, default=None,
+                   help="nbgrader processes making pages at once, each over its own students (default: the cores)")
 
     sub.add_parser("formgrader", help="open JupyterLab in the course folder for manual grading (Nbgrader menu)")
 
@@ -110,7 +112,7 @@ def main(argv=None) -> int:
                 print(f"== {asg} ==")
                 print(C.format_results(res))
         elif args.cmd == "feedback":
-            for path in C.feedback(args.assignments or None, course, args.exchange):
+            for path in C.feedback(args.assignments or None, course, args.exchange, jobs=args.jobs):
                 print(f"feedback {path}")
         elif args.cmd == "formgrader":
             import subprocess
