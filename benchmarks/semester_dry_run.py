@@ -10,8 +10,8 @@ student's autograded points and exported score with the expected ones:
 * ``blank``: the release as handed out; 0.
 * ``partial``: only the first exercise solved; exactly that exercise's test points.
 * ``wrong``: all solved, but the first exercise's functions return plausible wrong values (numbers
-  and arrays shifted by 1, also inside tuples, lists, dicts and dataclasses, booleans flipped:
-  right type and shape); that exercise's points lost.
+  and arrays shifted by 1, also inside tuples, lists, dicts and dataclasses, booleans (also
+  boolean arrays) flipped, strings with a ``_`` appended: right type and shape); that exercise's points lost.
 * ``tampered``: only the first exercise solved, every test cell edited to ``pass`` and the
   first exercise's tests deleted (nbgrader restores them); that exercise's points.
 * ``huge_alloc``: all solved, but the first exercise's cell first allocates without end
@@ -78,10 +78,14 @@ def _odl_shift(v):
         return type(v)(*(_odl_shift(x) for x in v))
     if isinstance(v, (bool, _odl_np.bool_)):
         return not v
+    if isinstance(v, str):                                     # e.g. layer names: another name
+        return v + "_"
     if isinstance(v, (int, float, _odl_np.number)):
         return v + 1
     if isinstance(v, _odl_np.ndarray) and v.dtype.kind in "fiu":
         return v + 1
+    if isinstance(v, _odl_np.ndarray) and v.dtype.kind == "b":   # e.g. a pruning mask
+        return ~v
     if isinstance(v, (list, tuple)):
         return type(v)(_odl_shift(x) for x in v)
     if isinstance(v, dict):
@@ -217,6 +221,7 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: 
         cpu_autograde = child_cpu_seconds() - cpu0
         log = (course / "autograded" / f"autograde_{assignment}.log").read_text()
         warm_kernels = log.count(W.LOG_MARK)
+        regrades = log.count(PR.REGRADE_MARK)   # pruned runs graded again with every cell (a resource ran out)
         unpruned = None
         if unpruned_results is not None:   # every cell's grade must agree
             differ = {sid: {"pruned": results[sid].grades if sid in results else None, "every_cell": r.grades}
@@ -224,7 +229,8 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: 
                       if sid not in results or r.grades != results[sid].grades or r.auto_score != results[sid].auto_score}
             unpruned = {"students": len(unpruned_results), "seconds_per_student": round(t_every / students, 2),
                         "grades_differ": differ, "same_grades": not differ and set(unpruned_results) == set(results)}
-        skipped_cells = sorted({ln.split(PR.LOG_MARK, 1)[1].strip() for ln in log.splitlines() if PR.LOG_MARK in ln})
+        skipped_cells = sorted({ln.split(PR.LOG_MARK, 1)[1].strip() for ln in log.splitlines()
+                                if PR.LOG_MARK in ln and PR.REGRADE_MARK not in ln})
         cpu0 = child_cpu_seconds()
         t0 = time.perf_counter()
         html = C.feedback([assignment], course, jobs=jobs)
@@ -266,6 +272,7 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: 
         "feedback_cpu_seconds_per_student": round(cpu_feedback / students, 2),
         "warm_kernels": warm_kernels,
         "cells_not_run": skipped_cells,
+        "every_cell_regrades": regrades,
         "every_cell_run_comparison": unpruned,
         "one_student_run_seconds_median": round(sorted(per_student)[len(per_student) // 2], 1) if per_student else None,
         "feedback_pages": len(html),
@@ -325,6 +332,9 @@ def main() -> None:
     ap.add_argument("--both-ways", action="store_true",
                     help="also grade every submission with every cell run (ODL_GRADER_PRUNE=0) and compare each "
                          "cell's grade with the pruned run's")
+    ap.add_argument("--both-ways-out", type=Path, default=None,
+                    help="with --both-ways: also put each assignment's comparison into this JSON (rows of other "
+                         "assignments kept), e.g. benchmarks/results/grading_both_ways.json")
     ap.add_argument("--keep", type=Path, help="copy each assignment's course (graded notebooks, feedback) to KEEP/<assignment>")
     ap.add_argument("--merge", action="store_true",
                     help="keep the rows of --out for assignments not run now (run the semester in parts)")
@@ -353,7 +363,36 @@ def main() -> None:
         if cmp_ is not None:
             print(f"    every cell run: {cmp_['seconds_per_student']} s/student, same grades: {cmp_['same_grades']}")
         res = write_results(args, rows, names, t0, load_before, earlier)   # after every assignment: a stopped run keeps its rows
+        if args.both_ways and args.both_ways_out:
+            write_both_ways(args.both_ways_out, row)
     print(f"total {res['total_seconds']} s; wrote {args.out}")
+
+
+def both_ways_row(row: dict) -> dict:
+    """One assignment's row of ``--both-ways-out``: every-cell vs pruned grading side by side."""
+    cmp_ = row["every_cell_run_comparison"] or {}
+    return {"assignment": row["assignment"], "students": row["students"], "jobs": row["jobs"], "kinds": row["kinds"],
+            "same_grades": cmp_.get("same_grades"), "differing": cmp_.get("grades_differ"),
+            "seconds_per_student": {"every_cell": cmp_.get("seconds_per_student"), "pruned": row["seconds_per_student"]},
+            "cpu_seconds_per_student_pruned": row["cpu_seconds_per_student"],
+            "every_cell_regrades": row.get("every_cell_regrades"), "cells_not_run": row["cells_not_run"],
+            "wrong_scores_pruned": row["wrong_scores"], "wrong": row["wrong"],
+            "loadavg_1min_after": row.get("loadavg_1min_after"), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def write_both_ways(path: Path, row: dict) -> None:
+    """Put ``row``'s comparison into the JSON at ``path`` (one row per assignment, the others kept):
+    separate runs, one assignment each, fill one file."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    rows = [r for r in old.get("assignments", []) if r["assignment"] != row["assignment"]] + [both_ways_row(row)]
+    res = {"what": "every submission kind graded with every cell run (ODL_GRADER_PRUNE=0 ODL_GRADING=0, nbgrader's "
+                   "way) and pruned with grading sizes, each test cell's grade compared "
+                   "(benchmarks/semester_dry_run.py --both-ways --both-ways-out)",
+           "assignments": sorted(rows, key=lambda r: r["assignment"]),
+           "all_same_grades": all(r["same_grades"] for r in rows),
+           "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -148,3 +148,68 @@ def test_grading_sizes_only_in_grading_kernels():
         out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
                              capture_output=True, text=True, check=True).stdout.split()
         assert " ".join(out) == want, (env, out)
+
+
+def test_exhausted_names_resource_errors_not_ordinary_failures():
+    def ran(*errors):
+        nb = new_notebook(cells=[new_code_cell("x")])
+        nb.cells[0].outputs = [nbformat.v4.new_output("error", ename=e, evalue=v, traceback=[]) for e, v in errors]
+        return prune.exhausted(nb)
+
+    assert ran(("NotImplementedError", ""), ("AssertionError", "wrong"), ("NameError", "name 'f' is not defined")) == ""
+    assert ran(("MemoryError", "")).startswith("cell 0: MemoryError")
+    assert ran(("OSError", "Could not find/load shared object file 'libllvmlite.so'"))
+    assert ran(("RuntimeError", "can't start new thread"))
+    assert ran(("ValueError", "[Errno 24] Too many open files"))
+    assert ran(("CellTimeoutError", ""))
+
+
+def test_a_pruned_run_that_exhausts_memory_is_graded_again_with_every_cell(tmp_path, monkeypatch):
+    """The Lab 1 wrong score in small, with a real (cold) kernel: the student's cell allocates
+    until MemoryError and keeps the memory; a demo cell no graded cell reads loaded a large native
+    library (llvmlite's, as aeon's numba does in Lab 1) that a later test loads again. Pruned, that
+    test could not load it (OSError) where every cell run gives its point; the pruned run is then
+    graded again with every cell, so each test's outcome is the every-cell run's. ~15 s."""
+    from odlkit.grading.limits import LimitedExecute
+
+    monkeypatch.setenv("ODL_GRADER_WARM", "0")
+    monkeypatch.setenv("ODL_GRADER_MEM_MB", "1536")
+
+    def notebook():
+        nb = new_notebook(cells=[
+            new_code_cell("import sys"),
+            new_code_cell("import llvmlite.binding as _demo_llvm\nprint('demo cell ran')"),
+            graded("_blocks = []\nwhile True:\n    _blocks.append(b'x' * 2**24)\ndef f():\n    return 1",
+                   "ex1_impl", solution=True),
+            graded("assert f() == 1", "ex1_tests"),
+            graded("def g():\n    return 2", "ex2_impl", solution=True),
+            graded("import llvmlite.binding\nassert g() == 2", "ex2_tests"),
+        ])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        return nb
+
+    def errors(env_prune: str):
+        monkeypatch.setenv(prune.PRUNE_ENV, env_prune)
+        out, _ = LimitedExecute(timeout=120).preprocess(notebook(), {"metadata": {"path": str(tmp_path)}})
+        return [sorted(o.ename for o in c.outputs if o.output_type == "error") for c in out.cells]
+
+    assert sorted(prune.cells_to_skip(notebook())[0]) == [0, 1]    # the demo cell is pruned
+    every_cell = errors("0")
+    assert every_cell[2:] == [["MemoryError"], ["NameError"], [], []], every_cell   # ex2's point kept
+    assert errors("1") == every_cell
+
+
+def test_a_name_bound_only_to_an_immutable_literal_is_not_changed_by_calls():
+    def cells(binding, *more):
+        return ["import kit", binding, "kit.record(S)\nalias = S\nalias.sort()", *more, graded("assert len(S) == 2")]
+
+    assert skipped(*cells("S = ['a', 'b']")) == []                    # a list: the kit may change it
+    assert skipped(*cells("S = ('a', 'b')")) == [0, 2]                # a tuple of strings: it cannot
+    assert skipped(*cells("S = frozenset({1, 2})")) == [0, 2]
+    assert skipped(*cells("S = 'ab'")) == [0, 2]
+    assert skipped(*cells("S = (-1, 2.5, None)")) == [0, 2]
+    assert skipped(*cells("S = ('a', ['b'])")) == []                  # a list inside: changeable
+    assert skipped(*cells("S = tuple(kit.names())")) == []            # what the kit returns: not told
+    assert skipped(*cells("S = ('a', 'b')", "S = kit.names()")) == []   # rebound to something else
+    assert skipped(*cells("S = ('a', 'b')", "S += ('c',)")) == []
+    assert skipped(*cells("S = tuple(['a', 'b'])", "def tuple(x):\n    return [x]")) == [3]   # not the builtin

@@ -16,14 +16,20 @@ then ``exec``s the normal kernel command, so the kernel itself is unchanged.
 Limits come from the environment of the grading process (defaults in brackets):
 ``ODL_GRADER_MEM_MB`` [4096] and ``ODL_GRADER_CPU_S`` [3600]; 0 disables a limit.
 These limits are not a sandbox: see the instructor guide (autograder/README.md).
+
+``LimitedExecute`` also runs only the cells a graded cell can depend on (:mod:`odlkit.grading.prune`)
+and grades a notebook again with every cell run when its pruned run exhausted a resource
+(:func:`odlkit.grading.prune.exhausted`, a dead kernel), so such a student gets nbgrader's grades.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 
 from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import DeadKernelError
 from nbgrader.preprocessors import Execute
 
 from . import kernel_start
@@ -97,6 +103,24 @@ class LimitedExecute(Execute):
             self._skip, why = prune.cells_to_skip(nb)
             self.log.info("%s %d of %d code cells not run (no graded cell needs them)%s", prune.LOG_MARK,
                           len(self._skip), sum(c.cell_type == "code" for c in nb.cells), f"; {why}" if why else "")
+        if not self._skip:
+            return super().preprocess(nb, resources, *args, **kwargs)
+        # A pruned run that exhausted a resource (memory, file descriptors, CPU: the kernel died,
+        # a cell timed out) is graded again with every cell run, nbgrader's way: once a resource
+        # is gone, what a later cell can still do depends on what the skipped cells did first
+        # (a skipped demo cell that loaded a native library the tests load again, prune.py).
+        original = copy.deepcopy(nb)
+        try:
+            out = super().preprocess(nb, resources, *args, **kwargs)
+            exhausted = prune.exhausted(out[0])
+        except DeadKernelError as e:
+            exhausted = f"the kernel died ({e})"
+        if not exhausted:
+            return out
+        self.log.warning("%s (%s): grading again with every cell run", prune.REGRADE_MARK, exhausted)
+        self._skip = set()
+        nb.cells = original.cells
+        nb.metadata = original.metadata
         return super().preprocess(nb, resources, *args, **kwargs)
 
     def preprocess_cell(self, cell, resources, index):

@@ -23,12 +23,38 @@ a test reads runs, as does an alias's (``m = model``) and every later cell that 
 wherever it is in the notebook. Names bound only by import statements (modules, kit functions)
 pull in only the cells that import them: mentioning ``np`` does not make a cell needed.
 
+A name bound only ever to an immutable literal (``SPEAKERS = ("speaker1", "speaker2")``, a number,
+a string, ``frozenset({...})``; :func:`immutable_literal`) is not changed by passing it to a call
+or by an alias: only the cells binding it are its providers.
+
 Where the analysis cannot see what a cell does it gives up and the whole notebook runs: a cell
 that does not parse (a student's syntax error included), ``exec``/``eval``/``globals()``/
 ``locals()``/``vars()``, ``from m import *``, IPython's ``In``/``Out``/``_`` history, ``%run``.
 
+**When a resource runs out, every cell runs** (:func:`exhausted`, applied by ``LimitedExecute``):
+once a student's code has used up the kernel's memory, file descriptors, threads or CPU time,
+what a later cell can still do depends on what the cells before it did while the resource was
+there: in Lab 1 a skipped demo cell loaded numba's ``libllvmlite.so`` (through ``aeon``, which
+``odlkit.data.imu_windows`` uses), and ex2's test, loading it for the first time after the
+student's cell had taken all the memory, failed where every cell run passes it. So a pruned run
+in which any cell ended in a ``MemoryError``, an ``OSError``/``ImportError``, a ``RecursionError``,
+a message naming memory, open files, threads or a shared object, a cell timeout, or a dead kernel
+(CPU limit, a crash) is thrown away and the notebook is graded again in a fresh kernel with every
+cell run: that student's grades are then exactly nbgrader's.
+
+What is guaranteed: the grades of a pruned run are those of an every-cell run except where (1)
+the analysis above does not model the code (global random state, a kit function storing one
+argument inside another), or (2) the every-cell run itself would exhaust a resource the pruned
+run does not (the skipped demo cells' own memory or CPU pushing the kernel over a limit): the
+pruned run then gives the points the tests earn on their own, never fewer than they earn with
+every cell. A student whose code exhausts a resource silently and whose later cells fail with an
+error not of those kinds is not detected (none of the course's or the dry run's kinds does).
+The regrade costs one more every-cell run of that notebook, only for such students (a cell that
+loops until the timeout pays the timeout twice).
+
 ``ODL_GRADER_PRUNE=0`` runs every cell (nbgrader's behaviour). ``benchmarks/semester_dry_run.py
---prune-both`` grades every submission kind both ways and compares each cell's grade.
+--both-ways`` grades every submission kind both ways and compares each cell's grade;
+``tests/test_grading_prune.py`` grades the Lab 1 case in small with a real kernel both ways.
 """
 
 from __future__ import annotations
@@ -40,6 +66,7 @@ from dataclasses import dataclass, field
 
 PRUNE_ENV = "ODL_GRADER_PRUNE"
 LOG_MARK = "[odl-prune]"   # nbgrader's log line for every graded notebook
+REGRADE_MARK = f"{LOG_MARK} pruned run exhausted a resource"   # ... and for every one graded again
 SKIP_NOTE = ("[grading] this cell was not run while grading: no graded cell reads what it computes "
              "(odlkit.grading.prune; it runs when you run the notebook)\n")
 
@@ -71,6 +98,8 @@ class CellInfo:
     state_calls: set[str] = field(default_factory=set)
     flows: list[tuple[set[str], set[str]]] = field(default_factory=list)   # (names, names) that may alias
     mutates: set[str] = field(default_factory=set)      # names whose object it may change
+    literal_binds: set[str] = field(default_factory=set)  # names bound here only to an immutable literal
+    other_binds: set[str] = field(default_factory=set)    # names bound here any other way (or rebound)
 
 
 def _dotted(node: ast.AST) -> str:
@@ -277,6 +306,58 @@ def _mutated(tree: ast.AST) -> set[str]:
     return out
 
 
+IMMUTABLE_CONSTANTS = (str, bytes, int, float, complex, bool, type(None), type(Ellipsis))
+
+
+def immutable_literal(node: ast.AST) -> bool:
+    """Whether the expression is a value no call can change, told from its source alone: a
+    constant (string, bytes, number, bool, None), a tuple of such values (nested too), ``-x``,
+    arithmetic or concatenation of such values, an f-string, or ``frozenset(...)``/``tuple(...)``
+    of a literal tuple, list or set of such values (those two names must not be rebound in the
+    notebook: :func:`cells_to_skip` checks)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, IMMUTABLE_CONSTANTS)
+    if isinstance(node, ast.JoinedStr):
+        return True
+    if isinstance(node, ast.Tuple):
+        return all(immutable_literal(e) for e in node.elts)
+    if isinstance(node, ast.UnaryOp):
+        return immutable_literal(node.operand)
+    if isinstance(node, ast.BinOp):
+        return immutable_literal(node.left) and immutable_literal(node.right)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("frozenset", "tuple") \
+            and len(node.args) <= 1 and not node.keywords:
+        arg = node.args[0] if node.args else ast.Tuple(elts=[])
+        return isinstance(arg, (ast.Tuple, ast.List, ast.Set)) and all(immutable_literal(e) for e in arg.elts)
+    return False
+
+
+def _literal_bindings(tree: ast.Module) -> tuple[set[str], set[str]]:
+    """(names a top-level ``NAME = <immutable literal>`` binds, names bound in any other way
+    anywhere in the cell: assignments of other values, loop/with targets, imports, functions,
+    ``global``, augmented assignments, ``del``)."""
+    literal: set[str] = set()
+    literal_targets: set[int] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets) \
+                and immutable_literal(stmt.value):
+            literal |= {t.id for t in stmt.targets}
+            literal_targets |= {id(t) for t in stmt.targets}
+    other: set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)) and id(n) not in literal_targets:
+            other.add(n.id)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            other.add(n.name)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            other |= {(a.asname or a.name).split(".")[0] for a in n.names}
+        elif isinstance(n, (ast.Global, ast.Nonlocal)):
+            other |= set(n.names)
+        elif isinstance(n, ast.arg):
+            other.add(n.arg)
+    return literal, other
+
+
 def analyze(source: str) -> CellInfo:
     """What one code cell binds, mentions and reads first; :class:`Opaque` if that cannot be told."""
     info = CellInfo()
@@ -336,6 +417,7 @@ def analyze(source: str) -> CellInfo:
             info.binds |= set(n.names)
     info.flows = _flows(tree)
     info.mutates = _mutated(tree)
+    info.literal_binds, info.other_binds = _literal_bindings(tree)
     fv = _FreeNames()
     for stmt in tree.body:
         fv.visit(stmt)
@@ -370,6 +452,15 @@ def cells_to_skip(nb, why: dict | None = None) -> tuple[set[int], str]:
         if any(m[1:] in imports_only for m in x.mentions if m.startswith(".")):
             x.stateful = True
     bound_here = set().union(*(x.binds for x in infos.values()))   # builtins and undefined names: no cell's
+    # a name every binding of which is an immutable literal (`SPEAKERS = ("a", "b")`) keeps its
+    # value whatever it is passed to: no call, method or alias can change it, only a rebinding
+    immutable = set().union(*(x.literal_binds for x in infos.values())) - set().union(
+        *(x.other_binds for x in infos.values()))
+    if {"tuple", "frozenset"} & bound_here:   # `tuple(...)` is not the builtin here
+        immutable = set()
+    for x in infos.values():
+        x.mutates -= immutable
+        x.flows = [(a - immutable, b - immutable) for a, b in x.flows if a - immutable and b - immutable]
 
     def wants(x: CellInfo) -> set[str]:
         return (x.free & bound_here) | {m for m in x.mentions if m.startswith('"')}
@@ -429,6 +520,31 @@ def cells_to_skip(nb, why: dict | None = None) -> tuple[set[int], str]:
                     read[s] = i
                     changed = True
     return {i for i, _c in code if i not in run}, ""
+
+
+# Errors after which a pruned run may differ from an every-cell run: a resource is exhausted (or an
+# import or file failed, the usual symptom of one), so what a cell could still do depended on what
+# the skipped cells had done first (loaded a native library, compiled, opened files). nbclient's
+# CellTimeoutError counts too: a skipped cell may have paid a lazy import or a JIT compile first.
+EXHAUSTION_ERRORS = {"MemoryError", "OSError", "IOError", "EnvironmentError", "BlockingIOError", "FileNotFoundError",
+                     "PermissionError", "ImportError", "ModuleNotFoundError", "ResourceExhaustedError",
+                     "CellTimeoutError", "TimeoutError", "DeadKernelError", "RecursionError"}
+EXHAUSTION_WORDS = re.compile(r"memory|too many open files|resource temporarily unavailable|can't start new thread|"
+                              r"shared object|bad_alloc|resource ?exhausted|errno (11|12|23|24)\b|kernel died", re.I)
+
+
+def exhausted(nb) -> str:
+    """Why the run of ``nb`` (executed) may have exhausted a resource: the first cell error of a
+    kind :data:`EXHAUSTION_ERRORS` names or whose message :data:`EXHAUSTION_WORDS` matches, as
+    ``"cell I: Ename: message"``; ``""`` when none did."""
+    for i, c in enumerate(nb.cells):
+        for o in c.get("outputs", []) if c.get("cell_type") == "code" else []:
+            if o.get("output_type") != "error":
+                continue
+            ename, evalue = str(o.get("ename", "")), str(o.get("evalue", ""))
+            if ename in EXHAUSTION_ERRORS or EXHAUSTION_WORDS.search(f"{ename}: {evalue}"):
+                return f"cell {i}: {ename}: {evalue[:120]}".rstrip(": ")
+    return ""
 
 
 def skip_output():

@@ -25,6 +25,13 @@ then also seeds Keras in a notebook that seeds before importing it: a seeded run
 would not be). Imports keep their side effects on ``os.environ`` (see ``_kernel_child``); the
 kernel's CPU-seconds count starts after the import.
 
+The zygote preloads only what the instructor notebook's import statements name, not what the
+notebook loads lazily later (``odlkit.data`` imports ``aeon``, and with it numba and its 160 MB
+``libllvmlite.so``, only when a dataset is loaded). A kernel therefore loads those as a cold one
+would, in the cell that first needs them; with pruned cells (:mod:`odlkit.grading.prune`) that
+can be a test after a student's code used up the memory, which is why a pruned run that exhausted
+a resource is graded again with every cell (see there): scores never depend on what was preloaded.
+
 ``ODL_GRADER_WARM=0`` turns it off (every kernel cold, as nbgrader alone starts them). The
 grading test ``test_fx_jobs_1_and_jobs_2_grade_the_same`` grades the hostile fixture batch warm
 and cold and compares grades, reports, CSV and graded notebooks.
