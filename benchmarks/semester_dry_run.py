@@ -30,7 +30,10 @@ per-kind counts and each wrong score's details).
 (``ODL_GRADER_PRUNE=0 ODL_GRADING=0``: nbgrader's way), then the measured pruned run with grading
 sizes, and compares every student's per-cell grades (``every_cell_run_comparison``).
 ``cpu_seconds_per_student`` (CPU of nbgrader and its kernels) does not depend on the load as the
-wall time does.
+wall time does; ``cpu_seconds`` has it per step (release, autograde, feedback, export).
+``--merge`` keeps the rows already in ``--out`` for the assignments not run now (a semester run in
+parts; every row keeps its own date and load before/after); ``--keep DIR`` keeps each assignment's
+course (graded notebooks, logs, feedback) under ``DIR/<assignment>``.
 """
 
 from __future__ import annotations
@@ -173,7 +176,8 @@ def child_cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: bool = False) -> dict:
+def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: bool = False,
+            keep: Path | None = None) -> dict:
     src_dir = find_source(assignment)
     with tempfile.TemporaryDirectory(prefix="odl-semester-") as tmp:
         tmp = Path(tmp)
@@ -181,9 +185,11 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: 
         (course / "source").mkdir(parents=True)
         shutil.copy(C.COURSE_DIR / "nbgrader_config.py", course)
         shutil.copytree(src_dir, course / "source" / assignment, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        cpu0 = child_cpu_seconds()
         t0 = time.perf_counter()
         C.release([assignment], course, tmp / "out")
         t_release = time.perf_counter() - t0
+        cpu_release = child_cpu_seconds() - cpu0
         nb_name = next((course / "source" / assignment).glob("*.ipynb")).name
         src = nbformat.read(str(course / "source" / assignment / nb_name), 4)
         rel = nbformat.read(str(tmp / "out" / C.release_folder(assignment) / assignment / nb_name), 4)
@@ -225,12 +231,19 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: 
                         "grades_differ": differ, "same_grades": not differ and set(unpruned_results) == set(results)}
         skipped_cells = sorted({ln.split(PR.LOG_MARK, 1)[1].strip() for ln in log.splitlines()
                                 if PR.LOG_MARK in ln and PR.REGRADE_MARK not in ln})
+        cpu0 = child_cpu_seconds()
         t0 = time.perf_counter()
-        html = C.feedback([assignment], course)
+        html = C.feedback([assignment], course, jobs=jobs)
         t_feedback = time.perf_counter() - t0
+        cpu_feedback = child_cpu_seconds() - cpu0
+        cpu0 = child_cpu_seconds()
         t0 = time.perf_counter()
         totals = C.export(tmp / "grades.csv", course)
         t_export = time.perf_counter() - t0
+        cpu_export = child_cpu_seconds() - cpu0
+        if keep is not None:   # the course with its graded notebooks and feedback, to look at afterwards
+            shutil.rmtree(keep / assignment, ignore_errors=True)
+            shutil.copytree(course, keep / assignment, symlinks=True, dirs_exist_ok=True)
     wrong = {}
     for sid, want in expected.items():
         r = results.get(sid)
@@ -254,6 +267,9 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: 
         "seconds": {"release": round(t_release, 1), "collect": round(t_collect, 2), "autograde": round(t_autograde, 1),
                     "feedback": round(t_feedback, 1), "export": round(t_export, 1)},
         "cpu_seconds_per_student": round(cpu_autograde / students, 2),
+        "cpu_seconds": {"release": round(cpu_release, 1), "autograde": round(cpu_autograde, 1),
+                        "feedback": round(cpu_feedback, 1), "export": round(cpu_export, 1)},
+        "feedback_cpu_seconds_per_student": round(cpu_feedback / students, 2),
         "warm_kernels": warm_kernels,
         "cells_not_run": skipped_cells,
         "every_cell_regrades": regrades,
@@ -264,7 +280,16 @@ def dry_run(assignment: str, students: int, jobs: int, timeout: int, both_ways: 
     }
 
 
-def write_results(args, rows: list[dict], names: list[str], t0: float, load_before) -> dict:
+def write_results(args, rows: list[dict], names: list[str], t0: float, load_before, earlier: dict | None = None) -> dict:
+    """Write the JSON; with ``earlier`` (``--merge``), its rows of the assignments not run now are kept
+    (each row keeps its own date and load) and ``not_run`` lists every assignment of the semester
+    without a row."""
+    earlier_commands = []
+    if earlier is not None:
+        earlier_commands = earlier.get("commands") or [earlier.get("command", "")]
+        now = {r["assignment"] for r in rows}
+        rows = [r for r in earlier.get("assignments", []) if r["assignment"] not in now] + rows
+        names = list(dict.fromkeys([*semester(), *names]))
     res = {
         "assignments": rows,
         "not_run": [a for a in names if a not in {r["assignment"] for r in rows}],
@@ -281,12 +306,18 @@ def write_results(args, rows: list[dict], names: list[str], t0: float, load_befo
                     "note": "times scale with the machine's load: compare runs at similar load"},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": "benchmarks/semester_dry_run.py " + " ".join(sys.argv[1:]),
+        "commands": [*earlier_commands, "benchmarks/semester_dry_run.py " + " ".join(sys.argv[1:])],
         "warm_kernels": not args.cold,
         "note": args.note,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
     return res
+
+
+def semester() -> list[str]:
+    """The grading fixture and every course assignment."""
+    return ["fx_signals", *C.assignments(C.COURSE_DIR)]
 
 
 def main() -> None:
@@ -304,18 +335,25 @@ def main() -> None:
     ap.add_argument("--both-ways-out", type=Path, default=None,
                     help="with --both-ways: also put each assignment's comparison into this JSON (rows of other "
                          "assignments kept), e.g. benchmarks/results/grading_both_ways.json")
+    ap.add_argument("--keep", type=Path, help="copy each assignment's course (graded notebooks, feedback) to KEEP/<assignment>")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of --out for assignments not run now (run the semester in parts)")
     ap.add_argument("--note", default="", help="a sentence stored with the results (e.g. why fewer students)")
     args = ap.parse_args()
     if args.cold:
         os.environ[W.WARM_ENV] = "0"
-    names = args.assignments or ["fx_signals", *C.assignments(C.COURSE_DIR)]
+    names = args.assignments or semester()
+    earlier = json.loads(args.out.read_text()) if args.merge and args.out.is_file() else None
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     rows = []
     print(f"{'assignment':<28}{'students':>9}{'jobs':>5}{'s/student':>10}{'wrong':>6}")
     for a in names:
-        row = dry_run(a, args.students, args.jobs, args.timeout, args.both_ways)
+        load_row = os.getloadavg()[0]
+        row = dry_run(a, args.students, args.jobs, args.timeout, args.both_ways, args.keep)
+        row["loadavg_1min_before"] = round(load_row, 1)
         row["loadavg_1min_after"] = round(os.getloadavg()[0], 1)
+        row["date"] = time.strftime("%Y-%m-%d %H:%M:%S")
         rows.append(row)
         print(f"{a:<28}{row['students']:>9}{row['jobs']:>5}{row['seconds_per_student']:>10}{row['wrong_scores']:>6}",
               flush=True)
@@ -324,7 +362,7 @@ def main() -> None:
         cmp_ = row["every_cell_run_comparison"]
         if cmp_ is not None:
             print(f"    every cell run: {cmp_['seconds_per_student']} s/student, same grades: {cmp_['same_grades']}")
-        res = write_results(args, rows, names, t0, load_before)   # after every assignment: a stopped run keeps its rows
+        res = write_results(args, rows, names, t0, load_before, earlier)   # after every assignment: a stopped run keeps its rows
         if args.both_ways and args.both_ways_out:
             write_both_ways(args.both_ways_out, row)
     print(f"total {res['total_seconds']} s; wrote {args.out}")

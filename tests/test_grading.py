@@ -387,6 +387,32 @@ def test_fx_feedback_is_generated(fixture_batch):
     assert "moving_average" in next(p for p in html if p.parent.parent.name == "solution").read_text()
 
 
+@pytest.mark.grading
+def test_fx_feedback_in_parallel_is_byte_for_byte_one_runs(fixture_batch):
+    """--jobs 2 makes the feedback in two nbgrader processes over links to the graded notebooks:
+    every page must be the one a single generate_feedback run makes, byte for byte."""
+    course = fixture_batch["course"]
+    one = {p.relative_to(course): p.read_bytes() for p in C.feedback([FX], course, jobs=1)}
+    shutil.rmtree(course / "feedback")
+    two = {p.relative_to(course): p.read_bytes() for p in C.feedback([FX], course, jobs=2)}
+    assert len(one) >= 8 and one.keys() == two.keys()
+    assert [str(k) for k in one if one[k] != two[k]] == []
+    assert not list(course.glob(".feedback-*")), "the folder of links is removed"
+
+
+def test_nbgrader_cli_is_nbgrader_without_the_grammar_import():
+    """The nbgrader command the grading runs skips rfc3987_syntax (9 CPU-s of Lark grammars at every
+    start) and is otherwise nbgrader: same version line; jsonschema still imports."""
+    from odlkit.grading import nbgrader_cli
+
+    ours = subprocess.run(nbgrader_cli.command(["--version"]), capture_output=True, text=True, check=True)
+    theirs = subprocess.run([sys.executable, "-m", "nbgrader", "--version"], capture_output=True, text=True, check=True)
+    assert ours.stdout == theirs.stdout and ours.stdout.strip()
+    probe = ("import sys; from odlkit.grading.nbgrader_cli import skip_slow_imports; skip_slow_imports(); "
+             "import nbformat, jsonschema; print('rfc3987_syntax' in sys.modules and sys.modules['rfc3987_syntax'] is not None)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
 # --------------------------------------------------------- e2e: parallel grading = sequential grading
 def _comparable(nb_path: Path) -> dict:
     """A graded notebook without what differs between any two runs: nbclient's execution

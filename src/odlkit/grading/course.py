@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import nbformat
 from odlkit.config import CHECKOUT
 
 from . import gradebook as GB
+from . import nbgrader_cli
 from . import notebooks as nbs
 from . import parallel as P
 
@@ -71,7 +73,7 @@ def nbgrader(args: list[str], course_dir: Path = COURSE_DIR, env: dict | None = 
     course_dir = Path(course_dir)
     if not (course_dir / "nbgrader_config.py").is_file():
         raise GradingError(f"{course_dir} has no nbgrader_config.py; pass the course folder (default {COURSE_DIR})")
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course_dir, env=P.nbgrader_env(env),
+    proc = subprocess.run(nbgrader_cli.command(args), cwd=course_dir, env=P.nbgrader_env(env),
                           capture_output=True, text=True)
     output = proc.stdout + proc.stderr
     if log is not None:
@@ -536,10 +538,13 @@ def _autograded(course_dir: Path, assignment: str) -> list[str]:
     return sorted(p.parent.name for p in base.glob(f"*/{assignment}") if p.is_dir()) if base.is_dir() else []
 
 
-def feedback(names=None, course_dir: Path = COURSE_DIR, exchange: bool = False) -> list[Path]:
+def feedback(names=None, course_dir: Path = COURSE_DIR, exchange: bool = False, jobs: int | None = 1) -> list[Path]:
     """``nbgrader generate_feedback`` (HTML per student in ``feedback/``); with ``exchange``
     also ``release_feedback`` to the JupyterHub exchange. Without ``names``: every assignment
-    that has autograded submissions (like ``autograde`` takes those with submissions)."""
+    that has autograded submissions (like ``autograde`` takes those with submissions).
+
+    ``jobs`` (``None``: the cores) nbgrader processes make the pages at once, each over its own
+    group of students (:func:`_feedback_parallel`); the pages are those of one run."""
     course_dir = Path(course_dir)
     if names:
         todo = _check_assignments(names, course_dir)
@@ -547,13 +552,43 @@ def feedback(names=None, course_dir: Path = COURSE_DIR, exchange: bool = False) 
         todo = [a for a in assignments(course_dir) if _autograded(course_dir, a)]
         if not todo:
             raise GradingError(f"nothing autograded under {course_dir / 'autograded'}: run autograde first")
+    jobs = P.default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise GradingError(f"--jobs {jobs}: give at least 1")
     out = []
     for a in todo:
-        nbgrader(["generate_feedback", a, "--force"], course_dir)
+        who = _autograded(course_dir, a)
+        if jobs > 1 and len(who) > 1:
+            _feedback_parallel(a, course_dir, who, jobs)
+        else:
+            nbgrader(["generate_feedback", a, "--force"], course_dir)
         if exchange:
             nbgrader(["release_feedback", a], course_dir)
         out += sorted((course_dir / "feedback").glob(f"*/{a}/*.html"))
     return out
+
+
+def _feedback_parallel(assignment: str, course_dir: Path, students: list[str], jobs: int) -> None:
+    """``generate_feedback`` for ``students`` in ``jobs`` nbgrader processes at once. Each process
+    reads its group's graded notebooks through a folder of links (``autograded_directory`` set to
+    it: nbgrader reads only ``<student>/<assignment>/`` there) and writes ``feedback/`` of the
+    course as one run does; the gradebook is only read. The pages do not depend on the grouping:
+    nbgrader makes each one from that student's graded notebook and gradebook rows alone."""
+    groups = P.split(students, jobs)
+    staged = Path(tempfile.mkdtemp(prefix=".feedback-", dir=course_dir))
+    try:
+        runs = []
+        for i, group in enumerate(groups):
+            for s in group:
+                (staged / str(i) / s).mkdir(parents=True)
+                (staged / str(i) / s / assignment).symlink_to((course_dir / "autograded" / s / assignment).resolve(),
+                                                             target_is_directory=True)
+            runs.append(["generate_feedback", assignment, "--force",
+                         f"--CourseDirectory.autograded_directory={staged / str(i)}"])
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(lambda args: nbgrader(args, course_dir), runs))
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def formgrader_command(course_dir: Path = COURSE_DIR, euid: int | None = None) -> list[str]:

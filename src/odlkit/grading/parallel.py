@@ -35,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import nbgrader_cli
+
 REPLAY_ENV = "ODL_GRADER_REPLAY"
 
 
@@ -117,8 +119,8 @@ def grade_job(job: Job) -> JobResult:
             zf.extractall(course)
         # The sandbox grades into its own copy of the gradebook, never into the course's database
         # (the copied nbgrader_config.py may name a database server in CourseDirectory.db_url).
-        cmd = [sys.executable, "-m", "nbgrader", "autograde", job.assignment, "--force",
-               f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"]
+        cmd = nbgrader_cli.command(["autograde", job.assignment, "--force",
+                                    f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"])
         proc = subprocess.run(cmd, cwd=course, env=nbgrader_env(job.env), capture_output=True, text=True)
         graded = {}
         for s in job.students:
