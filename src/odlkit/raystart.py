@@ -292,6 +292,15 @@ def local_node(num_cpus: int = 2) -> RayNode:
         return _local
 
 
+def _flush_standard_streams() -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: nothing left to keep
+            pass
+
+
 def exit_now(code: int) -> None:
     """End this process with ``code`` after running its atexit handlers (Ray's driver shutdown and
     :func:`local_node`'s stop among them) but without the interpreter's module teardown.
@@ -304,19 +313,9 @@ def exit_now(code: int) -> None:
     """
     import atexit
 
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass
+    _flush_standard_streams()
+    atexit._run_exitfuncs()   # may print: flush again before the process ends without Python's teardown
+    _flush_standard_streams()
     os._exit(int(code))
 
 
