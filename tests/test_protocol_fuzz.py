@@ -352,6 +352,20 @@ def _plan_state(b):
     return b.get_weights(), {k: info[k] for k in ("stored", "plan", "k", "plan_ram", "steps")}
 
 
+def _train_or_bad_arg(board, args, state):
+    """TRAIN one epoch with these extra arguments: its reply frame, or None after checking that
+    a refusal is BAD_ARG (6) and left ``state(board)`` as it was (or the frame did not fit a line)."""
+    before = state(board)
+    try:
+        return board._request("TRAIN", "epochs=1", "lr=0.001", *args)
+    except BoardError as e:
+        assert e.code == 6, e  # BAD_ARG: samples and classes are there, so no state error
+        assert state(board) == before, (args, e)
+        return None
+    except ValueError:
+        return None  # the frame would not fit one line
+
+
 @settings(max_examples=N_HYP, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     args=st.lists(
@@ -364,15 +378,9 @@ def _plan_state(b):
 def test_train_plan_arguments(plan_board, args):
     """TRAIN with random plan=/k= (and neighbours) arguments, correct CRC: one final reply; an
     ERR is code 6 (BAD_ARG) and leaves the head, the store and the plan untouched."""
-    before = _plan_state(plan_board)
-    try:
-        f = plan_board._request("TRAIN", "epochs=1", "lr=0.001", *args)
-    except BoardError as e:
-        assert e.code == 6, e  # BAD_ARG: samples and classes are there, so no state error
-        assert _plan_state(plan_board) == before, (args, e)
+    f = _train_or_bad_arg(plan_board, args, _plan_state)
+    if f is None:
         return
-    except ValueError:
-        return  # the frame would not fit one line
     assert f.int("epochs") == 1
     info = plan_board.info()
     assert info["plan"] in ("head", "bias", "sparse") and info["steps"] >= 1
@@ -406,15 +414,9 @@ def test_train_int8_arguments(int8_board, args):
     """TRAIN with random q=/qas= (and neighbours) arguments, correct CRC: one final reply; an ERR
     is code 6 (BAD_ARG) and leaves the head, the store and the mode untouched; an OK reports the
     q and qas it was given in INFO."""
-    before = _int8_state(int8_board)
-    try:
-        f = int8_board._request("TRAIN", "epochs=1", "lr=0.001", *args)
-    except BoardError as e:
-        assert e.code == 6, e  # BAD_ARG: samples and classes are there, so no state error
-        assert _int8_state(int8_board) == before, (args, e)
+    f = _train_or_bad_arg(int8_board, args, _int8_state)
+    if f is None:
         return
-    except ValueError:
-        return  # the frame would not fit one line
     assert f.int("epochs") == 1
     info = int8_board.info()
     q = next((a.split("=", 1)[1] for a in args if a.startswith("q=")), "float")
