@@ -45,6 +45,15 @@ def write_results(name: str, payload: dict) -> Path:
     return path
 
 
+def write_json(path: Path, payload: dict, indent: int = 1) -> Path:
+    """Write ``payload`` as JSON to ``path`` (its folder made if missing) and say where; for the
+    benchmarks whose result files keep their own layout rather than :func:`write_results`'."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=indent) + "\n")
+    print(f"wrote {path.relative_to(RESULTS_DIR.parent.parent)}")
+    return path
+
+
 def _cores() -> int:
     import os
 

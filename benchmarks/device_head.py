@@ -33,13 +33,15 @@ arm-none-eabi-size bss is the SRAM training adds.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import m4_cycles  # noqa: E402
+from _common import write_json  # noqa: E402
 from enginebuild import (  # noqa: E402
     HERE,
     arm_build,
@@ -49,9 +51,6 @@ from enginebuild import (  # noqa: E402
     qemu_finished,
     qemu_run,
 )
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import m4_cycles  # noqa: E402
 
 SIZES = [(64, 4), (64, 8), (128, 8), (256, 16)]
 BATCH, STEPS = 8, 8
@@ -216,14 +215,11 @@ def main() -> int:
     print(f"trace vs timer instruction count of the training step: {agree:.2%} apart")
     goal = all(r["train_step_instructions_per_mac"] <= 4 for r in rows)
     print(f"goal (training step <= 4 instructions per MAC): {'met' if goal else 'NOT met'}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"method": "qemu-system-arm mps2-an386 -icount shift=0, CMSDK timer, calibrated",
-                               "batch": BATCH, "steps_measured": STEPS, "goal_met": goal, "rows": rows,
-                               "backbone": backbone, "rows_board_flags": board_rows, "backbone_board_flags": backbone_board,
-                               "cycle_estimate_board_flags": {**cycles, "clock_hz": CLOCK_HZ, "run_current_ma": RUN_MA,
-                                                              "vdd": VDD, "method": m4_cycles.__doc__.split("\n\n")[0]}},
-                              indent=1) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    write_json(OUT, {"method": "qemu-system-arm mps2-an386 -icount shift=0, CMSDK timer, calibrated",
+                     "batch": BATCH, "steps_measured": STEPS, "goal_met": goal, "rows": rows,
+                     "backbone": backbone, "rows_board_flags": board_rows, "backbone_board_flags": backbone_board,
+                     "cycle_estimate_board_flags": {**cycles, "clock_hz": CLOCK_HZ, "run_current_ma": RUN_MA,
+                                                    "vdd": VDD, "method": m4_cycles.__doc__.split("\n\n")[0]}}, indent=1)
     return 0
 
 

@@ -37,7 +37,6 @@ head is updated).
 
 from __future__ import annotations
 
-import json
 import struct
 import subprocess
 import sys
@@ -49,6 +48,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
 from enginebuild import HERE, LIB_SRC, arm_build, c_array, gxx, missing_arm_tools, qemu_finished  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import write_json  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "device_int8.json"
 CALIBRATION_INSTRUCTIONS = 2_000_000
@@ -212,9 +214,7 @@ def main() -> int:
     for k, v in result.get("cortex_m4f", {}).items():
         print(f"{k:44s} {v}")
     result["method"] = __doc__.split("Method.")[1].split("    python")[0].strip()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    write_json(OUT, result, indent=2)
     return 0
 
 

@@ -21,19 +21,18 @@ cycles on the real board (SMLAD is one cycle on the M4, VMLA.F32 three; flash wa
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
+from _common import write_json  # noqa: E402
+from device_plans import BASELINE_COMMIT, with_baseline_kernels  # noqa: E402
 from enginebuild import HERE, arm_build, gxx, missing_arm_tools_message, qemu_finished, run  # noqa: E402
 from test_int8_kernels import SOURCES, parse, write_headers  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from device_plans import BASELINE_COMMIT, with_baseline_kernels  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "device_int8_forward.json"
 CALIBRATION_INSTRUCTIONS = 2_000_000
@@ -90,9 +89,7 @@ def main() -> int:
     for r in layers:
         print(f"  layer {r['layer']} {r['type']:>24} {r['reference']:>8} -> {r['optimized']:>8}")
     print(f"goal ({out['goal']}): {'met' if out['goal_met'] else 'NOT met'}; bit-exact: {out['bit_exact']}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    write_json(OUT, out, indent=1)
     return 0
 
 

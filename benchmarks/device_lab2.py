@@ -20,17 +20,16 @@ here, the sketch keeps 512). Real-time budget: one frame every 6.4 ms.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
-from enginebuild import HERE, LIB_SRC, arm_build, arm_size, missing_arm_tools_message, qemu_finished  # noqa: E402
-
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import m4_cycles  # noqa: E402
+from _common import write_json  # noqa: E402
+from enginebuild import HERE, LIB_SRC, arm_build, arm_size, missing_arm_tools_message, qemu_finished  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "device_lab2.json"
 CLOCK_HZ = 64_000_000
@@ -97,9 +96,7 @@ def main() -> int:
               f"{lo:>8.0f}..{r['cycles_table']:<8.0f} {r['ms_at_64MHz'][0]:>6.3f}..{r['ms_at_64MHz'][1]:.3f}")
     print("RAM (bytes): " + ", ".join(f"{k}={v}" for k, v in ram.items()))
     print(f"LPC real-time budget: one frame every {FRAME_PERIOD_MS} ms")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    write_json(OUT, result, indent=2)
     return 0
 
 

@@ -39,7 +39,6 @@ does not link, so it gives no size), and that a plan buffer of this size links w
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,9 @@ from enginebuild import (  # noqa: E402
     qemu_finished,
     write_scenario_data,
 )
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import write_json  # noqa: E402
 
 from odlkit.sketches import get_sketch  # noqa: E402
 
@@ -292,30 +294,27 @@ def main() -> int:
     print(f"engine static RAM below the nRF52840's {SRAM_BYTES} B for: "
           + ", ".join(r["plan"] + (str(r["k"]) if r["plan"] == "sparse" else "") for r in fits)
           + " (the mbed core's own RAM comes on top: not measured here)")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"method": "qemu-system-arm mps2-an386 -icount shift=0, CMSDK timer, calibrated; "
-                               "board flags (cxxflags.BOARD); one epoch = difference of a 2-epoch and a 1-epoch run",
-                               "batch": BATCH, "windows": N_WINDOWS, "clock_hz": CLOCK_HZ,
-                               "instructions_per_tick": m["instructions_per_tick"], "goal_instr_per_mac": GOAL_INSTR_PER_MAC,
-                               "goal_instr_per_mac_met": goal_ipm,
-                               "goal_instr_per_mac_met_before": all(r["baseline_instructions_per_mac"]
-                                                                    <= GOAL_INSTR_PER_MAC for r in backbone_rows),
-                               "baseline_commit": BASELINE_COMMIT,
-                               "baseline_method": "the same benchmark in the same run with odl_kernels.cpp of "
-                               "baseline_commit (all other sources current)",
-                               "lab1_replay_capacity": LAB1_REPLAY, "windows_kept": WINDOWS_KEPT,
-                               "lab1_plan_buffer_bytes": get_sketch("lab1_motion").plan_bytes,
-                               "accuracy_method": "odlkit.labs.lab1.plan_comparison on the virtual board (the "
-                               "engine's own C++ on the host), Lab 1's virtual user (basic_motions); plans with "
-                               "fits_lab1 false on a what-if build with a larger plan buffer",
-                               "accuracy_run": ACCURACY_RUN, "rows": rows,
-                               "profile_method": "tests/engine/qemu/bench_kernels.cpp: one call of each kernel per "
-                               "layer on the Lab 1 backbone's weights, one sample; data_grad / kernel_grad = the "
-                               "backward kernel with that gradient minus with the bias gradient alone; timer "
-                               "resolution 40 instructions",
-                               "profile": prof},
-                              indent=1) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    write_json(OUT, {"method": "qemu-system-arm mps2-an386 -icount shift=0, CMSDK timer, calibrated; "
+                     "board flags (cxxflags.BOARD); one epoch = difference of a 2-epoch and a 1-epoch run",
+                     "batch": BATCH, "windows": N_WINDOWS, "clock_hz": CLOCK_HZ,
+                     "instructions_per_tick": m["instructions_per_tick"], "goal_instr_per_mac": GOAL_INSTR_PER_MAC,
+                     "goal_instr_per_mac_met": goal_ipm,
+                     "goal_instr_per_mac_met_before": all(r["baseline_instructions_per_mac"]
+                                                          <= GOAL_INSTR_PER_MAC for r in backbone_rows),
+                     "baseline_commit": BASELINE_COMMIT,
+                     "baseline_method": "the same benchmark in the same run with odl_kernels.cpp of "
+                     "baseline_commit (all other sources current)",
+                     "lab1_replay_capacity": LAB1_REPLAY, "windows_kept": WINDOWS_KEPT,
+                     "lab1_plan_buffer_bytes": get_sketch("lab1_motion").plan_bytes,
+                     "accuracy_method": "odlkit.labs.lab1.plan_comparison on the virtual board (the "
+                     "engine's own C++ on the host), Lab 1's virtual user (basic_motions); plans with "
+                     "fits_lab1 false on a what-if build with a larger plan buffer",
+                     "accuracy_run": ACCURACY_RUN, "rows": rows,
+                     "profile_method": "tests/engine/qemu/bench_kernels.cpp: one call of each kernel per "
+                     "layer on the Lab 1 backbone's weights, one sample; data_grad / kernel_grad = the "
+                     "backward kernel with that gradient minus with the bias gradient alone; timer "
+                     "resolution 40 instructions",
+                     "profile": prof}, indent=1)
     return 0
 
 
