@@ -29,6 +29,7 @@ from . import gradebook as GB
 from . import nbgrader_cli
 from . import notebooks as nbs
 from . import parallel as P
+from . import warm as W
 
 # The course (autograder/) lives in a repository checkout; an installed odlkit works on the
 # course in the current directory.
@@ -443,6 +444,17 @@ def _run_autograde(assignment, args, course_dir, env, log, earlier: str = "") ->
     return bad, out
 
 
+def _zygote_env(env: dict | None) -> dict:
+    """The environment of the nbgrader processes' kernels, as a shared zygote must import in it:
+    nbgrader's (:func:`odlkit.grading.parallel.nbgrader_env`) with the grading sizes on, as
+    :class:`odlkit.grading.limits.LimitedExecute` sets them."""
+    from .limits import GRADING_ENV
+
+    out = P.nbgrader_env(env)
+    out.setdefault(GRADING_ENV, "1")
+    return out
+
+
 def _autograde_parallel(assignment, course_dir, who, force, env, jobs, ray_address):
     """Run the notebooks in parallel sandboxes, record their grades here serially (see
     :mod:`odlkit.grading.parallel`). Returns (failed students, log text, seconds per student)."""
@@ -460,7 +472,15 @@ def _autograde_parallel(assignment, course_dir, who, force, env, jobs, ray_addre
         runs = P.run_ray([P.make_job(course_dir, assignment, g, snapshot, env) for g in groups], ray_address)
     else:
         groups = P.split(sorted(todo), jobs)
-        runs = P.run_local([P.make_job(course_dir, assignment, g, snapshot, env) for g in groups], jobs)
+        # one warm zygote for every group, importing while the first nbgrader processes start (warm.py)
+        sources = sorted((course_dir / "source" / assignment).glob("*.ipynb"))
+        shared, zygote = W.start_shared(sources[0], _zygote_env(env)) if len(sources) == 1 else ({}, None)
+        try:
+            runs = P.run_local([P.make_job(course_dir, assignment, g, snapshot, {**(env or {}), **shared})
+                                for g in groups], jobs)
+        finally:
+            if zygote is not None:
+                zygote.stop()
     output = "".join(f"==== {', '.join(r.students)}: {r.seconds:.1f} s on {r.host} ====\n{r.output}" for r in runs)
     seconds = {s: r.seconds / len(r.students) for r in runs for s in r.students}
     staged = Path(tempfile.mkdtemp(prefix=".replay-", dir=course_dir))

@@ -41,6 +41,9 @@ in which any cell ended in a ``MemoryError``, an ``OSError``/``ImportError``, a 
 a message naming memory, open files, threads or a shared object, a cell timeout, or a dead kernel
 (CPU limit, a crash) is thrown away and the notebook is graded again in a fresh kernel with every
 cell run: that student's grades are then exactly nbgrader's.
+Except the first ``MemoryError`` that ends a student's solution cell when the kernel has a memory
+reserve (:mod:`odlkit.grading.kernel_start`): it released the reserve, so the later cells had room
+for what a skipped cell would have loaded first (:func:`exhausted`).
 
 What is guaranteed: the grades of a pruned run are those of an every-cell run except where (1)
 the analysis above does not model the code (global random state, a kit function storing one

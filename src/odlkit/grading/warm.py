@@ -25,12 +25,16 @@ then also seeds Keras in a notebook that seeds before importing it: a seeded run
 would not be). Imports keep their side effects on ``os.environ`` (see ``_kernel_child``); the
 kernel's CPU-seconds count starts after the import.
 
-The zygote preloads only what the instructor notebook's import statements name, not what the
-notebook loads lazily later (``odlkit.data`` imports ``aeon``, and with it numba and its 160 MB
-``libllvmlite.so``, only when a dataset is loaded). A kernel therefore loads those as a cold one
-would, in the cell that first needs them; with pruned cells (:mod:`odlkit.grading.prune`) that
-can be a test after a student's code used up the memory, which is why a pruned run that exhausted
-a resource is graded again with every cell (see there): scores never depend on what was preloaded.
+The zygote preloads what the instructor notebook's import statements name, and what those modules
+load lazily in every grading run (:data:`LAZY_IMPORTS`: ``odlkit.data`` imports ``aeon``, and with it
+numba and its 160 MB ``libllvmlite.so``, when a dataset is loaded). Anything else a kernel loads as
+a cold one would, in the cell that first needs it; after a student's cell used up the memory that
+is the memory reserve's work (:mod:`odlkit.grading.kernel_start`): scores never depend on what was
+preloaded.
+
+With ``--jobs N`` the grading driver starts one zygote for all its nbgrader processes before the
+first group (:func:`start_shared`, passed to them in ``ODL_GRADER_ZYGOTE``): it imports while they
+start, once; without it each nbgrader process starts its own at its first notebook.
 
 ``ODL_GRADER_WARM=0`` turns it off (every kernel cold, as nbgrader alone starts them). The
 grading test ``test_fx_jobs_1_and_jobs_2_grade_the_same`` grades the hostile fixture batch warm
@@ -53,8 +57,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+from pathlib import Path
 
 WARM_ENV = "ODL_GRADER_WARM"
+SHARED_ENV = "ODL_GRADER_ZYGOTE"   # a zygote the grading driver started for all its nbgrader processes
+# Modules that a preloaded module imports inside its functions, which a grading kernel loads anyway
+# (odlkit.data loads every packaged dataset through aeon, and with it numba and llvmlite: 0.4 CPU-s
+# per student). Importing them starts no thread (numba's threading layer starts on first parallel use).
+LAZY_IMPORTS = {"odlkit.data": ("aeon.datasets",)}
 # Packages whose import is not kept across fork: gRPC's and Ray's runtimes have threads and
 # fork handlers of their own. A notebook importing them still gets them, imported in its kernel.
 NO_PRELOAD = {"grpc", "ray", "flwr", "torch", "multiprocessing", "concurrent"}
@@ -86,6 +96,16 @@ def imports_of(sources: list[str]) -> list[str]:
             for n in names:
                 if n.split(".")[0] not in NO_PRELOAD and n not in out:
                     out.append(n)
+    return out
+
+
+def with_lazy_imports(modules: list[str]) -> list[str]:
+    """``modules`` and, after each, what it imports lazily (:data:`LAZY_IMPORTS`)."""
+    out: list[str] = []
+    for name in modules:
+        for n in (name, *LAZY_IMPORTS.get(name, ())):
+            if n not in out:
+                out.append(n)
     return out
 
 
@@ -143,12 +163,13 @@ def _recv(sock: socket.socket, with_fds: bool = False):
 class Zygote:
     """The warm parent of one grading run's kernels (started by the nbgrader process)."""
 
-    def __init__(self, modules: list[str]):
+    def __init__(self, modules: list[str], env: dict | None = None):
         self.folder = tempfile.mkdtemp(prefix="odl-warm-")
         self.address = os.path.join(self.folder, READY_NAME)
         self.kernels = 0   # kernels asked for so far
         self.proc = subprocess.Popen([sys.executable, "-m", "odlkit.grading.warm", "serve", self.address, *modules],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=env)
         atexit.register(self.stop)
 
     def stop(self) -> None:
@@ -184,25 +205,47 @@ def zygote_for(nb, source_path: str | None = None) -> str | None:
     global _ZYGOTE
     if not enabled():
         return None
+    shared = os.environ.get(SHARED_ENV, "")
+    if shared and os.path.isdir(os.path.dirname(shared)):
+        return shared   # the driver's (start_shared), already importing when this process started
     if _ZYGOTE is None or _ZYGOTE.proc.poll() is not None:
         try:
             code = source_code(source_path) if source_path else locked_code(nb)
         except (OSError, ValueError):
             code = locked_code(nb)
-        _ZYGOTE = Zygote(imports_of(code))
+        _ZYGOTE = Zygote(with_lazy_imports(imports_of(code)))
     return _ZYGOTE.address
+
+
+def start_shared(source_path: Path | str, env: dict) -> tuple[dict, Zygote | None]:
+    """In the grading driver, before the first group of students: one zygote for every nbgrader
+    process of this assignment (so the first kernels are warm too and the libraries are imported
+    once, not once per process), preloading the imports of the instructor's notebook at
+    ``source_path``, started in ``env``, the environment the nbgrader processes get (their kernels'
+    ``ODL_QUICK``, ``ODL_GRADING``: modules read them when imported). Returns (the variables that
+    point those processes at it, the zygote to stop afterwards); ({}, None) when warm kernels are
+    off or the notebook cannot be read (each process then starts its own)."""
+    if env.get(WARM_ENV, os.environ.get(WARM_ENV, "1")).strip().lower() in {"0", "false", "no", "off"}:
+        return {}, None
+    try:
+        code = source_code(str(source_path))
+    except (OSError, ValueError):
+        return {}, None
+    zygote = Zygote(with_lazy_imports(imports_of(code)), env={**env, SHARED_ENV: ""})
+    return {SHARED_ENV: zygote.address}, zygote
 
 
 def wait_seconds() -> float:
     """How long a kernel waits for this process's zygote to be ready before starting cold: not at
     all for the first kernel (the zygote has just started importing), else ``ODL_GRADER_WARM_WAIT_S``
     (default 30 s: nbclient gives a kernel 60 s to answer, and a cold start after the wait must fit)."""
-    if _ZYGOTE is None:
-        return 0.0
+    configured = float(os.environ.get("ODL_GRADER_WARM_WAIT_S", "30") or 0)
+    if _ZYGOTE is None:   # the driver's shared zygote started before this process: worth waiting for
+        return configured if os.environ.get(SHARED_ENV) else 0.0
     _ZYGOTE.kernels += 1
     if _ZYGOTE.kernels == 1:
         return 0.0
-    return float(os.environ.get("ODL_GRADER_WARM_WAIT_S", "30") or 0)
+    return configured
 
 
 def _die_with_parent() -> None:
