@@ -291,18 +291,10 @@ def write_results(args, rows: list[dict], names: list[str], t0: float, load_befo
         rows = [r for r in earlier.get("assignments", []) if r["assignment"] not in now] + rows
         names = list(dict.fromkeys([*semester(), *names]))
     res = {
-        "assignments": rows,
-        "not_run": [a for a in names if a not in {r["assignment"] for r in rows}],
+        **summary(rows, names),
         "total_seconds": round(time.perf_counter() - t0, 1),
-        "totals": {"assignments": len(rows), "submissions": sum(r["students"] for r in rows),
-                   "wrong_scores": sum(r["wrong_scores"] for r in rows),
-                   "autograde_seconds": round(sum(r["seconds"]["autograde"] for r in rows), 1),
-                   "seconds_per_student": round(sum(r["seconds"]["autograde"] for r in rows)
-                                                / max(1, sum(r["students"] for r in rows)), 2),
-                   "assignments_within_goal": sum(r["seconds_per_student"] <= 10 for r in rows)},
-        "goal_seconds_per_student": 10,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "loadavg_1min_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
+        "goal_seconds_per_student": GOAL_SECONDS_PER_STUDENT,
+        "machine": {**machine(), "loadavg_1min_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
                     "note": "times scale with the machine's load: compare runs at similar load"},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": "benchmarks/semester_dry_run.py " + " ".join(sys.argv[1:]),
@@ -313,6 +305,82 @@ def write_results(args, rows: list[dict], names: list[str], t0: float, load_befo
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
     return res
+
+
+GOAL_SECONDS_PER_STUDENT = 10
+ROW_KEYS = {"assignment", "students", "jobs", "seconds_per_student", "wrong_scores", "seconds"}
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def summary(rows: list[dict], names: list[str]) -> dict:
+    """The rows with what a results JSON derives from them: ``not_run`` (the assignments of
+    ``names`` without a row) and ``totals``."""
+    have = {r["assignment"] for r in rows}
+    return {
+        "assignments": rows,
+        "not_run": [a for a in names if a not in have],
+        "totals": {"assignments": len(rows), "submissions": sum(r["students"] for r in rows),
+                   "wrong_scores": sum(r["wrong_scores"] for r in rows),
+                   "autograde_seconds": round(sum(r["seconds"]["autograde"] for r in rows), 1),
+                   "seconds_per_student": round(sum(r["seconds"]["autograde"] for r in rows)
+                                                / max(1, sum(r["students"] for r in rows)), 2),
+                   "assignments_within_goal": sum(r["seconds_per_student"] <= GOAL_SECONDS_PER_STUDENT for r in rows)},
+    }
+
+
+def read_result(path: Path) -> dict:
+    """A results JSON of this benchmark, checked: a clear error (SystemExit) for any other file."""
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SystemExit(f"--combine: {path} is not a dry-run result: {e}") from None
+    rows = res.get("assignments") if isinstance(res, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise SystemExit(f"--combine: {path} is not a dry-run result: no 'assignments' rows")
+    for i, r in enumerate(rows):
+        missing = ROW_KEYS - set(r) if isinstance(r, dict) else ROW_KEYS
+        if missing or not isinstance(r.get("seconds"), dict) or "autograde" not in r["seconds"]:
+            raise SystemExit(f"--combine: {path} is not a dry-run result: row {i} lacks "
+                             f"{sorted(missing) or ['seconds.autograde']}")
+    return res
+
+
+def combine(paths: list[Path], command: str = "") -> dict:
+    """One results JSON from the rows of several runs: one row per assignment, the latest (by the
+    row's ``date``; the later file on a tie) wins and keeps its own date and load; ``not_run`` and
+    ``totals`` recomputed as a run of the whole semester would."""
+    latest: dict[str, dict] = {}
+    commands: list[str] = []
+    warm: set = set()
+    for path in paths:
+        res = read_result(path)
+        commands += res.get("commands") or [res.get("command", "")]
+        warm.add(res.get("warm_kernels", True))
+        for r in res["assignments"]:
+            row = {**r, "date": r.get("date") or res.get("date", ""), "from_file": str(path)}
+            old = latest.get(row["assignment"])
+            if old is None or row["date"] >= old["date"]:
+                latest[row["assignment"]] = row
+    names = semester()
+    order = {a: i for i, a in enumerate(names)}
+    rows = sorted(latest.values(), key=lambda r: (order.get(r["assignment"], len(order)), r["assignment"]))
+    names = list(dict.fromkeys([*names, *(r["assignment"] for r in rows)]))
+    return {
+        **summary(rows, names),
+        "total_seconds": round(sum(sum(r["seconds"].values()) for r in rows), 1),
+        "goal_seconds_per_student": GOAL_SECONDS_PER_STUDENT,
+        "machine": {**machine(), "note": "rows of several runs: each row has its own date and load "
+                                         "(loadavg_1min_before/after); compare rows at similar load"},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": command,
+        "commands": [c for c in commands if c],
+        "combined_from": [str(p) for p in paths],
+        "warm_kernels": all(warm),
+        "note": "combined (--combine): total_seconds is the sum of the rows' steps",
+    }
 
 
 def semester() -> list[str]:
@@ -339,7 +407,17 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true",
                     help="keep the rows of --out for assignments not run now (run the semester in parts)")
     ap.add_argument("--note", default="", help="a sentence stored with the results (e.g. why fewer students)")
+    ap.add_argument("--combine", nargs="+", type=Path, metavar="RESULT_JSON",
+                    help="grade nothing: write to --out one results JSON of these runs' rows (one per assignment, "
+                         "the latest wins, each keeps its date and load; totals and not_run recomputed)")
     args = ap.parse_args()
+    if args.combine:
+        res = combine(args.combine, "benchmarks/semester_dry_run.py " + " ".join(sys.argv[1:]))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=1) + "\n")
+        print(f"{len(res['assignments'])} rows from {len(args.combine)} files, {res['totals']['wrong_scores']} wrong "
+              f"scores, not run: {', '.join(res['not_run']) or 'none'}; wrote {args.out}")
+        return
     if args.cold:
         os.environ[W.WARM_ENV] = "0"
     names = args.assignments or semester()

@@ -199,6 +199,82 @@ def test_a_pruned_run_that_exhausts_memory_is_graded_again_with_every_cell(tmp_p
     assert errors("1") == every_cell
 
 
+@pytest.mark.parametrize("warm", ["0", "1"])
+def test_a_memory_hog_costs_only_its_own_exercise(tmp_path, monkeypatch, caplog, warm):
+    """The dry run's huge_alloc student in small, with a real kernel (cold, and forked warm from a
+    zygote): the student's solution cell allocates until MemoryError and keeps the memory in a
+    global; the later cells need memory, threads and a native library (as a TensorFlow test's
+    first ``fit`` or numba's llvmlite do). Without the memory reserve they fail (can't start new
+    thread, MemoryError) and the every-cell regrade fails them the same way; with it only the hog's
+    own exercise is lost, and the pruned run is not graded again. ~10 s."""
+    import logging
+    import os
+    import time
+
+    from odlkit.grading import kernel_start
+    from odlkit.grading import warm as W
+    from odlkit.grading.limits import LimitedExecute
+
+    monkeypatch.setenv("ODL_GRADER_WARM", warm)
+    monkeypatch.setenv("ODL_GRADER_MEM_MB", "1024")
+    monkeypatch.setattr(W, "_ZYGOTE", None)
+    needs = ("import threading\nimport numpy as np\n"
+             "pool = [threading.Thread(target=lambda: np.ones(2**20).sum()) for _ in range(16)]\n"
+             "[t.start() for t in pool]\n[t.join() for t in pool]\n"
+             "import llvmlite.binding\nbig = np.ones(2**26)\nassert g() == 2 and big.sum() == 2**26")
+
+    def notebook():
+        nb = new_notebook(cells=[
+            new_code_cell("import numpy as np"),
+            new_code_cell("print('a demo cell no test reads')"),
+            graded("_blocks = []\nwhile True:\n    _blocks.append(b'x' * 2**24)\ndef f():\n    return 1",
+                   "ex1_impl", solution=True),
+            graded("assert f() == 1", "ex1_tests"),
+            graded("def g():\n    return 2", "ex2_impl", solution=True),
+            graded(needs, "ex2_tests"),
+        ])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        return nb
+
+    def errors(reserve: str):
+        monkeypatch.setenv(kernel_start.RESERVE_ENV, reserve)
+        if warm == "1":   # the zygote ready before the kernel starts: this kernel is forked
+            address = W.zygote_for(notebook())
+            deadline = time.monotonic() + 120
+            while not os.path.exists(address) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            out, _ = LimitedExecute(timeout=60).preprocess(notebook(), {"metadata": {"path": str(tmp_path)}})
+        return [sorted(o.ename for o in c.outputs if o.output_type == "error") for c in out.cells]
+
+    without = errors("0")
+    assert without[2] == ["MemoryError"] and without[5], without     # ex2's test fails: nothing left
+    assert prune.REGRADE_MARK in caplog.text
+    assert errors("1536")[2:] == [["MemoryError"], ["NameError"], [], []]   # only ex1's points lost
+    assert prune.REGRADE_MARK not in caplog.text
+    if warm == "1":
+        assert W._ZYGOTE is not None
+        W._ZYGOTE.stop()
+
+
+def test_only_the_first_memory_error_of_a_solution_cell_is_covered_by_the_reserve():
+    def ran(*cells):
+        nb = new_notebook(cells=[graded("x", solution=sol) for sol, _ in cells])
+        for c, (_, errs) in zip(nb.cells, cells, strict=True):
+            c.outputs = [nbformat.v4.new_output("error", ename=e, evalue="", traceback=[]) for e in errs]
+        return prune.exhausted(nb, reserve=True)
+
+    assert ran((True, ["MemoryError"]), (False, ["NameError"])) == ""
+    assert ran((True, ["MemoryError"]), (False, ["MemoryError"])).startswith("cell 1: MemoryError")
+    assert ran((False, ["MemoryError"]), (True, ["MemoryError"])).startswith("cell 0: MemoryError")
+    assert ran((True, ["MemoryError"]), (False, ["OSError"])).startswith("cell 1: OSError")
+    assert ran((False, ["CellTimeoutError"]), (True, ["MemoryError"])).startswith("cell 0")
+    nb = new_notebook(cells=[graded("x", solution=True)])
+    nb.cells[0].outputs = [nbformat.v4.new_output("error", ename="MemoryError", evalue="", traceback=[])]
+    assert prune.exhausted(nb).startswith("cell 0: MemoryError")   # no reserve: as before
+
+
 def test_a_name_bound_only_to_an_immutable_literal_is_not_changed_by_calls():
     def cells(binding, *more):
         return ["import kit", binding, "kit.record(S)\nalias = S\nalias.sort()", *more, graded("assert len(S) == 2")]

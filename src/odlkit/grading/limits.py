@@ -14,7 +14,9 @@ starts each kernel through ``python -m odlkit.grading.kernel_start``, which sets
 then ``exec``s the normal kernel command, so the kernel itself is unchanged.
 
 Limits come from the environment of the grading process (defaults in brackets):
-``ODL_GRADER_MEM_MB`` [4096] and ``ODL_GRADER_CPU_S`` [3600]; 0 disables a limit.
+``ODL_GRADER_MEM_MB`` [4096], ``ODL_GRADER_MEM_RESERVE_MB`` [1536] (the memory the rest of the
+notebook gets after a cell ran out of memory: :mod:`odlkit.grading.kernel_start`) and
+``ODL_GRADER_CPU_S`` [3600]; 0 disables a limit (a reserve of 0: none).
 These limits are not a sandbox: see the instructor guide (autograder/README.md).
 
 ``LimitedExecute`` also runs only the cells a graded cell can depend on (:mod:`odlkit.grading.prune`)
@@ -54,8 +56,15 @@ def _env_int(name: str, default: int) -> int:
 
 
 def limits_from_env() -> tuple[int, int]:
-    """(memory MiB, CPU seconds) for grading kernels, from the environment."""
+    """(memory MiB, CPU seconds) for grading kernels, from the environment (the memory reserve
+    checked too: the kernels read it, :func:`odlkit.grading.kernel_start.reserve_mb`)."""
+    _env_int(kernel_start.RESERVE_ENV, kernel_start.DEFAULT_RESERVE_MB)
     return _env_int("ODL_GRADER_MEM_MB", DEFAULT_MEM_MB), _env_int("ODL_GRADER_CPU_S", DEFAULT_CPU_S)
+
+
+def has_reserve() -> bool:
+    """Whether grading kernels get a memory reserve after a ``MemoryError`` (:mod:`odlkit.grading.kernel_start`)."""
+    return limits_from_env()[0] > 0 and _env_int(kernel_start.RESERVE_ENV, kernel_start.DEFAULT_RESERVE_MB) > 0
 
 
 def wrap_command(cmd: list[str], mem_mb: int, cpu_s: int) -> list[str]:
@@ -77,6 +86,8 @@ class LimitedKernelManager(AsyncKernelManager):
 
         cmd = super().format_kernel_cmd(extra_arguments)
         mem_mb, cpu_s = limits_from_env()
+        if len(cmd) >= 3 and cmd[1:3] == ["-m", "ipykernel_launcher"] and mem_mb > 0:
+            cmd = [*cmd, kernel_start.EXTENSION_ARG]   # a MemoryError releases the memory reserve
         if _warm_address and warm.can_fork(cmd):
             return warm.warm_command(cmd, _warm_address, mem_mb, cpu_s, warm.wait_seconds())
         return wrap_command(cmd, mem_mb, cpu_s)
@@ -112,7 +123,7 @@ class LimitedExecute(Execute):
         original = copy.deepcopy(nb)
         try:
             out = super().preprocess(nb, resources, *args, **kwargs)
-            exhausted = prune.exhausted(out[0])
+            exhausted = prune.exhausted(out[0], reserve=has_reserve())
         except DeadKernelError as e:
             exhausted = f"the kernel died ({e})"
         if not exhausted:

@@ -535,18 +535,33 @@ EXHAUSTION_WORDS = re.compile(r"memory|too many open files|resource temporarily 
                               r"shared object|bad_alloc|resource ?exhausted|errno (11|12|23|24)\b|kernel died", re.I)
 
 
-def exhausted(nb) -> str:
+def exhausted(nb, reserve: bool = False) -> str:
     """Why the run of ``nb`` (executed) may have exhausted a resource: the first cell error of a
     kind :data:`EXHAUSTION_ERRORS` names or whose message :data:`EXHAUSTION_WORDS` matches, as
-    ``"cell I: Ename: message"``; ``""`` when none did."""
+    ``"cell I: Ename: message"``; ``""`` when none did.
+
+    With ``reserve`` (the kernel had a memory reserve: :mod:`odlkit.grading.kernel_start`), the
+    first ``MemoryError``, when it ends a student's solution cell, does not count: it released the
+    reserve, so the cells after it ran with room for what a skipped cell would have loaded first,
+    and an every-cell run would differ only by running more cells in that reserve. Anything that
+    still ran out after it (the reserve was not enough) counts as before."""
+    released = not reserve
     for i, c in enumerate(nb.cells):
         for o in c.get("outputs", []) if c.get("cell_type") == "code" else []:
             if o.get("output_type") != "error":
                 continue
             ename, evalue = str(o.get("ename", "")), str(o.get("evalue", ""))
+            if ename == "MemoryError" and not released and _solution_cell(c):
+                released = True
+                continue
             if ename in EXHAUSTION_ERRORS or EXHAUSTION_WORDS.search(f"{ename}: {evalue}"):
                 return f"cell {i}: {ename}: {evalue[:120]}".rstrip(": ")
     return ""
+
+
+def _solution_cell(cell) -> bool:
+    """A cell the student writes (nbgrader's solution cell; a test cell is not one)."""
+    return bool(((cell.get("metadata", {}) or {}).get("nbgrader", {}) or {}).get("solution"))
 
 
 def skip_output():
