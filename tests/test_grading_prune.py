@@ -23,6 +23,28 @@ def graded(src: str, gid: str = "ex1_tests", solution: bool = False):
     return c
 
 
+def memory_hog_notebook(demo: str, ex2_test: str, setup: str = "import sys"):
+    """Six cells: ``setup``, a demo cell no graded cell reads, ex1's solution that allocates until
+    MemoryError and keeps the memory in a global (the dry run's huge_alloc kind), its test, ex2's
+    solution and ``ex2_test`` (what a later test needs once the memory is gone)."""
+    nb = new_notebook(cells=[
+        new_code_cell(setup),
+        new_code_cell(demo),
+        graded("_blocks = []\nwhile True:\n    _blocks.append(b'x' * 2**24)\ndef f():\n    return 1",
+               "ex1_impl", solution=True),
+        graded("assert f() == 1", "ex1_tests"),
+        graded("def g():\n    return 2", "ex2_impl", solution=True),
+        graded(ex2_test, "ex2_tests"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def error_names(nb) -> list[list[str]]:
+    """The names of the errors each cell of an executed notebook ended in."""
+    return [sorted(o.ename for o in c.outputs if o.output_type == "error") for c in nb.cells]
+
+
 def skipped(*cells) -> list[int]:
     nb = new_notebook(cells=[c if not isinstance(c, str) else new_code_cell(c) for c in cells])
     skip, why = prune.cells_to_skip(nb)
@@ -176,22 +198,13 @@ def test_a_pruned_run_that_exhausts_memory_is_graded_again_with_every_cell(tmp_p
     monkeypatch.setenv("ODL_GRADER_MEM_MB", "1536")
 
     def notebook():
-        nb = new_notebook(cells=[
-            new_code_cell("import sys"),
-            new_code_cell("import llvmlite.binding as _demo_llvm\nprint('demo cell ran')"),
-            graded("_blocks = []\nwhile True:\n    _blocks.append(b'x' * 2**24)\ndef f():\n    return 1",
-                   "ex1_impl", solution=True),
-            graded("assert f() == 1", "ex1_tests"),
-            graded("def g():\n    return 2", "ex2_impl", solution=True),
-            graded("import llvmlite.binding\nassert g() == 2", "ex2_tests"),
-        ])
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        return nb
+        return memory_hog_notebook("import llvmlite.binding as _demo_llvm\nprint('demo cell ran')",
+                                   "import llvmlite.binding\nassert g() == 2")
 
     def errors(env_prune: str):
         monkeypatch.setenv(prune.PRUNE_ENV, env_prune)
         out, _ = LimitedExecute(timeout=120).preprocess(notebook(), {"metadata": {"path": str(tmp_path)}})
-        return [sorted(o.ename for o in c.outputs if o.output_type == "error") for c in out.cells]
+        return error_names(out)
 
     assert sorted(prune.cells_to_skip(notebook())[0]) == [0, 1]    # the demo cell is pruned
     every_cell = errors("0")
@@ -224,17 +237,7 @@ def test_a_memory_hog_costs_only_its_own_exercise(tmp_path, monkeypatch, caplog,
              "import llvmlite.binding\nbig = np.ones(2**26)\nassert g() == 2 and big.sum() == 2**26")
 
     def notebook():
-        nb = new_notebook(cells=[
-            new_code_cell("import numpy as np"),
-            new_code_cell("print('a demo cell no test reads')"),
-            graded("_blocks = []\nwhile True:\n    _blocks.append(b'x' * 2**24)\ndef f():\n    return 1",
-                   "ex1_impl", solution=True),
-            graded("assert f() == 1", "ex1_tests"),
-            graded("def g():\n    return 2", "ex2_impl", solution=True),
-            graded(needs, "ex2_tests"),
-        ])
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        return nb
+        return memory_hog_notebook("print('a demo cell no test reads')", needs, setup="import numpy as np")
 
     def errors(reserve: str):
         monkeypatch.setenv(kernel_start.RESERVE_ENV, reserve)
@@ -246,7 +249,7 @@ def test_a_memory_hog_costs_only_its_own_exercise(tmp_path, monkeypatch, caplog,
         caplog.clear()
         with caplog.at_level(logging.INFO):
             out, _ = LimitedExecute(timeout=60).preprocess(notebook(), {"metadata": {"path": str(tmp_path)}})
-        return [sorted(o.ename for o in c.outputs if o.output_type == "error") for c in out.cells]
+        return error_names(out)
 
     without = errors("0")
     assert without[2] == ["MemoryError"] and without[5], without     # ex2's test fails: nothing left
